@@ -1,0 +1,117 @@
+//! Session identifiers: the secret one in the cookie and the hashed one at rest.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// Random bytes in a session ID: 192 bits, so 32 base64url characters with no padding.
+const ID_BYTES: usize = 24;
+/// Length of an encoded [`SessionId`].
+pub(crate) const ID_LEN: usize = 32;
+
+/// The secret session identifier carried by the client.
+///
+/// It is generated from the operating system's CSPRNG, travels only inside a signed
+/// token, and never reaches a store: stores see its [`HashedId`]. `Debug` prints no part of it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SessionId(String);
+
+impl SessionId {
+    /// A fresh ID from the OS random source.
+    pub(crate) fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Accepts an encoded ID only if it has exactly the shape `generate` produces.
+    pub(crate) fn parse(encoded: &[u8]) -> Option<Self> {
+        if encoded.len() != ID_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        let written = URL_SAFE_NO_PAD.decode_slice(encoded, &mut bytes).ok()?;
+        // decode_slice accepts non-canonical trailing bits; re-encoding would differ, but
+        // 32 chars encode 24 bytes exactly, so every accepted string is canonical.
+        (written == ID_BYTES).then(|| Self(String::from_utf8_lossy(encoded).into_owned()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form under which stores know this session.
+    pub(crate) fn hashed(&self) -> HashedId {
+        HashedId(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// Base64url SHA-256 of a [`SessionId`]: the only form of the ID a store ever sees.
+///
+/// Knowing it does not let anyone forge a cookie, so a leaked store dump or log line
+/// cannot be replayed as a session.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HashedId(String);
+
+impl HashedId {
+    /// The 43-character base64url digest.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds a hashed ID that a store listed earlier (e.g. from a per-user index).
+    pub fn from_stored(digest: impl Into<String>) -> Self {
+        Self(digest.into())
+    }
+}
+
+impl fmt::Debug for HashedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A prefix is enough to correlate log lines without printing whole digests.
+        write!(f, "HashedId({}…)", &self.0[..self.0.len().min(8)])
+    }
+}
+
+impl fmt::Display for HashedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_round_trip_and_differ() {
+        let a = SessionId::generate().unwrap();
+        let b = SessionId::generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), ID_LEN);
+        assert_eq!(SessionId::parse(a.as_str().as_bytes()), Some(a));
+    }
+
+    #[test]
+    fn parse_rejects_wrong_shapes() {
+        assert!(SessionId::parse(b"short").is_none());
+        assert!(SessionId::parse(&[b'!'; ID_LEN]).is_none());
+        assert!(SessionId::parse(&[0xff; ID_LEN]).is_none());
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let id = SessionId::generate().unwrap();
+        assert!(!format!("{id:?}").contains(id.as_str()));
+        let hashed = id.hashed();
+        assert_eq!(hashed.as_str().len(), 43);
+        assert!(!format!("{hashed:?}").contains(hashed.as_str()));
+    }
+}

@@ -1,0 +1,217 @@
+//! HMAC-SHA256 signing of session tokens, with key rotation.
+
+use std::fmt;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::KeyError;
+use crate::id::{SessionId, ID_LEN};
+
+/// The shortest key accepted: HMAC-SHA256 is only as strong as its key.
+pub const MIN_KEY_LEN: usize = 32;
+/// Length of the base64url HMAC-SHA256 tag.
+const TAG_LEN: usize = 43;
+/// `<id>.<tag>`
+pub(crate) const TOKEN_LEN: usize = ID_LEN + 1 + TAG_LEN;
+
+/// A secret key for signing or verifying session tokens (at least 32 bytes).
+///
+/// `Debug` never prints key material.
+#[derive(Clone)]
+pub struct Key {
+    // Keyed once: cloning a prepared HMAC state skips the key schedule on every request.
+    mac: Hmac<Sha256>,
+}
+
+impl Key {
+    /// Uses `bytes` as the key; fails if shorter than [`MIN_KEY_LEN`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(KeyError::TooShort { len: bytes.len() });
+        }
+        let mac = Hmac::new_from_slice(bytes).map_err(|_| KeyError::TooShort { len: bytes.len() })?;
+        Ok(Self { mac })
+    }
+
+    /// Decodes a base64 key (standard or URL-safe alphabet, padding optional).
+    pub fn from_base64(encoded: &str) -> Result<Self, KeyError> {
+        let encoded = encoded.trim();
+        let bytes = STANDARD
+            .decode(encoded)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')))
+            .map_err(|_| KeyError::NotBase64)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// A fresh random 64-byte key, for development: tokens signed with it die with the process.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 64];
+        // The OS random source failing at startup is not recoverable.
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        Self::from_bytes(&bytes).expect("64 bytes is long enough")
+    }
+
+    fn tag(&self, cookie_name: &str, id: &str) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(cookie_name.as_bytes());
+        mac.update(b"=");
+        mac.update(id.as_bytes());
+        mac
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// One signing key plus any number of verify-only keys.
+///
+/// Rotating across a fleet takes two phases: first deploy the new key as verify-only
+/// everywhere, then make it the signing key (keeping the old one verify-only until
+/// the old tokens have expired). A token verified by an old key is re-issued under
+/// the signing key on its next response.
+#[derive(Clone)]
+pub struct Keys {
+    signing: Key,
+    verify_only: Vec<Key>,
+}
+
+/// Which key verified a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verified {
+    BySigningKey,
+    ByOldKey,
+}
+
+impl Keys {
+    /// Signs and verifies with `signing`.
+    pub fn new(signing: Key) -> Self {
+        Self { signing, verify_only: Vec::new() }
+    }
+
+    /// Also accepts tokens signed by `key`, without ever signing with it.
+    #[must_use]
+    pub fn with_verify_only(mut self, key: Key) -> Self {
+        self.verify_only.push(key);
+        self
+    }
+
+    /// Parses comma-separated base64 keys: the first signs, the rest only verify.
+    pub fn from_base64_list(list: &str) -> Result<Self, KeyError> {
+        let mut keys = list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Key::from_base64);
+        let signing = keys.next().ok_or(KeyError::Empty)??;
+        keys.try_fold(Self::new(signing), |keys, key| Ok(keys.with_verify_only(key?)))
+    }
+
+    /// `<id>.<base64url HMAC-SHA256(cookie_name "=" id)>`
+    pub(crate) fn sign(&self, cookie_name: &str, id: &SessionId) -> String {
+        let tag = self.signing.tag(cookie_name, id.as_str()).finalize().into_bytes();
+        let mut token = String::with_capacity(TOKEN_LEN);
+        token.push_str(id.as_str());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut token);
+        token
+    }
+
+    /// Checks a token's shape and tag in constant time; any defect yields `None`.
+    pub(crate) fn verify(&self, cookie_name: &str, token: &[u8]) -> Option<(SessionId, Verified)> {
+        if token.len() != TOKEN_LEN || token[ID_LEN] != b'.' {
+            return None;
+        }
+        let (id, tag) = (&token[..ID_LEN], &token[ID_LEN + 1..]);
+        let id = SessionId::parse(id)?;
+        let mut tag_bytes = [0u8; 33];
+        if URL_SAFE_NO_PAD.decode_slice(tag, &mut tag_bytes).ok()? != 32 {
+            return None;
+        }
+        let tag_bytes = &tag_bytes[..32];
+        let checks = |key: &Key| key.tag(cookie_name, id.as_str()).verify_slice(tag_bytes).is_ok();
+        if checks(&self.signing) {
+            Some((id, Verified::BySigningKey))
+        } else if self.verify_only.iter().any(checks) {
+            Some((id, Verified::ByOldKey))
+        } else {
+            None
+        }
+    }
+}
+
+impl From<Key> for Keys {
+    fn from(signing: Key) -> Self {
+        Self::new(signing)
+    }
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("signing", &self.signing)
+            .field("verify_only", &self.verify_only.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> Key {
+        Key::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn short_keys_are_errors() {
+        assert!(matches!(Key::from_bytes(&[1; 31]), Err(KeyError::TooShort { len: 31 })));
+        assert!(matches!(Key::from_base64("c2hvcnQ="), Err(KeyError::TooShort { .. })));
+        assert!(matches!(Key::from_base64("%%%"), Err(KeyError::NotBase64)));
+        assert!(matches!(Keys::from_base64_list(" , "), Err(KeyError::Empty)));
+    }
+
+    #[test]
+    fn sign_then_verify() {
+        let keys = Keys::new(key(1));
+        let id = SessionId::generate().unwrap();
+        let token = keys.sign("sid", &id);
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_eq!(keys.verify("sid", token.as_bytes()), Some((id, Verified::BySigningKey)));
+    }
+
+    #[test]
+    fn tag_binds_the_cookie_name_and_key() {
+        let keys = Keys::new(key(1));
+        let token = keys.sign("sid", &SessionId::generate().unwrap());
+        assert_eq!(keys.verify("other", token.as_bytes()), None);
+        assert_eq!(Keys::new(key(2)).verify("sid", token.as_bytes()), None);
+    }
+
+    #[test]
+    fn old_keys_verify_but_are_flagged() {
+        let old = Keys::new(key(1));
+        let rotated = Keys::new(key(2)).with_verify_only(key(1));
+        let id = SessionId::generate().unwrap();
+        let token = old.sign("sid", &id);
+        assert_eq!(rotated.verify("sid", token.as_bytes()), Some((id, Verified::ByOldKey)));
+    }
+
+    #[test]
+    fn tampering_fails() {
+        let keys = Keys::new(key(1));
+        let token = keys.sign("sid", &SessionId::generate().unwrap());
+        for i in 0..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            assert_eq!(keys.verify("sid", &bytes), None, "flipped byte {i}");
+        }
+        assert_eq!(keys.verify("sid", &token.as_bytes()[..TOKEN_LEN - 1]), None);
+    }
+
+    #[test]
+    fn debug_redacts() {
+        assert_eq!(format!("{:?}", key(7)), "Key(<redacted>)");
+    }
+}

@@ -1,0 +1,59 @@
+//! Stateless servers, shared state: sessions for any tower service, kept in a shared store.
+//!
+//! A [`SessionLayer`] reads a signed session cookie, hands the handler a [`Session`]
+//! through request extensions, loads the session from a [`SessionStore`] only if the
+//! handler reads it, and afterwards writes back only the keys that changed, in one
+//! atomic store call that never revives a session destroyed meanwhile. Any instance
+//! can then serve any request, and instances can be killed at any time.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_stateless::{Key, MemoryStore, Session, SessionLayer};
+//!
+//! async fn visits(session: Session) -> Result<String, tower_stateless::Error> {
+//!     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+//!     session.insert("visits", &visits)?;
+//!     Ok(format!("visit number {visits}"))
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(visits))
+//!     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+//! # let _ = app;
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the path of a request and the store contract.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cookie;
+mod error;
+mod expiry;
+#[cfg(feature = "axum")]
+mod extract;
+mod failure;
+mod future;
+mod id;
+mod keys;
+mod layer;
+mod record;
+mod service;
+mod session;
+mod store;
+mod writeback;
+
+pub use crate::error::{Error, KeyError, StoreError};
+pub use crate::expiry::Clock;
+#[cfg(feature = "axum")]
+pub use crate::extract::MissingSessionLayer;
+pub use crate::failure::{DefaultOnFailure, OnFailure, Protocol};
+pub use crate::future::ResponseFuture;
+pub use crate::id::HashedId;
+pub use crate::keys::{Key, Keys, MIN_KEY_LEN};
+pub use crate::layer::SessionLayer;
+pub use crate::record::{ChangeSet, Lifetime, Metadata, Record, Timestamp};
+pub use crate::service::SessionService;
+pub use crate::session::Session;
+pub use crate::store::{Applied, Created, Cycled, MemoryStore, SessionStore, SessionSummary};
+pub use ::cookie::SameSite;

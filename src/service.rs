@@ -1,0 +1,56 @@
+//! `SessionService`: the middleware itself.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::failure::{OnFailure, Protocol};
+use crate::future::ResponseFuture;
+use crate::layer::Config;
+use crate::session::{Incoming, Session};
+
+/// Wraps a service with sessions; made by [`SessionLayer`](crate::SessionLayer).
+#[derive(Clone, Debug)]
+pub struct SessionService<S, F> {
+    inner: S,
+    config: Arc<Config>,
+    on_failure: F,
+}
+
+impl<S, F> SessionService<S, F> {
+    pub(crate) fn new(inner: S, config: Arc<Config>, on_failure: F) -> Self {
+        Self { inner, config, on_failure }
+    }
+}
+
+impl<S, F, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S, F>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: OnFailure<ResBody> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, F, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        // The tag is checked here, before any I/O: a forged token never reaches the store.
+        let incoming = config
+            .cookie
+            .find(request.headers())
+            .and_then(|token| config.keys.verify(&config.cookie.name, token))
+            .map(|(id, verified)| Incoming::new(id, verified));
+        let protocol = Protocol::of(request.headers());
+        let session = Session::new(config.clone(), incoming);
+        request.extensions_mut().insert(session.clone());
+        // `inner` was driven to readiness by `poll_ready` and is called right here, so
+        // there is no need to swap in a clone.
+        ResponseFuture::new(self.inner.call(request), session, self.on_failure.clone(), protocol)
+    }
+}

@@ -1,0 +1,195 @@
+//! A store inside one process, for tests and single-instance development.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Applied, Created, Cycled, SessionStore, SessionSummary};
+use crate::error::StoreError;
+use crate::id::HashedId;
+use crate::record::{ChangeSet, Lifetime, Record};
+
+/// Sweep expired sessions after this many creations, so memory stays bounded.
+const SWEEP_EVERY: u32 = 1024;
+
+/// Sessions kept in this process's memory.
+///
+/// **Not for production fleets.** State here lives and dies with one process:
+/// another instance cannot see it, and a restart or crash loses every session —
+/// exactly what this crate exists to avoid. Use it for tests and for a single
+/// development instance; use a shared store (Redis) anywhere else.
+///
+/// Clones share the same sessions.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<HashedId, Record>,
+    by_user: HashMap<String, HashSet<HashedId>>,
+    creations_since_sweep: u32,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many sessions are held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change set:
+        // every mutation below completes before returning, so recover the guard.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    /// The session if it is live; an expired one is removed on sight.
+    fn live(&mut self, id: &HashedId, lifetime: Lifetime) -> Option<&mut Record> {
+        let expired = !lifetime.is_live(&self.sessions.get(id)?.metadata);
+        if expired {
+            self.remove(id);
+            return None;
+        }
+        self.sessions.get_mut(id)
+    }
+
+    fn insert(&mut self, id: HashedId, record: Record) {
+        if let Some(user) = &record.metadata.user_id {
+            self.by_user.entry(user.clone()).or_default().insert(id.clone());
+        }
+        self.sessions.insert(id, record);
+    }
+
+    fn remove(&mut self, id: &HashedId) -> Option<Record> {
+        let record = self.sessions.remove(id)?;
+        if let Some(user) = &record.metadata.user_id {
+            self.unindex(user, id);
+        }
+        Some(record)
+    }
+
+    fn unindex(&mut self, user: &str, id: &HashedId) {
+        if let Some(ids) = self.by_user.get_mut(user) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_user.remove(user);
+            }
+        }
+    }
+
+    fn apply(&mut self, id: &HashedId, changes: &ChangeSet, lifetime: Lifetime) -> Applied {
+        let Some(record) = self.live(id, lifetime) else {
+            return Applied::Gone;
+        };
+        let old_user = record.metadata.user_id.clone();
+        changes.apply_to(record);
+        record.metadata.refreshed_at = lifetime.now;
+        let new_user = record.metadata.user_id.clone();
+        if old_user != new_user {
+            if let Some(old) = old_user {
+                self.unindex(&old, id);
+            }
+            if let Some(new) = new_user {
+                self.by_user.entry(new).or_default().insert(id.clone());
+            }
+        }
+        Applied::Saved
+    }
+
+    fn sweep_now_and_then(&mut self, lifetime: Lifetime) {
+        self.creations_since_sweep += 1;
+        if self.creations_since_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.creations_since_sweep = 0;
+        let expired: Vec<HashedId> = self
+            .sessions
+            .iter()
+            .filter(|(_, record)| !lifetime.is_live(&record.metadata))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove(id);
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, id: &HashedId, lifetime: Lifetime) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock().live(id, lifetime).cloned())
+    }
+
+    async fn create(&self, id: &HashedId, record: &Record, lifetime: Lifetime) -> Result<Created, StoreError> {
+        let mut inner = self.lock();
+        inner.sweep_now_and_then(lifetime);
+        if inner.live(id, lifetime).is_some() {
+            return Ok(Created::IdInUse);
+        }
+        inner.insert(id.clone(), record.clone());
+        Ok(Created::Saved)
+    }
+
+    async fn apply(&self, id: &HashedId, changes: &ChangeSet, lifetime: Lifetime) -> Result<Applied, StoreError> {
+        Ok(self.lock().apply(id, changes, lifetime))
+    }
+
+    async fn cycle_id(
+        &self,
+        old: &HashedId,
+        new: &HashedId,
+        changes: &ChangeSet,
+        lifetime: Lifetime,
+    ) -> Result<Cycled, StoreError> {
+        let mut inner = self.lock();
+        if inner.live(old, lifetime).is_none() {
+            return Ok(Cycled::Gone);
+        }
+        if inner.live(new, lifetime).is_some() {
+            return Ok(Cycled::IdInUse);
+        }
+        let mut record = inner.remove(old).expect("checked live above");
+        changes.apply_to(&mut record);
+        record.metadata.refreshed_at = lifetime.now;
+        inner.insert(new.clone(), record);
+        Ok(Cycled::Saved)
+    }
+
+    async fn destroy(&self, id: &HashedId) -> Result<(), StoreError> {
+        self.lock().remove(id);
+        Ok(())
+    }
+
+    async fn sessions_of_user(&self, user_id: &str, lifetime: Lifetime) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut inner = self.lock();
+        let ids: Vec<HashedId> = inner.by_user.get(user_id).into_iter().flatten().cloned().collect();
+        let mut sessions = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = inner.live(&id, lifetime) {
+                sessions.push(SessionSummary::new(id, record.metadata.clone()));
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn destroy_sessions_of_user(&self, user_id: &str) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let ids = inner.by_user.remove(user_id).unwrap_or_default();
+        Ok(ids.iter().filter(|id| inner.sessions.remove(*id).is_some()).count())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
