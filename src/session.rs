@@ -144,7 +144,8 @@ impl Session {
         let mut state = self.shared.lock();
         state.destroy = true;
         state.cycle = false;
-        state.changes = ChangeSet { clear: true, ..ChangeSet::default() };
+        // Reads now see nothing stored (see `record`), only what is inserted afterwards.
+        state.changes = ChangeSet::default();
     }
 
     /// Ties the session to `user_id`, so that the store can list the user's sessions

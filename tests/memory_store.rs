@@ -1,5 +1,7 @@
 //! `MemoryStore` against the store conformance suite.
 
+#![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 mod conformance;
 
 #[tokio::test]

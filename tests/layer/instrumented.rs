@@ -1,0 +1,112 @@
+//! A real `MemoryStore` behind a recorder: counts calls, and can be made to fail or stall.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tower_stateless::{
+    Applied, ChangeSet, Created, Cycled, HashedId, Lifetime, MemoryStore, Record, SessionStore, SessionSummary,
+    StoreError,
+};
+
+#[derive(Clone, Default)]
+pub struct Instrumented {
+    pub memory: MemoryStore,
+    calls: Arc<Mutex<Vec<&'static str>>>,
+    failing: Arc<AtomicBool>,
+    stall: Arc<Mutex<Option<Duration>>>,
+    /// Runs just before `apply`/`cycle_id`, to interleave a concurrent logout.
+    before_write: Arc<Mutex<Option<Box<dyn Fn() + Send + Sync>>>>,
+}
+
+impl Instrumented {
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Forgets the calls seen so far, returning how many there were.
+    pub fn take_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn set_stall(&self, stall: Option<Duration>) {
+        *self.stall.lock().unwrap() = stall;
+    }
+
+    pub fn before_write(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.before_write.lock().unwrap() = Some(Box::new(hook));
+    }
+
+    async fn enter(&self, call: &'static str) -> Result<(), StoreError> {
+        self.calls.lock().unwrap().push(call);
+        let stall = *self.stall.lock().unwrap();
+        if let Some(stall) = stall {
+            tokio::time::sleep(stall).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::backend("injected store failure"));
+        }
+        if matches!(call, "apply" | "cycle_id") {
+            if let Some(hook) = &*self.before_write.lock().unwrap() {
+                hook();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionStore for Instrumented {
+    async fn load(&self, id: &HashedId, lifetime: Lifetime) -> Result<Option<Record>, StoreError> {
+        self.enter("load").await?;
+        self.memory.load(id, lifetime).await
+    }
+
+    async fn create(&self, id: &HashedId, record: &Record, lifetime: Lifetime) -> Result<Created, StoreError> {
+        self.enter("create").await?;
+        self.memory.create(id, record, lifetime).await
+    }
+
+    async fn apply(&self, id: &HashedId, changes: &ChangeSet, lifetime: Lifetime) -> Result<Applied, StoreError> {
+        self.enter("apply").await?;
+        self.memory.apply(id, changes, lifetime).await
+    }
+
+    async fn touch(&self, id: &HashedId, lifetime: Lifetime) -> Result<Applied, StoreError> {
+        self.enter("touch").await?;
+        self.memory.touch(id, lifetime).await
+    }
+
+    async fn cycle_id(
+        &self,
+        old: &HashedId,
+        new: &HashedId,
+        changes: &ChangeSet,
+        lifetime: Lifetime,
+    ) -> Result<Cycled, StoreError> {
+        self.enter("cycle_id").await?;
+        self.memory.cycle_id(old, new, changes, lifetime).await
+    }
+
+    async fn destroy(&self, id: &HashedId) -> Result<(), StoreError> {
+        self.enter("destroy").await?;
+        self.memory.destroy(id).await
+    }
+
+    async fn sessions_of_user(&self, user_id: &str, lifetime: Lifetime) -> Result<Vec<SessionSummary>, StoreError> {
+        self.enter("sessions_of_user").await?;
+        self.memory.sessions_of_user(user_id, lifetime).await
+    }
+
+    async fn destroy_sessions_of_user(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.enter("destroy_sessions_of_user").await?;
+        self.memory.destroy_sessions_of_user(user_id).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.enter("ping").await
+    }
+}

@@ -1,0 +1,199 @@
+//! The layer end to end: an axum app behind `SessionLayer` on an instrumented store.
+
+#![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod calls;
+mod failures;
+mod hostile;
+mod instrumented;
+mod lifecycle;
+mod protocols;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::{header, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_stateless::{Key, Keys, Session, SessionLayer};
+
+use instrumented::Instrumented;
+
+/// A clock the tests move by hand.
+#[derive(Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    const START_MS: u64 = 1_800_000_000_000;
+
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(Self::START_MS + self.0.load(Ordering::SeqCst))
+    }
+}
+
+pub fn key(byte: u8) -> Key {
+    Key::from_bytes(&[byte; 32]).unwrap()
+}
+
+/// The cookie with one character of its tag changed.
+pub fn tamper(cookie: &str) -> String {
+    let mut bytes = cookie.as_bytes().to_vec();
+    let at = bytes.len() - 10;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Routes that each use the session one way.
+fn routes() -> Router {
+    Router::new()
+        .route("/untouched", get(|_session: Session| async { "untouched" }))
+        .route(
+            "/get/{key}",
+            get(|session: Session, Path(key): Path<String>| async move {
+                match session.get::<serde_json::Value>(&key).await {
+                    Ok(Some(value)) => value.to_string().into_response(),
+                    Ok(None) => StatusCode::NOT_FOUND.into_response(),
+                    Err(error) => error.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/set/{key}/{value}",
+            post(|session: Session, Path((key, value)): Path<(String, String)>| async move {
+                session.insert(key, &value).unwrap();
+                "set"
+            }),
+        )
+        .route(
+            "/incr/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                let n: u64 = session.get(&key).await?.unwrap_or(0) + 1;
+                session.insert(key, &n)?;
+                Ok::<_, tower_stateless::Error>(n.to_string())
+            }),
+        )
+        .route(
+            "/swallow/{key}",
+            get(|session: Session, Path(key): Path<String>| async move {
+                // A careless handler that treats a store failure as "no value".
+                let value: Option<String> = session.get(&key).await.unwrap_or(None);
+                format!("{value:?}")
+            }),
+        )
+        .route("/remove/{key}", post(|session: Session, Path(key): Path<String>| async move { session.remove(key) }))
+        .route("/clear", post(|session: Session| async move { session.clear() }))
+        .route(
+            "/keys",
+            get(|session: Session| async move { session.keys().await.map(|keys| keys.join(",")) }),
+        )
+        .route(
+            "/login/{user}",
+            post(|session: Session, Path(user): Path<String>| async move {
+                session.cycle_id();
+                session.insert("user", &user).unwrap();
+                session.set_user_id(user);
+                "welcome"
+            }),
+        )
+        .route("/logout", post(|session: Session| async move { session.destroy() }))
+        .route(
+            "/fail/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                session.insert(key, "lost").unwrap();
+                StatusCode::INTERNAL_SERVER_ERROR
+            }),
+        )
+        .route(
+            "/cached/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                session.insert(key, "v").unwrap();
+                ([(header::CACHE_CONTROL, "private, max-age=5")], "cached")
+            }),
+        )
+}
+
+/// The app, its store, and its clock.
+pub struct App {
+    pub store: Instrumented,
+    pub clock: ManualClock,
+    router: Router,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    }
+
+    /// The `id=...` pair to send back, if the response set a (non-removal) cookie.
+    pub fn cookie(&self) -> Option<String> {
+        self.set_cookies()
+            .into_iter()
+            .filter(|c| !c.contains("Max-Age=0"))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+            .next_back()
+    }
+
+    pub fn removes_cookie(&self) -> bool {
+        self.set_cookies().iter().any(|c| c.contains("Max-Age=0"))
+    }
+}
+
+impl App {
+    pub fn new() -> Self {
+        Self::with(|layer| layer)
+    }
+
+    pub fn with(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+        Self::with_keys(Keys::new(key(1)), configure)
+    }
+
+    pub fn with_keys(keys: Keys, configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+        Self::sharing(Instrumented::default(), keys, configure)
+    }
+
+    /// Another app (an "instance") on the same store and clock.
+    pub fn sharing(store: Instrumented, keys: Keys, configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+        let clock = ManualClock::default();
+        let now = clock.clone();
+        let layer = configure(SessionLayer::new(store.clone(), keys).with_clock(move || now.now()));
+        Self { store, clock, router: routes().layer(layer) }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, cookie: Option<&str>) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        self.request(request.body(Body::empty()).unwrap()).await
+    }
+
+    pub async fn request(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        Reply { status: parts.status, headers: parts.headers, body }
+    }
+
+    /// Logs `user` in and returns the session cookie.
+    pub async fn login(&self, user: &str) -> String {
+        let reply = self.send("POST", &format!("/login/{user}"), None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.cookie().expect("login sets a cookie")
+    }
+}
