@@ -8,8 +8,8 @@ use crate::error::StoreError;
 use crate::id::HashedId;
 use crate::record::{ChangeSet, Lifetime, Record};
 
-/// Sweep expired sessions after this many creations, so memory stays bounded.
-const SWEEP_EVERY: u32 = 1024;
+/// Below this many sessions, never sweep.
+const MIN_SWEEP_AT: usize = 1024;
 
 /// Sessions kept in this process's memory.
 ///
@@ -28,7 +28,9 @@ pub struct MemoryStore {
 struct Inner {
     sessions: HashMap<HashedId, Record>,
     by_user: HashMap<String, HashSet<HashedId>>,
-    creations_since_sweep: u32,
+    /// Sweep expired sessions when the map reaches this size: twice its size after the
+    /// last sweep, so sweeping costs O(1) per creation however many sessions are live.
+    sweep_at: usize,
 }
 
 impl MemoryStore {
@@ -109,11 +111,9 @@ impl Inner {
     }
 
     fn sweep_now_and_then(&mut self, lifetime: Lifetime) {
-        self.creations_since_sweep += 1;
-        if self.creations_since_sweep < SWEEP_EVERY {
+        if self.sessions.len() < self.sweep_at.max(MIN_SWEEP_AT) {
             return;
         }
-        self.creations_since_sweep = 0;
         let expired: Vec<HashedId> = self
             .sessions
             .iter()
@@ -123,6 +123,7 @@ impl Inner {
         for id in &expired {
             self.remove(id);
         }
+        self.sweep_at = self.sessions.len() * 2;
     }
 }
 
