@@ -4,8 +4,8 @@
 
 use std::convert::Infallible;
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use axum::http::{header, Request, Response};
+use criterion::{criterion_group, criterion_main, Criterion};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_stateless::{Key, MemoryStore, Session, SessionLayer};
 
@@ -47,7 +47,10 @@ fn request(cookie: Option<&str>) -> Request<Body> {
 }
 
 fn bench_layer(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
 
     // A session to read and write.
@@ -59,7 +62,8 @@ fn bench_layer(c: &mut Criterion) {
     let mut group = c.benchmark_group("per_request");
     let bare = service_fn(|r| handler(r, Use::Read));
     group.bench_function("bare handler", |b| {
-        b.to_async(&runtime).iter(|| bare.clone().oneshot(request(Some(&cookie))))
+        b.to_async(&runtime)
+            .iter(|| bare.clone().oneshot(request(Some(&cookie))))
     });
     let cases = [
         ("layer, cookie-less", Use::Nothing, None),
@@ -70,7 +74,10 @@ fn bench_layer(c: &mut Criterion) {
     ];
     for (name, usage, cookie) in cases {
         let service = layer.layer(service_fn(move |r| handler(r, usage)));
-        group.bench_function(name, |b| b.to_async(&runtime).iter(|| service.clone().oneshot(request(cookie))));
+        group.bench_function(name, |b| {
+            b.to_async(&runtime)
+                .iter(|| service.clone().oneshot(request(cookie)))
+        });
     }
     group.finish();
 }

@@ -86,7 +86,11 @@ impl CookieConfig {
             .same_site(self.same_site)
             // The __Host- and __Secure- prefixes are only honoured by browsers with Secure.
             .secure(self.secure || host_prefixed || self.name.starts_with("__Secure-"))
-            .path(if host_prefixed { "/" } else { self.path.as_str() })
+            .path(if host_prefixed {
+                "/"
+            } else {
+                self.path.as_str()
+            })
             .build();
         if let (Some(domain), false) = (&self.domain, host_prefixed) {
             cookie.set_domain(domain.as_str());
@@ -116,9 +120,18 @@ mod tests {
     #[test]
     fn finds_the_cookie_among_others() {
         let config = CookieConfig::default();
-        assert_eq!(config.find(&headers(&[b"a=1; id=tok; b=2"])), Some(&b"tok"[..]));
-        assert_eq!(config.find(&headers(&[b"a=1", b"id=tok"])), Some(&b"tok"[..]));
-        assert_eq!(config.find(&headers(&[b"a=\xff\xfe; id=tok"])), Some(&b"tok"[..]));
+        assert_eq!(
+            config.find(&headers(&[b"a=1; id=tok; b=2"])),
+            Some(&b"tok"[..])
+        );
+        assert_eq!(
+            config.find(&headers(&[b"a=1", b"id=tok"])),
+            Some(&b"tok"[..])
+        );
+        assert_eq!(
+            config.find(&headers(&[b"a=\xff\xfe; id=tok"])),
+            Some(&b"tok"[..])
+        );
         assert_eq!(config.find(&headers(&[b"xid=tok; idx=1"])), None);
     }
 
@@ -137,14 +150,25 @@ mod tests {
         let mut map = HeaderMap::new();
         config.set(&mut map, "tok", Duration::from_secs(60));
         config.remove(&mut map);
-        let set: Vec<_> = map.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        let set: Vec<_> = map
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(set[0], "id=tok; HttpOnly; SameSite=Lax; Secure; Path=/");
-        assert!(set[1].starts_with("id=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0"), "{}", set[1]);
+        assert!(
+            set[1].starts_with("id=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0"),
+            "{}",
+            set[1]
+        );
     }
 
     #[test]
     fn persistent_cookies_have_max_age() {
-        let config = CookieConfig { persistent: true, ..CookieConfig::default() };
+        let config = CookieConfig {
+            persistent: true,
+            ..CookieConfig::default()
+        };
         let mut map = HeaderMap::new();
         config.set(&mut map, "tok", Duration::from_secs(60));
         assert!(map[SET_COOKIE].to_str().unwrap().ends_with("Max-Age=60"));
@@ -161,6 +185,9 @@ mod tests {
         };
         let mut map = HeaderMap::new();
         config.set(&mut map, "tok", Duration::from_secs(60));
-        assert_eq!(map[SET_COOKIE], "__Host-id=tok; HttpOnly; SameSite=Lax; Secure; Path=/");
+        assert_eq!(
+            map[SET_COOKIE],
+            "__Host-id=tok; HttpOnly; SameSite=Lax; Secure; Path=/"
+        );
     }
 }

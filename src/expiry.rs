@@ -48,8 +48,15 @@ impl Default for Expiry {
 
 impl Expiry {
     pub(crate) fn lifetime(&self) -> Lifetime {
-        let now = self.clock.as_ref().map_or_else(SystemTime::now, |clock| clock.now());
-        Lifetime::new(Timestamp::from_system_time(now), self.idle_timeout, self.absolute_lifetime)
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock.now());
+        Lifetime::new(
+            Timestamp::from_system_time(now),
+            self.idle_timeout,
+            self.absolute_lifetime,
+        )
     }
 
     /// Unless configured, a read refreshes a session once an eighth of the idle timeout
@@ -70,7 +77,14 @@ impl fmt::Debug for Expiry {
             .field("idle_timeout", &self.idle_timeout)
             .field("absolute_lifetime", &self.absolute_lifetime)
             .field("refresh_after", &self.refresh_after())
-            .field("clock", &if self.clock.is_some() { "custom" } else { "system" })
+            .field(
+                "clock",
+                &if self.clock.is_some() {
+                    "custom"
+                } else {
+                    "system"
+                },
+            )
             .finish()
     }
 }

@@ -15,7 +15,9 @@ pub struct MissingSessionLayer;
 
 impl std::fmt::Display for MissingSessionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no Session in request extensions: is the route behind tower_stateless::SessionLayer?")
+        f.write_str(
+            "no Session in request extensions: is the route behind tower_stateless::SessionLayer?",
+        )
     }
 }
 
@@ -31,7 +33,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = MissingSessionLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Session>().cloned().ok_or(MissingSessionLayer)
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
     }
 }
 

@@ -62,7 +62,9 @@ pub struct DefaultOnFailure {
 
 impl Default for DefaultOnFailure {
     fn default() -> Self {
-        Self { retry_after: Duration::from_secs(1) }
+        Self {
+            retry_after: Duration::from_secs(1),
+        }
     }
 }
 
@@ -98,8 +100,11 @@ impl<B: Default> OnFailure<B> for DefaultOnFailure {
             }
             Protocol::Http if unavailable => {
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                let seconds = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
-                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                let seconds =
+                    self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             Protocol::Http => *response.status_mut() = StatusCode::CONFLICT,
         }

@@ -38,7 +38,12 @@ pin_project! {
 
 impl<Fut, F, B> ResponseFuture<Fut, F, B> {
     pub(crate) fn new(future: Fut, session: Session, on_failure: F, protocol: Protocol) -> Self {
-        Self { state: State::Handler { future }, session, on_failure, protocol }
+        Self {
+            state: State::Handler { future },
+            session,
+            on_failure,
+            protocol,
+        }
     }
 }
 
@@ -55,14 +60,25 @@ where
             match this.state.as_mut().project() {
                 StateProj::Handler { future } => {
                     let response = ready!(future.poll(cx))?;
-                    match writeback::plan(this.session, handler_succeeded(&response, *this.protocol)) {
+                    match writeback::plan(
+                        this.session,
+                        handler_succeeded(&response, *this.protocol),
+                    ) {
                         Step::Done(outcome) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok(outcome.finish(response, this.session, this.on_failure, *this.protocol)));
+                            return Poll::Ready(Ok(outcome.finish(
+                                response,
+                                this.session,
+                                this.on_failure,
+                                *this.protocol,
+                            )));
                         }
                         Step::Io(job) => {
                             let future = Box::pin(job.run());
-                            this.state.set(State::WriteBack { future, response: Some(response) });
+                            this.state.set(State::WriteBack {
+                                future,
+                                response: Some(response),
+                            });
                         }
                     }
                 }
@@ -70,7 +86,12 @@ where
                     let outcome = ready!(future.as_mut().poll(cx));
                     let response = response.take().expect("response is present until Done");
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(outcome.finish(response, this.session, this.on_failure, *this.protocol)));
+                    return Poll::Ready(Ok(outcome.finish(
+                        response,
+                        this.session,
+                        this.on_failure,
+                        *this.protocol,
+                    )));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }

@@ -32,7 +32,8 @@ impl Key {
         if bytes.len() < MIN_KEY_LEN {
             return Err(KeyError::TooShort { len: bytes.len() });
         }
-        let mac = Hmac::new_from_slice(bytes).map_err(|_| KeyError::TooShort { len: bytes.len() })?;
+        let mac =
+            Hmac::new_from_slice(bytes).map_err(|_| KeyError::TooShort { len: bytes.len() })?;
         Ok(Self { mac })
     }
 
@@ -91,7 +92,10 @@ pub(crate) enum Verified {
 impl Keys {
     /// Signs and verifies with `signing`.
     pub fn new(signing: Key) -> Self {
-        Self { signing, verify_only: Vec::new() }
+        Self {
+            signing,
+            verify_only: Vec::new(),
+        }
     }
 
     /// Also accepts tokens signed by `key`, without ever signing with it.
@@ -103,14 +107,24 @@ impl Keys {
 
     /// Parses comma-separated base64 keys: the first signs, the rest only verify.
     pub fn from_base64_list(list: &str) -> Result<Self, KeyError> {
-        let mut keys = list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Key::from_base64);
+        let mut keys = list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Key::from_base64);
         let signing = keys.next().ok_or(KeyError::Empty)??;
-        keys.try_fold(Self::new(signing), |keys, key| Ok(keys.with_verify_only(key?)))
+        keys.try_fold(Self::new(signing), |keys, key| {
+            Ok(keys.with_verify_only(key?))
+        })
     }
 
     /// `<id>.<base64url HMAC-SHA256(cookie_name "=" id)>`
     pub(crate) fn sign(&self, cookie_name: &str, id: &SessionId) -> String {
-        let tag = self.signing.tag(cookie_name, id.as_str()).finalize().into_bytes();
+        let tag = self
+            .signing
+            .tag(cookie_name, id.as_str())
+            .finalize()
+            .into_bytes();
         let mut token = String::with_capacity(TOKEN_LEN);
         token.push_str(id.as_str());
         token.push('.');
@@ -130,7 +144,11 @@ impl Keys {
             return None;
         }
         let tag_bytes = &tag_bytes[..32];
-        let checks = |key: &Key| key.tag(cookie_name, id.as_str()).verify_slice(tag_bytes).is_ok();
+        let checks = |key: &Key| {
+            key.tag(cookie_name, id.as_str())
+                .verify_slice(tag_bytes)
+                .is_ok()
+        };
         if checks(&self.signing) {
             Some((id, Verified::BySigningKey))
         } else if self.verify_only.iter().any(checks) {
@@ -166,10 +184,19 @@ mod tests {
 
     #[test]
     fn short_keys_are_errors() {
-        assert!(matches!(Key::from_bytes(&[1; 31]), Err(KeyError::TooShort { len: 31 })));
-        assert!(matches!(Key::from_base64("c2hvcnQ="), Err(KeyError::TooShort { .. })));
+        assert!(matches!(
+            Key::from_bytes(&[1; 31]),
+            Err(KeyError::TooShort { len: 31 })
+        ));
+        assert!(matches!(
+            Key::from_base64("c2hvcnQ="),
+            Err(KeyError::TooShort { .. })
+        ));
         assert!(matches!(Key::from_base64("%%%"), Err(KeyError::NotBase64)));
-        assert!(matches!(Keys::from_base64_list(" , "), Err(KeyError::Empty)));
+        assert!(matches!(
+            Keys::from_base64_list(" , "),
+            Err(KeyError::Empty)
+        ));
     }
 
     #[test]
@@ -178,7 +205,10 @@ mod tests {
         let id = SessionId::generate().unwrap();
         let token = keys.sign("sid", &id);
         assert_eq!(token.len(), TOKEN_LEN);
-        assert_eq!(keys.verify("sid", token.as_bytes()), Some((id, Verified::BySigningKey)));
+        assert_eq!(
+            keys.verify("sid", token.as_bytes()),
+            Some((id, Verified::BySigningKey))
+        );
     }
 
     #[test]
@@ -195,7 +225,10 @@ mod tests {
         let rotated = Keys::new(key(2)).with_verify_only(key(1));
         let id = SessionId::generate().unwrap();
         let token = old.sign("sid", &id);
-        assert_eq!(rotated.verify("sid", token.as_bytes()), Some((id, Verified::ByOldKey)));
+        assert_eq!(
+            rotated.verify("sid", token.as_bytes()),
+            Some((id, Verified::ByOldKey))
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cookie::SameSite;
+use http::HeaderName;
 use tower_layer::Layer;
 
-use crate::cookie::CookieConfig;
+use crate::carrier::Carrier;
 use crate::expiry::{Clock, Expiry};
 use crate::failure::DefaultOnFailure;
 use crate::keys::Keys;
@@ -22,7 +23,7 @@ const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Config {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) keys: Keys,
-    pub(crate) cookie: CookieConfig,
+    pub(crate) carrier: Carrier,
     pub(crate) expiry: Expiry,
     pub(crate) store_timeout: Duration,
 }
@@ -31,7 +32,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("keys", &self.keys)
-            .field("cookie", &self.cookie)
+            .field("carrier", &self.carrier)
             .field("expiry", &self.expiry)
             .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
@@ -67,7 +68,7 @@ impl SessionLayer {
             config: Arc::new(Config {
                 store: Arc::new(store),
                 keys: keys.into(),
-                cookie: CookieConfig::default(),
+                carrier: Carrier::default(),
                 expiry: Expiry::default(),
                 store_timeout: DEFAULT_STORE_TIMEOUT,
             }),
@@ -84,44 +85,53 @@ impl<F> SessionLayer<F> {
     /// The cookie's name (default `id`). A `__Host-` name forces `Secure`, `Path=/`
     /// and no `Domain`, as browsers require; `__Secure-` forces `Secure`.
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.config().cookie.name = name.into();
+        self.config().carrier.cookie.name = name.into();
         self
     }
 
     /// The cookie's `Path` (default `/`).
     pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
-        self.config().cookie.path = path.into();
+        self.config().carrier.cookie.path = path.into();
         self
     }
 
     /// The cookie's `Domain` (default none: the cookie stays on the exact host).
     pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
-        self.config().cookie.domain = Some(domain.into());
+        self.config().carrier.cookie.domain = Some(domain.into());
         self
     }
 
     /// Whether the cookie is `Secure` (default `true`; turn off only for plain-HTTP development).
     pub fn with_secure(mut self, secure: bool) -> Self {
-        self.config().cookie.secure = secure;
+        self.config().carrier.cookie.secure = secure;
         self
     }
 
     /// Whether the cookie is `HttpOnly` (default `true`).
     pub fn with_http_only(mut self, http_only: bool) -> Self {
-        self.config().cookie.http_only = http_only;
+        self.config().carrier.cookie.http_only = http_only;
         self
     }
 
     /// The cookie's `SameSite` (default `Lax`).
     pub fn with_same_site(mut self, same_site: SameSite) -> Self {
-        self.config().cookie.same_site = same_site;
+        self.config().carrier.cookie.same_site = same_site;
         self
     }
 
     /// Persistent cookies carry `Max-Age` equal to the absolute lifetime and survive a
     /// browser restart; by default the cookie ends with the browser session.
     pub fn with_persistent_cookie(mut self, persistent: bool) -> Self {
-        self.config().cookie.persistent = persistent;
+        self.config().carrier.cookie.persistent = persistent;
+        self
+    }
+
+    /// Carries the token in the header `name` instead of a cookie, for clients that do
+    /// not keep cookies (gRPC metadata such as `x-session`). A new token comes back in the
+    /// same response header when the session is created or its ID cycled; an empty value
+    /// there means the session ended. Cookie settings are then unused.
+    pub fn with_header(mut self, name: HeaderName) -> Self {
+        self.config().carrier.header = Some(name);
         self
     }
 
@@ -158,7 +168,10 @@ impl<F> SessionLayer<F> {
 
     /// Shapes the response sent when the session cannot be loaded or saved.
     pub fn with_on_failure<F2>(self, on_failure: F2) -> SessionLayer<F2> {
-        SessionLayer { config: self.config, on_failure }
+        SessionLayer {
+            config: self.config,
+            on_failure,
+        }
     }
 }
 

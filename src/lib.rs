@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod carrier;
 mod cookie;
 mod error;
 mod expiry;

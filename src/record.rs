@@ -54,7 +54,11 @@ pub struct Metadata {
 impl Metadata {
     /// A session created at `now`.
     pub fn new(now: Timestamp) -> Self {
-        Self { created_at: now, refreshed_at: now, user_id: None }
+        Self {
+            created_at: now,
+            refreshed_at: now,
+            user_id: None,
+        }
     }
 }
 
@@ -152,7 +156,11 @@ pub struct Lifetime {
 impl Lifetime {
     /// The rules at `now`.
     pub fn new(now: Timestamp, idle_timeout: Duration, absolute_lifetime: Duration) -> Self {
-        Self { now, idle_timeout, absolute_lifetime }
+        Self {
+            now,
+            idle_timeout,
+            absolute_lifetime,
+        }
     }
 
     /// When the session dies if nothing refreshes it after `refreshed_at`.
@@ -169,7 +177,11 @@ impl Lifetime {
 
     /// How long a store should keep a session created at `created_at` that is refreshed now.
     pub fn ttl(&self, created_at: Timestamp) -> Duration {
-        let refreshed = Metadata { created_at, refreshed_at: self.now, user_id: None };
+        let refreshed = Metadata {
+            created_at,
+            refreshed_at: self.now,
+            user_id: None,
+        };
         self.expires_at(&refreshed).saturating_since(self.now)
     }
 }
@@ -188,9 +200,15 @@ mod tests {
         assert!(at(HOUR - Duration::from_millis(1)).is_live(&meta));
         assert!(!at(HOUR).is_live(&meta));
 
-        let refreshed = Metadata { refreshed_at: created.saturating_add(9 * HOUR + HOUR / 2), ..meta };
+        let refreshed = Metadata {
+            refreshed_at: created.saturating_add(9 * HOUR + HOUR / 2),
+            ..meta
+        };
         assert!(at(9 * HOUR + HOUR / 2).is_live(&refreshed));
-        assert!(!at(10 * HOUR).is_live(&refreshed), "absolute lifetime wins over refresh");
+        assert!(
+            !at(10 * HOUR).is_live(&refreshed),
+            "absolute lifetime wins over refresh"
+        );
         assert_eq!(at(9 * HOUR + HOUR / 2).ttl(created), HOUR / 2);
         assert_eq!(at(0 * HOUR).ttl(created), HOUR);
     }
@@ -201,11 +219,19 @@ mod tests {
             HashMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
             Metadata::new(Timestamp::default()),
         );
-        ChangeSet::default().with_set("a", "3").with_removed("b").with_user(Some("u".into())).apply_to(&mut record);
+        ChangeSet::default()
+            .with_set("a", "3")
+            .with_removed("b")
+            .with_user(Some("u".into()))
+            .apply_to(&mut record);
         assert_eq!(record.data, HashMap::from([("a".into(), "3".into())]));
         assert_eq!(record.metadata.user_id.as_deref(), Some("u"));
 
-        let cleared = ChangeSet { clear: true, ..ChangeSet::default() }.with_set("c", "4");
+        let cleared = ChangeSet {
+            clear: true,
+            ..ChangeSet::default()
+        }
+        .with_set("c", "4");
         cleared.apply_to(&mut record);
         assert_eq!(record.data, HashMap::from([("c".into(), "4".into())]));
     }

@@ -9,7 +9,7 @@ use tower_service::Service;
 use crate::failure::{OnFailure, Protocol};
 use crate::future::ResponseFuture;
 use crate::layer::Config;
-use crate::session::{Incoming, Session};
+use crate::session::Session;
 
 /// Wraps a service with sessions; made by [`SessionLayer`](crate::SessionLayer).
 #[derive(Clone, Debug)]
@@ -21,7 +21,11 @@ pub struct SessionService<S, F> {
 
 impl<S, F> SessionService<S, F> {
     pub(crate) fn new(inner: S, config: Arc<Config>, on_failure: F) -> Self {
-        Self { inner, config, on_failure }
+        Self {
+            inner,
+            config,
+            on_failure,
+        }
     }
 }
 
@@ -39,18 +43,18 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
-        // The tag is checked here, before any I/O: a forged token never reaches the store.
-        let incoming = config
-            .cookie
-            .find(request.headers())
-            .and_then(|token| config.keys.verify(&config.cookie.name, token))
-            .map(|(id, verified)| Incoming::new(id, verified));
+        // Only located and copied here; verified when the session is first used.
+        let token = self.config.carrier.find(request.headers());
         let protocol = Protocol::of(request.headers());
-        let session = Session::new(config.clone(), incoming);
+        let session = Session::new(self.config.clone(), token);
         request.extensions_mut().insert(session.clone());
         // `inner` was driven to readiness by `poll_ready` and is called right here, so
         // there is no need to swap in a clone.
-        ResponseFuture::new(self.inner.call(request), session, self.on_failure.clone(), protocol)
+        ResponseFuture::new(
+            self.inner.call(request),
+            session,
+            self.on_failure.clone(),
+            protocol,
+        )
     }
 }

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use crate::carrier::RawToken;
 use crate::error::{Error, StoreError};
 use crate::id::{HashedId, SessionId};
 use crate::keys::Verified;
@@ -35,8 +36,10 @@ pub struct Session {
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
-    /// The verified ID the request carried, if any.
-    pub(crate) incoming: Option<Incoming>,
+    /// The token the request carried, verified on first use: requests that never
+    /// touch the session never pay for the HMAC.
+    token: Option<RawToken>,
+    incoming: OnceLock<Option<Incoming>>,
     pub(crate) state: Mutex<State>,
     /// The stored record, once something read it; `None` inside if the store had none.
     pub(crate) loaded: OnceCell<Option<Record>>,
@@ -50,7 +53,11 @@ pub(crate) struct Incoming {
 
 impl Incoming {
     pub(crate) fn new(id: SessionId, verified: Verified) -> Self {
-        Self { id, verified, hashed: OnceLock::new() }
+        Self {
+            id,
+            verified,
+            hashed: OnceLock::new(),
+        }
     }
 
     /// Hashed on first use: requests that never touch the session never hash.
@@ -72,11 +79,12 @@ pub(crate) struct State {
 }
 
 impl Session {
-    pub(crate) fn new(config: Arc<Config>, incoming: Option<Incoming>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, token: Option<RawToken>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
-                incoming,
+                token,
+                incoming: OnceLock::new(),
                 state: Mutex::new(State::default()),
                 loaded: OnceCell::new(),
             }),
@@ -95,14 +103,26 @@ impl Session {
             }
         }
         let record = self.record().await?;
-        decode(record.and_then(|record| record.data.get(key)).map(String::as_str))
+        decode(
+            record
+                .and_then(|record| record.data.get(key))
+                .map(String::as_str),
+        )
     }
 
     /// Sets `key` to `value`. Recorded now, saved after the handler answers; no store call
     /// happens here, and writing without reading costs a single store call in all.
-    pub fn insert<T: Serialize + ?Sized>(&self, key: impl Into<String>, value: &T) -> Result<(), Error> {
+    pub fn insert<T: Serialize + ?Sized>(
+        &self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<(), Error> {
         let json = serde_json::to_string(value).map_err(Error::Serde)?;
-        self.shared.lock().changes.fields.insert(key.into(), Some(json));
+        self.shared
+            .lock()
+            .changes
+            .fields
+            .insert(key.into(), Some(json));
         Ok(())
     }
 
@@ -120,8 +140,14 @@ impl Session {
 
     /// The session's keys, sorted, loading the session on first use.
     pub async fn keys(&self) -> Result<Vec<String>, Error> {
-        let record = if self.shared.lock().changes.clear { None } else { self.record().await? };
-        let mut keys: BTreeSet<String> = record.map(|record| record.data.keys().cloned().collect()).unwrap_or_default();
+        let record = if self.shared.lock().changes.clear {
+            None
+        } else {
+            self.record().await?
+        };
+        let mut keys: BTreeSet<String> = record
+            .map(|record| record.data.keys().cloned().collect())
+            .unwrap_or_default();
         for (key, value) in &self.shared.lock().changes.fields {
             if value.is_some() {
                 keys.insert(key.clone());
@@ -159,13 +185,16 @@ impl Session {
         if let Some(user) = &self.shared.lock().changes.user_id {
             return Ok(user.clone());
         }
-        Ok(self.record().await?.and_then(|record| record.metadata.user_id.clone()))
+        Ok(self
+            .record()
+            .await?
+            .and_then(|record| record.metadata.user_id.clone()))
     }
 
     /// The stored record, loaded once per request.
     async fn record(&self) -> Result<Option<&Record>, Error> {
         let shared = &*self.shared;
-        let Some(incoming) = &shared.incoming else {
+        let Some(incoming) = shared.incoming() else {
             return Ok(None);
         };
         if shared.lock().destroy {
@@ -175,7 +204,9 @@ impl Session {
             .loaded
             .get_or_try_init(|| async {
                 let config = &shared.config;
-                let load = config.store.load(incoming.hashed(), config.expiry.lifetime());
+                let load = config
+                    .store
+                    .load(incoming.hashed(), config.expiry.lifetime());
                 match within(config.store_timeout, load).await {
                     Ok(record) => {
                         shared.lock().missing = record.is_none();
@@ -193,9 +224,23 @@ impl Session {
 }
 
 impl Shared {
+    /// The request's verified ID. The tag is checked here, before any store call, so a
+    /// forged token never causes I/O.
+    pub(crate) fn incoming(&self) -> Option<&Incoming> {
+        self.incoming
+            .get_or_init(|| {
+                let token = self.token.as_ref()?;
+                let (id, verified) = self.config.keys.verify(self.config.carrier.name(), token)?;
+                Some(Incoming::new(id, verified))
+            })
+            .as_ref()
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section is a few field updates that cannot panic halfway.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn remember_failure(&self, error: &Error) {
@@ -218,14 +263,16 @@ pub(crate) async fn within<T>(
 }
 
 fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<Option<T>, Error> {
-    json.map(serde_json::from_str).transpose().map_err(Error::Serde)
+    json.map(serde_json::from_str)
+        .transpose()
+        .map_err(Error::Serde)
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.lock();
         f.debug_struct("Session")
-            .field("id", &self.shared.incoming.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.shared.token.as_ref().map(|_| "<redacted>"))
             .field("changed_keys", &state.changes.fields.len())
             .field("cycle", &state.cycle)
             .field("destroy", &state.destroy)

@@ -34,16 +34,25 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     fn cookie(cookie: CookieUpdate) -> Self {
-        Self { cookie, failure: None }
+        Self {
+            cookie,
+            failure: None,
+        }
     }
 
     fn from_result(result: Result<CookieUpdate, Error>) -> Self {
         match result {
             Ok(cookie) => Self::cookie(cookie),
             // The session is gone for good: drop the client's copy too.
-            Err(Error::Ended) => Self { cookie: CookieUpdate::Remove, failure: Some(Error::Ended) },
+            Err(Error::Ended) => Self {
+                cookie: CookieUpdate::Remove,
+                failure: Some(Error::Ended),
+            },
             // Keep the cookie: a store outage must never log anyone out.
-            Err(error) => Self { cookie: CookieUpdate::Keep, failure: Some(error) },
+            Err(error) => Self {
+                cookie: CookieUpdate::Keep,
+                failure: Some(error),
+            },
         }
     }
 
@@ -64,10 +73,12 @@ impl Outcome {
         match self.cookie {
             CookieUpdate::Keep => return response,
             CookieUpdate::Set(id) => {
-                let token = config.keys.sign(&config.cookie.name, &id);
-                config.cookie.set(headers, &token, config.expiry.absolute_lifetime);
+                let token = config.keys.sign(config.carrier.name(), &id);
+                config
+                    .carrier
+                    .set(headers, &token, config.expiry.absolute_lifetime);
             }
-            CookieUpdate::Remove => config.cookie.remove(headers),
+            CookieUpdate::Remove => config.carrier.remove(headers),
         }
         // A response that sets a session cookie must never be cached for someone else.
         if !headers.contains_key(CACHE_CONTROL) {
@@ -91,7 +102,9 @@ pub(crate) struct Job {
 
 enum Op {
     /// Logout; changes made after `destroy()` go into a new session.
-    Destroy { then: Option<ChangeSet> },
+    Destroy {
+        then: Option<ChangeSet>,
+    },
     Apply(ChangeSet),
     Touch,
     Cycle(ChangeSet),
@@ -106,23 +119,40 @@ pub(crate) fn plan(session: &Session, saved: bool) -> Step {
     let shared = &session.shared;
     let mut state = shared.lock();
     if let Some(error) = state.failure.take() {
-        return Step::Done(Outcome { cookie: CookieUpdate::Keep, failure: Some(error) });
+        return Step::Done(Outcome {
+            cookie: CookieUpdate::Keep,
+            failure: Some(error),
+        });
     }
-    if !saved {
+    let untouched =
+        state.changes.is_empty() && !state.destroy && !state.cycle && shared.loaded.get().is_none();
+    if !saved || untouched {
+        // Untouched: not even verified. A token from a retired key is re-issued on the
+        // next request that uses the session.
         return Step::Done(Outcome::cookie(CookieUpdate::Keep));
     }
     let changes = std::mem::take(&mut state.changes);
     // An incoming ID the store may still know; one it reported missing is never adopted.
-    let stored = shared.incoming.as_ref().filter(|_| !state.missing);
+    let stored = shared.incoming().filter(|_| !state.missing);
     let op = match (stored, state.destroy, state.cycle) {
-        (Some(_), true, _) => Op::Destroy { then: (!changes.is_empty()).then_some(changes) },
+        (Some(_), true, _) => Op::Destroy {
+            then: (!changes.is_empty()).then_some(changes),
+        },
         (Some(_), false, true) => Op::Cycle(changes),
         (Some(_), false, false) if !changes.is_empty() => Op::Apply(changes),
         (None, ..) if !changes.is_empty() => Op::Create(changes),
         (Some(_), false, false) if needs_refresh(shared) => Op::Touch,
-        _ => return Step::Done(Outcome::cookie(passive_cookie(shared, state.missing || state.destroy))),
+        _ => {
+            return Step::Done(Outcome::cookie(passive_cookie(
+                shared,
+                state.missing || state.destroy,
+            )))
+        }
     };
-    Step::Io(Job { shared: shared.clone(), op })
+    Step::Io(Job {
+        shared: shared.clone(),
+        op,
+    })
 }
 
 fn needs_refresh(shared: &Shared) -> bool {
@@ -135,7 +165,7 @@ fn needs_refresh(shared: &Shared) -> bool {
 
 /// The cookie of a request that writes nothing.
 fn passive_cookie(shared: &Shared, ended: bool) -> CookieUpdate {
-    match &shared.incoming {
+    match shared.incoming() {
         None => CookieUpdate::Keep,
         Some(_) if ended => CookieUpdate::Remove,
         Some(incoming) => resign(incoming.verified, &incoming.id),
@@ -159,8 +189,9 @@ impl Job {
         let config = &self.shared.config;
         let (store, limit) = (&*config.store, config.store_timeout);
         let lifetime = config.expiry.lifetime();
-        let incoming = self.shared.incoming.as_ref();
-        let current = || incoming.expect("stored-session operations are planned only with an incoming ID");
+        let incoming = self.shared.incoming();
+        let current =
+            || incoming.expect("stored-session operations are planned only with an incoming ID");
         match &self.op {
             Op::Create(changes) => self.create(changes, lifetime).await,
             Op::Destroy { then } => {
@@ -170,11 +201,13 @@ impl Job {
                     None => Ok(CookieUpdate::Remove),
                 }
             }
-            Op::Apply(changes) => match within(limit, store.apply(current().hashed(), changes, lifetime)).await? {
-                Applied::Saved => Ok(resign(current().verified, &current().id)),
-                // Destroyed meanwhile (a concurrent logout): drop the change, never revive.
-                Applied::Gone => Err(Error::Ended),
-            },
+            Op::Apply(changes) => {
+                match within(limit, store.apply(current().hashed(), changes, lifetime)).await? {
+                    Applied::Saved => Ok(resign(current().verified, &current().id)),
+                    // Destroyed meanwhile (a concurrent logout): drop the change, never revive.
+                    Applied::Gone => Err(Error::Ended),
+                }
+            }
             Op::Touch => match within(limit, store.touch(current().hashed(), lifetime)).await? {
                 Applied::Saved => Ok(resign(current().verified, &current().id)),
                 Applied::Gone => Ok(CookieUpdate::Remove),
@@ -202,7 +235,12 @@ impl Job {
         changes.apply_to(&mut record);
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate().map_err(Error::Random)?;
-            match within(config.store_timeout, config.store.create(&id.hashed(), &record, lifetime)).await? {
+            match within(
+                config.store_timeout,
+                config.store.create(&id.hashed(), &record, lifetime),
+            )
+            .await?
+            {
                 Created::Saved => return Ok(CookieUpdate::Set(id)),
                 Created::IdInUse => continue,
             }

@@ -52,7 +52,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied change set:
         // every mutation below completes before returning, so recover the guard.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -69,7 +71,10 @@ impl Inner {
 
     fn insert(&mut self, id: HashedId, record: Record) {
         if let Some(user) = &record.metadata.user_id {
-            self.by_user.entry(user.clone()).or_default().insert(id.clone());
+            self.by_user
+                .entry(user.clone())
+                .or_default()
+                .insert(id.clone());
         }
         self.sessions.insert(id, record);
     }
@@ -132,7 +137,12 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().live(id, lifetime).cloned())
     }
 
-    async fn create(&self, id: &HashedId, record: &Record, lifetime: Lifetime) -> Result<Created, StoreError> {
+    async fn create(
+        &self,
+        id: &HashedId,
+        record: &Record,
+        lifetime: Lifetime,
+    ) -> Result<Created, StoreError> {
         let mut inner = self.lock();
         inner.sweep_now_and_then(lifetime);
         if inner.live(id, lifetime).is_some() {
@@ -142,7 +152,12 @@ impl SessionStore for MemoryStore {
         Ok(Created::Saved)
     }
 
-    async fn apply(&self, id: &HashedId, changes: &ChangeSet, lifetime: Lifetime) -> Result<Applied, StoreError> {
+    async fn apply(
+        &self,
+        id: &HashedId,
+        changes: &ChangeSet,
+        lifetime: Lifetime,
+    ) -> Result<Applied, StoreError> {
         Ok(self.lock().apply(id, changes, lifetime))
     }
 
@@ -172,9 +187,19 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn sessions_of_user(&self, user_id: &str, lifetime: Lifetime) -> Result<Vec<SessionSummary>, StoreError> {
+    async fn sessions_of_user(
+        &self,
+        user_id: &str,
+        lifetime: Lifetime,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
         let mut inner = self.lock();
-        let ids: Vec<HashedId> = inner.by_user.get(user_id).into_iter().flatten().cloned().collect();
+        let ids: Vec<HashedId> = inner
+            .by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         let mut sessions = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(record) = inner.live(&id, lifetime) {
@@ -187,7 +212,10 @@ impl SessionStore for MemoryStore {
     async fn destroy_sessions_of_user(&self, user_id: &str) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         let ids = inner.by_user.remove(user_id).unwrap_or_default();
-        Ok(ids.iter().filter(|id| inner.sessions.remove(*id).is_some()).count())
+        Ok(ids
+            .iter()
+            .filter(|id| inner.sessions.remove(*id).is_some())
+            .count())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

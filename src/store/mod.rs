@@ -144,10 +144,28 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Object-safe mirror of the per-request half of [`SessionStore`], so that `Session` and `SessionLayer` need no
 /// store type parameter. Boxing happens only on calls that do I/O anyway.
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn load<'a>(&'a self, id: &'a HashedId, lifetime: Lifetime) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
-    fn create<'a>(&'a self, id: &'a HashedId, record: &'a Record, lifetime: Lifetime) -> BoxFuture<'a, Result<Created, StoreError>>;
-    fn apply<'a>(&'a self, id: &'a HashedId, changes: &'a ChangeSet, lifetime: Lifetime) -> BoxFuture<'a, Result<Applied, StoreError>>;
-    fn touch<'a>(&'a self, id: &'a HashedId, lifetime: Lifetime) -> BoxFuture<'a, Result<Applied, StoreError>>;
+    fn load<'a>(
+        &'a self,
+        id: &'a HashedId,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn create<'a>(
+        &'a self,
+        id: &'a HashedId,
+        record: &'a Record,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Created, StoreError>>;
+    fn apply<'a>(
+        &'a self,
+        id: &'a HashedId,
+        changes: &'a ChangeSet,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Applied, StoreError>>;
+    fn touch<'a>(
+        &'a self,
+        id: &'a HashedId,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Applied, StoreError>>;
     fn cycle_id<'a>(
         &'a self,
         old: &'a HashedId,
@@ -159,16 +177,34 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<S: SessionStore> DynStore for S {
-    fn load<'a>(&'a self, id: &'a HashedId, lifetime: Lifetime) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+    fn load<'a>(
+        &'a self,
+        id: &'a HashedId,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
         Box::pin(SessionStore::load(self, id, lifetime))
     }
-    fn create<'a>(&'a self, id: &'a HashedId, record: &'a Record, lifetime: Lifetime) -> BoxFuture<'a, Result<Created, StoreError>> {
+    fn create<'a>(
+        &'a self,
+        id: &'a HashedId,
+        record: &'a Record,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Created, StoreError>> {
         Box::pin(SessionStore::create(self, id, record, lifetime))
     }
-    fn apply<'a>(&'a self, id: &'a HashedId, changes: &'a ChangeSet, lifetime: Lifetime) -> BoxFuture<'a, Result<Applied, StoreError>> {
+    fn apply<'a>(
+        &'a self,
+        id: &'a HashedId,
+        changes: &'a ChangeSet,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Applied, StoreError>> {
         Box::pin(SessionStore::apply(self, id, changes, lifetime))
     }
-    fn touch<'a>(&'a self, id: &'a HashedId, lifetime: Lifetime) -> BoxFuture<'a, Result<Applied, StoreError>> {
+    fn touch<'a>(
+        &'a self,
+        id: &'a HashedId,
+        lifetime: Lifetime,
+    ) -> BoxFuture<'a, Result<Applied, StoreError>> {
         Box::pin(SessionStore::touch(self, id, lifetime))
     }
     fn cycle_id<'a>(

@@ -10,7 +10,10 @@ async fn cookie_less_request_makes_no_call() {
     let reply = app.send("GET", "/get/a", None).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(app.store.calls(), Vec::<&str>::new());
-    assert!(reply.set_cookies().is_empty(), "reading nothing sets nothing");
+    assert!(
+        reply.set_cookies().is_empty(),
+        "reading nothing sets nothing"
+    );
 }
 
 #[tokio::test]
@@ -60,10 +63,22 @@ async fn read_then_write_is_two_calls() {
 async fn login_is_one_call() {
     let app = App::new();
     app.login("alice").await;
-    assert_eq!(app.store.take_calls(), ["create"], "anonymous login creates");
-    let cookie = app.send("POST", "/set/cart/socks", None).await.cookie().unwrap();
+    assert_eq!(
+        app.store.take_calls(),
+        ["create"],
+        "anonymous login creates"
+    );
+    let cookie = app
+        .send("POST", "/set/cart/socks", None)
+        .await
+        .cookie()
+        .unwrap();
     app.store.take_calls();
     let reply = app.send("POST", "/login/alice", Some(&cookie)).await;
-    assert_eq!(app.store.take_calls(), ["cycle_id"], "login over a session cycles it in one call");
+    assert_eq!(
+        app.store.take_calls(),
+        ["cycle_id"],
+        "login over a session cycles it in one call"
+    );
     assert_ne!(reply.cookie().unwrap(), cookie);
 }

@@ -15,17 +15,36 @@ async fn a_failing_load_is_a_503_that_keeps_the_cookie() {
     let cookie = app.login("alice").await;
     app.store.set_failing(true);
     for path in ["/get/user", "/incr/n", "/swallow/user"] {
-        let reply = app.send(if path == "/incr/n" { "POST" } else { "GET" }, path, Some(&cookie)).await;
+        let reply = app
+            .send(
+                if path == "/incr/n" { "POST" } else { "GET" },
+                path,
+                Some(&cookie),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
         assert_eq!(reply.headers[header::RETRY_AFTER], "1", "{path}");
-        assert!(reply.set_cookies().is_empty(), "{path}: never a replacement cookie that logs out");
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{path}: never a replacement cookie that logs out"
+        );
     }
     // Requests that do not need the store are still served.
-    assert_eq!(app.send("GET", "/get/a", None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.send("GET", "/untouched", Some(&cookie)).await.status, StatusCode::OK);
+    assert_eq!(
+        app.send("GET", "/get/a", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.send("GET", "/untouched", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
 
     app.store.set_failing(false);
-    assert_eq!(app.send("GET", "/get/user", Some(&cookie)).await.body, "\"alice\"", "nobody was logged out");
+    assert_eq!(
+        app.send("GET", "/get/user", Some(&cookie)).await.body,
+        "\"alice\"",
+        "nobody was logged out"
+    );
 }
 
 #[tokio::test]
@@ -38,14 +57,27 @@ async fn a_failing_save_is_a_503_not_a_200() {
     assert!(blind.set_cookies().is_empty());
     let new_session = app.send("POST", "/set/a/1", None).await;
     assert_eq!(new_session.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(new_session.set_cookies().is_empty(), "no cookie for a session that was never stored");
+    assert!(
+        new_session.set_cookies().is_empty(),
+        "no cookie for a session that was never stored"
+    );
     let logout = app.send("POST", "/logout", Some(&cookie)).await;
-    assert_eq!(logout.status, StatusCode::SERVICE_UNAVAILABLE, "a logout that did not happen is not acknowledged");
+    assert_eq!(
+        logout.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a logout that did not happen is not acknowledged"
+    );
     assert!(logout.set_cookies().is_empty());
 
     app.store.set_failing(false);
-    assert_eq!(app.send("GET", "/get/a", Some(&cookie)).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.send("GET", "/get/user", Some(&cookie)).await.body, "\"alice\"");
+    assert_eq!(
+        app.send("GET", "/get/a", Some(&cookie)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.send("GET", "/get/user", Some(&cookie)).await.body,
+        "\"alice\""
+    );
 }
 
 #[tokio::test]
@@ -58,7 +90,10 @@ async fn a_slow_store_times_out_into_a_503() {
         let reply = app.send(method, path, Some(&cookie)).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
         assert!(reply.headers.contains_key(header::RETRY_AFTER));
-        assert!(started.elapsed() < Duration::from_secs(10), "{path} answered within the timeout, not the stall");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path} answered within the timeout, not the stall"
+        );
     }
 }
 
@@ -80,17 +115,30 @@ async fn the_failure_response_can_be_shaped() {
             },
         );
         axum::Router::new()
-            .route("/set", axum::routing::post(|s: tower_stateless::Session| async move { s.insert("a", &1).unwrap() }))
+            .route(
+                "/set",
+                axum::routing::post(|s: tower_stateless::Session| async move {
+                    s.insert("a", &1).unwrap()
+                }),
+            )
             .layer(layer)
     };
     drop(app);
     shaped.set_failing(true);
-    let response = tower::ServiceExt::oneshot(app2, axum::http::Request::post("/set").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = tower::ServiceExt::oneshot(
+        app2,
+        axum::http::Request::post("/set")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[header::RETRY_AFTER], "7");
-    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(&body[..], br#"{"error":"session store failed"}"#);
 }
 
@@ -104,9 +152,15 @@ async fn nothing_is_saved_when_the_handler_fails() {
     assert!(app.store.calls().is_empty(), "no write-back after a 5xx");
     assert!(reply.set_cookies().is_empty());
     let anonymous = app.send("POST", "/fail/a", None).await;
-    assert!(anonymous.set_cookies().is_empty(), "no session created by a failed request");
+    assert!(
+        anonymous.set_cookies().is_empty(),
+        "no session created by a failed request"
+    );
     assert!(app.store.take_calls().is_empty());
-    assert_eq!(app.send("GET", "/get/a", Some(&cookie)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.send("GET", "/get/a", Some(&cookie)).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -118,7 +172,9 @@ async fn a_concurrent_logout_is_never_undone() {
     app.store.before_write(move || {
         let memory = memory.clone();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 use tower_stateless::SessionStore;
                 memory.destroy_sessions_of_user("alice").await.unwrap();
@@ -128,9 +184,16 @@ async fn a_concurrent_logout_is_never_undone() {
         .unwrap();
     });
     let reply = app.send("POST", "/incr/n", Some(&cookie)).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "the change was dropped, and said so");
+    assert_eq!(
+        reply.status,
+        StatusCode::CONFLICT,
+        "the change was dropped, and said so"
+    );
     assert!(reply.cookie().is_none(), "no cookie revives the session");
     assert!(reply.removes_cookie());
     assert!(app.store.memory.is_empty(), "the session stays destroyed");
-    assert_eq!(app.send("GET", "/get/user", Some(&cookie)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.send("GET", "/get/user", Some(&cookie)).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -10,8 +10,16 @@ async fn assert_anonymous(app: &App, cookie_header: HeaderValue, what: &str) {
     let mut request = Request::get("/get/a").body(Body::empty()).unwrap();
     request.headers_mut().append(header::COOKIE, cookie_header);
     let reply = app.request(request).await;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{what}: served as anonymous");
-    assert_eq!(app.store.calls(), Vec::<&str>::new(), "{what}: no store call");
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_FOUND,
+        "{what}: served as anonymous"
+    );
+    assert_eq!(
+        app.store.calls(),
+        Vec::<&str>::new(),
+        "{what}: no store call"
+    );
 }
 
 #[tokio::test]
@@ -36,7 +44,10 @@ async fn malformed_and_forged_cookies_are_anonymous_without_store_calls() {
         (format!("id={}", &token[..token.len() - 1]), "truncated"),
         (format!("id={token}x"), "extended"),
         (format!("id={}", "A".repeat(5000)), "oversized"),
-        (format!("id={token}{}", "A".repeat(5000)), "oversized with a valid prefix"),
+        (
+            format!("id={token}{}", "A".repeat(5000)),
+            "oversized with a valid prefix",
+        ),
         ("id=".to_owned(), "empty"),
         ("id=..".to_owned(), "dots"),
         ("id=%00%ff".to_owned(), "garbage"),
@@ -50,17 +61,28 @@ async fn malformed_and_forged_cookies_are_anonymous_without_store_calls() {
         assert_anonymous(&app, HeaderValue::from_str(&cookie).unwrap(), what).await;
     }
     let non_utf8 = [b"id=".as_slice(), &[0xff, 0xfe, 0x80], b".abc"].concat();
-    assert_anonymous(&app, HeaderValue::from_bytes(&non_utf8).unwrap(), "non-UTF-8").await;
+    assert_anonymous(
+        &app,
+        HeaderValue::from_bytes(&non_utf8).unwrap(),
+        "non-UTF-8",
+    )
+    .await;
 
     // Duplicated across two Cookie headers, too.
     let mut request = Request::get("/get/a").body(Body::empty()).unwrap();
-    request.headers_mut().append(header::COOKIE, HeaderValue::from_str(&genuine).unwrap());
-    request.headers_mut().append(header::COOKIE, HeaderValue::from_str(&genuine).unwrap());
+    request
+        .headers_mut()
+        .append(header::COOKIE, HeaderValue::from_str(&genuine).unwrap());
+    request
+        .headers_mut()
+        .append(header::COOKIE, HeaderValue::from_str(&genuine).unwrap());
     assert_eq!(app.request(request).await.status, StatusCode::NOT_FOUND);
     assert_eq!(app.store.calls(), Vec::<&str>::new());
 
     // The genuine cookie still works, beside unrelated junk.
-    let reply = app.send("GET", "/get/a", Some(&format!("x=%01; {genuine}; y"))).await;
+    let reply = app
+        .send("GET", "/get/a", Some(&format!("x=%01; {genuine}; y")))
+        .await;
     assert_eq!(reply.body, "\"1\"");
 }
 
@@ -71,8 +93,16 @@ async fn writes_with_a_forged_cookie_start_a_fresh_session() {
     let forged = tamper(&genuine);
     app.store.take_calls();
     let reply = app.send("POST", "/set/b/2", Some(&forged)).await;
-    assert_eq!(app.store.calls(), ["create"], "never an apply to the forged ID");
+    assert_eq!(
+        app.store.calls(),
+        ["create"],
+        "never an apply to the forged ID"
+    );
     let fresh = reply.cookie().unwrap();
     assert_ne!(fresh, genuine);
-    assert_eq!(app.send("GET", "/keys", Some(&genuine)).await.body, "a", "the real session is untouched");
+    assert_eq!(
+        app.send("GET", "/keys", Some(&genuine)).await.body,
+        "a",
+        "the real session is untouched"
+    );
 }

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tower_stateless::{
-    Applied, ChangeSet, Created, Cycled, HashedId, Lifetime, MemoryStore, Record, SessionStore, SessionSummary,
-    StoreError,
+    Applied, ChangeSet, Created, Cycled, HashedId, Lifetime, MemoryStore, Record, SessionStore,
+    SessionSummary, StoreError,
 };
 
 #[derive(Clone, Default)]
@@ -65,12 +65,22 @@ impl SessionStore for Instrumented {
         self.memory.load(id, lifetime).await
     }
 
-    async fn create(&self, id: &HashedId, record: &Record, lifetime: Lifetime) -> Result<Created, StoreError> {
+    async fn create(
+        &self,
+        id: &HashedId,
+        record: &Record,
+        lifetime: Lifetime,
+    ) -> Result<Created, StoreError> {
         self.enter("create").await?;
         self.memory.create(id, record, lifetime).await
     }
 
-    async fn apply(&self, id: &HashedId, changes: &ChangeSet, lifetime: Lifetime) -> Result<Applied, StoreError> {
+    async fn apply(
+        &self,
+        id: &HashedId,
+        changes: &ChangeSet,
+        lifetime: Lifetime,
+    ) -> Result<Applied, StoreError> {
         self.enter("apply").await?;
         self.memory.apply(id, changes, lifetime).await
     }
@@ -96,7 +106,11 @@ impl SessionStore for Instrumented {
         self.memory.destroy(id).await
     }
 
-    async fn sessions_of_user(&self, user_id: &str, lifetime: Lifetime) -> Result<Vec<SessionSummary>, StoreError> {
+    async fn sessions_of_user(
+        &self,
+        user_id: &str,
+        lifetime: Lifetime,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
         self.enter("sessions_of_user").await?;
         self.memory.sessions_of_user(user_id, lifetime).await
     }

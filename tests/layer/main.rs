@@ -69,10 +69,12 @@ fn routes() -> Router {
         )
         .route(
             "/set/{key}/{value}",
-            post(|session: Session, Path((key, value)): Path<(String, String)>| async move {
-                session.insert(key, &value).unwrap();
-                "set"
-            }),
+            post(
+                |session: Session, Path((key, value)): Path<(String, String)>| async move {
+                    session.insert(key, &value).unwrap();
+                    "set"
+                },
+            ),
         )
         .route(
             "/incr/{key}",
@@ -90,8 +92,14 @@ fn routes() -> Router {
                 format!("{value:?}")
             }),
         )
-        .route("/remove/{key}", post(|session: Session, Path(key): Path<String>| async move { session.remove(key) }))
-        .route("/clear", post(|session: Session| async move { session.clear() }))
+        .route(
+            "/remove/{key}",
+            post(|session: Session, Path(key): Path<String>| async move { session.remove(key) }),
+        )
+        .route(
+            "/clear",
+            post(|session: Session| async move { session.clear() }),
+        )
         .route(
             "/keys",
             get(|session: Session| async move { session.keys().await.map(|keys| keys.join(",")) }),
@@ -105,7 +113,10 @@ fn routes() -> Router {
                 "welcome"
             }),
         )
-        .route("/logout", post(|session: Session| async move { session.destroy() }))
+        .route(
+            "/logout",
+            post(|session: Session| async move { session.destroy() }),
+        )
         .route(
             "/fail/{key}",
             post(|session: Session, Path(key): Path<String>| async move {
@@ -137,7 +148,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn set_cookies(&self) -> Vec<String> {
-        self.headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
     }
 
     /// The `id=...` pair to send back, if the response set a (non-removal) cookie.
@@ -168,11 +183,19 @@ impl App {
     }
 
     /// Another app (an "instance") on the same store and clock.
-    pub fn sharing(store: Instrumented, keys: Keys, configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+    pub fn sharing(
+        store: Instrumented,
+        keys: Keys,
+        configure: impl FnOnce(SessionLayer) -> SessionLayer,
+    ) -> Self {
         let clock = ManualClock::default();
         let now = clock.clone();
         let layer = configure(SessionLayer::new(store.clone(), keys).with_clock(move || now.now()));
-        Self { store, clock, router: routes().layer(layer) }
+        Self {
+            store,
+            clock,
+            router: routes().layer(layer),
+        }
     }
 
     pub async fn send(&self, method: &str, path: &str, cookie: Option<&str>) -> Reply {
@@ -187,7 +210,11 @@ impl App {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        Reply { status: parts.status, headers: parts.headers, body }
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// Logs `user` in and returns the session cookie.

@@ -38,16 +38,25 @@ pub(crate) async fn add(session: Session, body: Bytes) -> Result<Json<Item>, Api
         return Err(ApiError::BadRequest("qty must be at least 1".into()));
     }
     if sku.is_empty() || sku.len() > MAX_SKU_LEN {
-        return Err(ApiError::BadRequest(format!("sku must be 1 to {MAX_SKU_LEN} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "sku must be 1 to {MAX_SKU_LEN} characters"
+        )));
     }
     current_user(&session).await?;
     let key = item_key(&sku);
-    let qty = session.get::<u64>(&key).await?.unwrap_or(0).saturating_add(qty);
+    let qty = session
+        .get::<u64>(&key)
+        .await?
+        .unwrap_or(0)
+        .saturating_add(qty);
     session.insert(key, &qty)?;
     Ok(Json(Item { sku, qty }))
 }
 
-pub(crate) async fn item(session: Session, Path(sku): Path<String>) -> Result<Json<Item>, ApiError> {
+pub(crate) async fn item(
+    session: Session,
+    Path(sku): Path<String>,
+) -> Result<Json<Item>, ApiError> {
     current_user(&session).await?;
     let qty = session.get::<u64>(&item_key(&sku)).await?.unwrap_or(0);
     Ok(Json(Item { sku, qty }))
@@ -59,7 +68,10 @@ async fn items(session: &Session) -> Result<Vec<Item>, ApiError> {
     for key in session.keys().await? {
         if let Some(sku) = key.strip_prefix(ITEM_PREFIX) {
             let qty = session.get::<u64>(&key).await?.unwrap_or(0);
-            items.push(Item { sku: sku.to_owned(), qty });
+            items.push(Item {
+                sku: sku.to_owned(),
+                qty,
+            });
         }
     }
     Ok(items)
@@ -67,7 +79,9 @@ async fn items(session: &Session) -> Result<Vec<Item>, ApiError> {
 
 pub(crate) async fn list(session: Session) -> Result<Json<Cart>, ApiError> {
     current_user(&session).await?;
-    Ok(Json(Cart { items: items(&session).await? }))
+    Ok(Json(Cart {
+        items: items(&session).await?,
+    }))
 }
 
 pub(crate) async fn checkout(session: Session) -> Result<Json<Order>, ApiError> {
@@ -79,7 +93,10 @@ pub(crate) async fn checkout(session: Session) -> Result<Json<Order>, ApiError> 
     for item in &items {
         session.remove(item_key(&item.sku));
     }
-    Ok(Json(Order { order: order_id(), items }))
+    Ok(Json(Order {
+        order: order_id(),
+        items,
+    }))
 }
 
 fn order_id() -> String {

@@ -31,27 +31,45 @@ pub struct Config {
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, String> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|value| !value.trim().is_empty()))
+        Self::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        })
     }
 
     /// Reads settings through `var` (the environment, or a map in tests).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let port = match var("PORT") {
-            Some(port) => port.trim().parse().map_err(|_| format!("PORT={port} is not a port number"))?,
+            Some(port) => port
+                .trim()
+                .parse()
+                .map_err(|_| format!("PORT={port} is not a port number"))?,
             None => 3000,
         };
         let host = match var("HOST") {
-            Some(host) => host.trim().parse().map_err(|_| format!("HOST={host} is not an IP address"))?,
+            Some(host) => host
+                .trim()
+                .parse()
+                .map_err(|_| format!("HOST={host} is not an IP address"))?,
             None => IpAddr::from([127, 0, 0, 1]),
         };
         let instance = var("INSTANCE").unwrap_or_else(|| format!("{}:{port}", hostname()));
         let (keys, keys_generated) = match var("SESSION_KEYS") {
-            Some(list) => (Keys::from_base64_list(&list).map_err(|error| format!("SESSION_KEYS: {error}"))?, false),
+            Some(list) => (
+                Keys::from_base64_list(&list).map_err(|error| format!("SESSION_KEYS: {error}"))?,
+                false,
+            ),
             None => (Keys::new(Key::generate()), true),
         };
         let store = match (var("REDIS_CLUSTER_NODES"), var("REDIS_URL")) {
             (Some(nodes), _) => StoreChoice::Cluster(
-                nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+                nodes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             ),
             (None, Some(url)) => StoreChoice::Redis(url),
             (None, None) => StoreChoice::Memory,
@@ -61,7 +79,15 @@ impl Config {
             Some("false" | "0") => false,
             Some(other) => return Err(format!("COOKIE_SECURE={other}: use true or false")),
         };
-        Ok(Self { host, port, instance, keys, keys_generated, store, secure_cookies })
+        Ok(Self {
+            host,
+            port,
+            instance,
+            keys,
+            keys_generated,
+            store,
+            secure_cookies,
+        })
     }
 }
 
@@ -80,7 +106,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -105,16 +134,30 @@ mod tests {
             ("COOKIE_SECURE", "false"),
         ])
         .unwrap();
-        assert_eq!((config.port, config.instance.as_str(), config.keys_generated), (4000, "a", false));
-        assert_eq!(config.store, StoreChoice::Redis("redis://127.0.0.1:6380".into()));
+        assert_eq!(
+            (config.port, config.instance.as_str(), config.keys_generated),
+            (4000, "a", false)
+        );
+        assert_eq!(
+            config.store,
+            StoreChoice::Redis("redis://127.0.0.1:6380".into())
+        );
         assert!(!config.secure_cookies);
     }
 
     #[test]
     fn cluster_wins_and_bad_values_are_errors() {
-        let cluster = config(&[("REDIS_CLUSTER_NODES", "127.0.0.1:7000, 127.0.0.1:7001"), ("REDIS_URL", "x")]);
-        assert_eq!(cluster.unwrap().store, StoreChoice::Cluster(vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()]));
+        let cluster = config(&[
+            ("REDIS_CLUSTER_NODES", "127.0.0.1:7000, 127.0.0.1:7001"),
+            ("REDIS_URL", "x"),
+        ]);
+        assert_eq!(
+            cluster.unwrap().store,
+            StoreChoice::Cluster(vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()])
+        );
         assert!(config(&[("PORT", "x")]).unwrap_err().contains("PORT"));
-        assert!(config(&[("SESSION_KEYS", "c2hvcnQ=")]).unwrap_err().contains("at least 32"));
+        assert!(config(&[("SESSION_KEYS", "c2hvcnQ=")])
+            .unwrap_err()
+            .contains("at least 32"));
     }
 }

@@ -31,13 +31,17 @@ pub fn router<S: SessionStore + Clone>(store: S, layer: SessionLayer, instance: 
         .route("/healthz", get(healthz::<S>))
         .with_state(store)
         .layer(layer)
-        .layer(axum::middleware::map_response(move |mut response: Response| {
-            let instance = instance.clone();
-            async move {
-                response.headers_mut().insert(HeaderName::from_static("x-instance"), instance);
-                response
-            }
-        }))
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let instance = instance.clone();
+                async move {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static("x-instance"), instance);
+                    response
+                }
+            },
+        ))
 }
 
 /// What handlers answer with when something goes wrong.
@@ -69,12 +73,16 @@ impl IntoResponse for ApiError {
 
 /// Parses a JSON body, answering 400 (not axum's 415/422) for anything malformed.
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))
 }
 
 /// The logged-in user, or 401.
 pub(crate) async fn current_user(session: &Session) -> Result<String, ApiError> {
-    session.get::<String>(USER).await?.ok_or(ApiError::Unauthorized)
+    session
+        .get::<String>(USER)
+        .await?
+        .ok_or(ApiError::Unauthorized)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,7 +94,9 @@ async fn login(session: Session, body: axum::body::Bytes) -> Result<Json<User>, 
     let User { user } = parse(&body)?;
     let user = user.trim().to_owned();
     if user.is_empty() || user.len() > 64 {
-        return Err(ApiError::BadRequest("user must be 1 to 64 characters".into()));
+        return Err(ApiError::BadRequest(
+            "user must be 1 to 64 characters".into(),
+        ));
     }
     // A new ID at every login: a session ID planted before login is worthless after it.
     session.cycle_id();
@@ -101,7 +111,9 @@ async fn logout(session: Session) -> StatusCode {
 }
 
 async fn me(session: Session) -> Result<Json<User>, ApiError> {
-    Ok(Json(User { user: current_user(&session).await? }))
+    Ok(Json(User {
+        user: current_user(&session).await?,
+    }))
 }
 
 async fn healthz<S: SessionStore>(State(store): State<S>) -> StatusCode {

@@ -9,7 +9,8 @@ use tower_stateless::{MemoryStore, SessionLayer, SessionStore};
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_stateless=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_stateless=info".into()),
         )
         .init();
     let config = match Config::from_env() {
@@ -41,7 +42,8 @@ async fn main() {
 }
 
 async fn serve<S: SessionStore + Clone>(config: Config, store: S) {
-    let layer = SessionLayer::new(store.clone(), config.keys.clone()).with_secure(config.secure_cookies);
+    let layer =
+        SessionLayer::new(store.clone(), config.keys.clone()).with_secure(config.secure_cookies);
     let app = shop::router(store, layer, &config.instance);
     let address = SocketAddr::new(config.host, config.port);
     let listener = match tokio::net::TcpListener::bind(address).await {
@@ -52,11 +54,15 @@ async fn serve<S: SessionStore + Clone>(config: Config, store: S) {
         }
     };
     tracing::info!(instance = %config.instance, "shop listening on http://{address}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.expect("server failed");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .expect("server failed");
 }
 
 async fn shutdown() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
