@@ -1,0 +1,491 @@
+//! Real `redis-server` processes for tests: a single server and a three-primary cluster.
+//!
+//! Each lives on free loopback ports with its own temporary directory and is killed when
+//! dropped. Include it with `mod support;` (from a test in a subdirectory:
+//! `#[path = "../support/mod.rs"] mod support;`), then:
+//!
+//! ```ignore
+//! let Some(server) = support::RedisServer::start() else { return };
+//! let store = RedisStore::connect(&server.url()).await?;
+//! ```
+//!
+//! If `redis-server` is not on `PATH`, `start` returns `None` after a loud message, so a
+//! developer without Redis can still run the other tests; under CI (`CI=true`) it panics
+//! instead, so Redis tests can never be skipped silently there.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer `PING` after it was spawned.
+const STARTUP: Duration = Duration::from_secs(10);
+/// How long a new cluster may take to report `cluster_state:ok` on every node.
+const CLUSTER_STARTUP: Duration = Duration::from_secs(20);
+/// Attempts at finding ports, in case another test grabs one between check and bind.
+const PORT_ATTEMPTS: usize = 5;
+
+/// A `redis-server` on `127.0.0.1`, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    /// The TLS port, if it also listens for `rediss://`.
+    tls_port: Option<u16>,
+    dir: TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// A fresh server with no persistence; `None` if Redis is not installed (outside CI).
+    pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// A fresh server with extra `redis-server` arguments, e.g.
+    /// `&["--appendonly", "yes", "--appendfsync", "always"]` to survive [`restart`](Self::restart)
+    /// with its data, or `&["--maxmemory-policy", "allkeys-lru"]`.
+    pub fn start_with(args: &[&str]) -> Option<Self> {
+        if !redis_installed() {
+            return None;
+        }
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        Some(Self::spawn_on_free_port(args, false, false))
+    }
+
+    /// A fresh server that also accepts TLS on [`tls_url`](Self::tls_url), with a
+    /// certificate for `127.0.0.1` signed by a new CA ([`tls_ca`](Self::tls_ca)); `None`
+    /// if Redis or `openssl` is not installed (outside CI).
+    pub fn start_tls() -> Option<Self> {
+        if !redis_installed() || !installed(&["openssl"], "openssl") {
+            return None;
+        }
+        Some(Self::spawn_on_free_port(Vec::new(), false, true))
+    }
+
+    fn spawn_on_free_port(args: Vec<String>, cluster_bus: bool, tls: bool) -> Self {
+        let mut last_failure = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port(cluster_bus);
+            let dir = TempDir::new("redis");
+            let tls_port = tls.then(|| {
+                make_certificates(&dir.0);
+                free_port(false)
+            });
+            let mut server = Self {
+                port,
+                tls_port,
+                dir,
+                args: args.clone(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(failure) => last_failure = failure,
+            }
+        }
+        panic!("could not start redis-server: {last_failure}");
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<TLS port>`; panics unless started with [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("started with start_tls")
+        )
+    }
+
+    /// The CA certificate (PEM) that signed the TLS certificate, e.g. for `SSL_CERT_FILE`.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.dir.0.join("ca.crt")
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on (the same across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its working directory (data files, `redis.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server at once (like a crash); clients see their connections drop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                // The port may linger for a moment after the kill.
+                Err(failure) if Instant::now() < deadline => {
+                    eprintln!(
+                        "redis-server restart on port {} failed, retrying: {failure}",
+                        self.port
+                    );
+                    sleep(Duration::from_millis(100));
+                }
+                Err(failure) => panic!(
+                    "could not restart redis-server on port {}: {failure}",
+                    self.port
+                ),
+            }
+        }
+    }
+
+    /// Runs `redis-cli -p <port> <args>` and returns its standard output, trimmed; panics
+    /// if it fails or prints an error. Handy for `SCRIPT FLUSH`, `KEYS *`, `PTTL k`, `ACL SETUSER`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let dir = self.dir.0.clone();
+        let log = dir.join("redis.log");
+        let mut command = Command::new("redis-server");
+        command
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.args);
+        if let Some(tls_port) = self.tls_port {
+            command.arg("--tls-port").arg(tls_port.to_string());
+            command.arg("--tls-cert-file").arg(dir.join("server.crt"));
+            command.arg("--tls-key-file").arg(dir.join("server.key"));
+            command.arg("--tls-ca-cert-file").arg(dir.join("ca.crt"));
+            command.args(["--tls-auth-clients", "no"]);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = command
+            .spawn()
+            .map_err(|error| format!("spawning redis-server: {error}"))?;
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "redis-server exited with {status}; log:\n{}",
+                    tail(&log)
+                ));
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "redis-server did not answer PING in {STARTUP:?}; log:\n{}",
+                    tail(&log)
+                ));
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis Cluster of three primaries (no replicas) on `127.0.0.1`, killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    servers: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// A fresh cluster with every slot assigned; `None` if Redis is not installed (outside CI).
+    pub fn start() -> Option<Self> {
+        if !redis_installed() {
+            return None;
+        }
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+        ];
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let servers: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::spawn_on_free_port(args.clone(), true, false))
+            .collect();
+        let cluster = Self { servers };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        create.args(cluster.nodes());
+        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let output = run(&mut create);
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            describe(&output)
+        );
+        cluster.wait_until_ok();
+        Some(cluster)
+    }
+
+    fn wait_until_ok(&self) {
+        let deadline = Instant::now() + CLUSTER_STARTUP;
+        loop {
+            let ok = self.servers.iter().all(|server| {
+                let info = run(Command::new("redis-cli")
+                    .arg("-p")
+                    .arg(server.port.to_string())
+                    .args(["CLUSTER", "INFO"]));
+                String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok")
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not reach cluster_state:ok in {CLUSTER_STARTUP:?}"
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `host:port` of every node, as `RedisStore::connect_cluster` takes them.
+    pub fn nodes(&self) -> Vec<String> {
+        self.servers.iter().map(RedisServer::addr).collect()
+    }
+
+    /// The nodes themselves, e.g. to run `redis-cli` on each or to stop one.
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
+
+    /// Mutable access to the nodes, for outage tests.
+    pub fn servers_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.servers
+    }
+}
+
+/// Whether `redis-server` and `redis-cli` can be run (see [`installed`]).
+fn redis_installed() -> bool {
+    installed(&["redis-server", "redis-cli"], "redis-server")
+}
+
+/// Whether every tool can be run. If not: panics under CI (`CI=true`), otherwise says
+/// loudly that the test is skipped and how to get `package`.
+fn installed(tools: &[&str], package: &str) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_err()
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{missing:?} not found on PATH; CI must install them (apt-get install {package})");
+    }
+    eprintln!();
+    eprintln!("**********************************************************************");
+    eprintln!("SKIPPED: {missing:?} not on PATH, so this Redis test did not run.");
+    eprintln!("Install them (e.g. apt-get install {package}) to run it.");
+    eprintln!("**********************************************************************");
+    eprintln!();
+    false
+}
+
+/// A CA and a certificate for `127.0.0.1` signed by it, in `dir` (`ca.crt`, `server.crt`,
+/// `server.key`).
+fn make_certificates(dir: &Path) {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &key,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+        ],
+    ];
+    let request = [
+        &["req"][..],
+        &key,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ];
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ];
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    for step in [ca.concat(), request.concat(), sign.to_vec()] {
+        let output = run(Command::new("openssl").args(&step).current_dir(dir));
+        assert!(
+            output.status.success(),
+            "openssl {step:?} failed: {}",
+            describe(&output)
+        );
+    }
+}
+
+/// A loopback port nobody listens on; with `cluster_bus`, port + 10000 is free too.
+fn free_port(cluster_bus: bool) -> u16 {
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        if !cluster_bus {
+            return port;
+        }
+        if let Some(bus) = port.checked_add(10_000) {
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_ok() {
+                return port;
+            }
+        }
+    }
+}
+
+/// Whether a server on `port` answers `PING` with `PONG`.
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let output = run(Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args));
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(
+        output.status.success() && !stdout.starts_with("ERR") && !stdout.starts_with("(error)"),
+        "redis-cli {args:?} failed: {}",
+        describe(&output)
+    );
+    stdout
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("running {command:?}: {error}"))
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "tower-stateless-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
