@@ -8,7 +8,11 @@ use crate::id::HashedId;
 use crate::record::{ChangeSet, Lifetime, Metadata, Record};
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 /// Outcome of [`SessionStore::create`].

@@ -1,0 +1,136 @@
+//! The two kinds of connection a [`RedisStore`](super::RedisStore) can hold, behind one type.
+
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use crate::error::StoreError;
+
+/// How long to wait for a TCP (and TLS) connection to be set up.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for a reply before failing the call. The layer has its own, usually
+/// shorter, timeout per request; this one catches a connection that went silent.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A multiplexed connection that reconnects by itself; cheap to clone.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    pub(super) async fn single(url: &str) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url).map_err(StoreError::backend)?;
+        // Reconnects are retried briefly and then reported: every call fails fast while
+        // Redis is down (and the layer answers 503), and the next call tries again.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::Single(manager))
+    }
+
+    pub(super) async fn cluster(nodes: &[String]) -> Result<Self, StoreError> {
+        if nodes.is_empty() {
+            return Err(StoreError::backend("no Redis Cluster node given"));
+        }
+        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .retries(3)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()
+            .map_err(StoreError::backend)?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::Cluster(connection))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// A node given as `host:port` becomes `redis://host:port`; URLs are kept as they are.
+pub(super) fn node_url(node: &str) -> String {
+    if node.contains("://") {
+        node.to_owned()
+    } else {
+        format!("redis://{node}")
+    }
+}
+
+/// `url` with everything before its last `@` (user name, password) replaced by `***`, for
+/// `Debug` and logs. Errs on the side of hiding: a password may hold unescaped `/` or `#`.
+pub(super) fn redact(url: &str) -> String {
+    let (scheme, rest) = url
+        .split_once("://")
+        .map_or(("", url), |(scheme, rest)| (scheme, rest));
+    match rest.rsplit_once('@') {
+        Some((_, host)) if scheme.is_empty() => format!("***@{host}"),
+        Some((_, host)) => format!("{scheme}://***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(
+            redact("redis://app:s3cret@db:6379/2"),
+            "redis://***@db:6379/2"
+        );
+        assert_eq!(redact("rediss://:p@ss@db"), "rediss://***@db");
+        assert_eq!(redact("redis://db:6379"), "redis://db:6379");
+        assert_eq!(redact("user:pw@db:6379"), "***@db:6379");
+        assert_eq!(redact("db:6379"), "db:6379");
+        assert_eq!(redact("redis://u:pa/ss#x@db:1/0"), "redis://***@db:1/0");
+    }
+
+    #[test]
+    fn nodes_become_urls() {
+        assert_eq!(node_url("127.0.0.1:7000"), "redis://127.0.0.1:7000");
+        assert_eq!(node_url("rediss://h:1"), "rediss://h:1");
+    }
+}

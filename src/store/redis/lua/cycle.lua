@@ -1,0 +1,27 @@
+-- cycle_id on a single node, atomically: KEYS[1] the old session, KEYS[2] the new
+-- one; ARGV: now, idle, absolute, '1' if ARGV[5] is the user already indexed under
+-- the new ID (else '0'), that user, then the change set. Returns {'gone'},
+-- {'in-use'}, {'index', user} (index the new ID under user first, then call
+-- again) or {'saved'[, previous user]}.
+local old, new = KEYS[1], KEYS[2]
+if not is_live(old, now, idle, absolute) then
+  redis.call('DEL', old)
+  return {'gone'}
+end
+if redis.call('EXISTS', new) == 1 then
+  if is_live(new, now, idle, absolute) then
+    return {'in-use'}
+  end
+  redis.call('DEL', new)
+end
+local previous = redis.call('HGET', old, ':user')
+if ARGV[7] == 'keep' and previous and not (ARGV[4] == '1' and ARGV[5] == previous) then
+  return {'index', previous}
+end
+redis.call('RENAME', old, new)
+apply_changes(new, 6)
+refresh(new, now, idle, absolute)
+if previous then
+  return {'saved', previous}
+end
+return {'saved'}
