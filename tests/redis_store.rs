@@ -1,0 +1,729 @@
+//! `RedisStore` against real `redis-server` processes: the conformance suite on a single
+//! server and on a cluster, plus what only Redis has (TTLs, key layout, scripts,
+//! reconnection, eviction policy).
+
+#![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod conformance;
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use support::{RedisCluster, RedisServer};
+use tower_stateless::{
+    Applied, ChangeSet, Created, Cycled, HashedId, Lifetime, Metadata, Record, RedisStore,
+    SessionStore, StoreError, Timestamp,
+};
+
+const IDLE: Duration = Duration::from_secs(30 * 60);
+const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
+
+fn now() -> Lifetime {
+    Lifetime::new(
+        Timestamp::from_system_time(SystemTime::now()),
+        IDLE,
+        ABSOLUTE,
+    )
+}
+
+/// A raw session ID shaped like the layer's (24 random bytes, base64url) and its hash,
+/// the only form a store may see.
+fn raw_and_hashed() -> (String, HashedId) {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).unwrap();
+    let raw = URL_SAFE_NO_PAD.encode(bytes);
+    let hashed = HashedId::from_stored(URL_SAFE_NO_PAD.encode(Sha256::digest(raw.as_bytes())));
+    (raw, hashed)
+}
+
+fn record(pairs: &[(&str, &str)], user: Option<&str>, lifetime: Lifetime) -> Record {
+    let data = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut metadata = Metadata::new(lifetime.now);
+    metadata.user_id = user.map(str::to_owned);
+    Record::new(data, metadata)
+}
+
+fn inspect(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+fn keys(connection: &mut redis::Connection) -> Vec<String> {
+    redis::cmd("KEYS").arg("*").query(connection).unwrap()
+}
+
+fn pttl(connection: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(connection).unwrap()
+}
+
+/// Whether `key` is `<prefix>{<43 base64url characters>}` after `start`.
+fn is_hash_tag(key: &str, start: &str) -> bool {
+    let Some(tag) = key
+        .strip_prefix(start)
+        .and_then(|rest| rest.strip_prefix('{'))
+        .and_then(|rest| rest.strip_suffix('}'))
+    else {
+        return false;
+    };
+    tag.len() == 43
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[tokio::test]
+async fn single_server_conforms() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    conformance::run(Arc::new(store)).await;
+
+    // Whatever the suite left behind is laid out as documented: session keys under the
+    // default prefix and user indexes named by a digest, never by the user ID.
+    let mut connection = inspect(&server);
+    for key in keys(&mut connection) {
+        assert!(
+            key.starts_with("session:{") || is_hash_tag(&key, "session:user:"),
+            "unexpected key {key:?}"
+        );
+        assert!(
+            !key.contains("alice") && !key.contains("bob"),
+            "a user ID in a key name: {key:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cluster_conforms() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let store = RedisStore::connect_cluster(cluster.nodes())
+        .await
+        .unwrap()
+        .with_prefix("c:");
+    assert!(format!("{store:?}").contains("cluster: true"));
+    conformance::run(Arc::new(store.clone())).await;
+    user_index_spans_nodes(&cluster, &store).await;
+}
+
+/// Sessions of one user land on different nodes from its index; listing and "log out
+/// everywhere" still find them all.
+async fn user_index_spans_nodes(cluster: &RedisCluster, store: &RedisStore) {
+    let lifetime = now();
+    let user = "carol@example.com";
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let (_, id) = raw_and_hashed();
+        let bound = if n % 2 == 0 { Some(user) } else { None };
+        assert_eq!(
+            store
+                .create(&id, &record(&[("n", "1")], bound, lifetime), lifetime)
+                .await
+                .unwrap(),
+            Created::Saved
+        );
+        if bound.is_none() {
+            let bind = ChangeSet::default().with_user(Some(user.to_owned()));
+            assert_eq!(
+                store.apply(&id, &bind, lifetime).await.unwrap(),
+                Applied::Saved
+            );
+        }
+        ids.push(id);
+    }
+    // Cycling a bound session keeps it in the index under its new ID.
+    let (_, cycled) = raw_and_hashed();
+    assert_eq!(
+        store
+            .cycle_id(&ids[0], &cycled, &ChangeSet::default(), lifetime)
+            .await
+            .unwrap(),
+        Cycled::Saved
+    );
+    ids[0] = cycled;
+
+    let mut nodes_with_sessions = 0;
+    for server in cluster.servers() {
+        let mut connection = inspect(server);
+        let keys = keys(&mut connection);
+        if keys.iter().any(|key| {
+            ids.iter()
+                .any(|id| key == &format!("c:{{{}}}", id.as_str()))
+        }) {
+            nodes_with_sessions += 1;
+        }
+        for key in &keys {
+            assert!(
+                is_hash_tag(key, "c:") || is_hash_tag(key, "c:user:"),
+                "unexpected key {key:?}"
+            );
+            assert!(!key.contains("carol"), "a user ID in a key name: {key:?}");
+        }
+    }
+    assert!(
+        nodes_with_sessions >= 2,
+        "12 sessions should spread over the nodes"
+    );
+
+    let mut listed: Vec<HashedId> = store
+        .sessions_of_user(user, lifetime)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(store.destroy_sessions_of_user(user).await.unwrap(), 12);
+    for id in &ids {
+        assert_eq!(store.load(id, lifetime).await.unwrap(), None);
+    }
+    assert!(store
+        .sessions_of_user(user, lifetime)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn ttls_follow_the_lifetime() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let mut connection = inspect(&server);
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    let key = format!("session:{{{}}}", id.as_str());
+
+    assert_eq!(
+        store
+            .create(
+                &id,
+                &record(&[("a", "1")], Some("dave"), lifetime),
+                lifetime
+            )
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    let ttl = pttl(&mut connection, &key);
+    assert!(
+        ttl > 0 && ttl <= IDLE.as_millis() as i64,
+        "after create: {ttl}"
+    );
+
+    // Near the end of the absolute lifetime, the key lives only until then.
+    // (An idle timeout as long as the absolute lifetime keeps it alive until then.)
+    let late = Lifetime::new(
+        lifetime
+            .now
+            .saturating_add(ABSOLUTE - Duration::from_secs(60)),
+        ABSOLUTE,
+        ABSOLUTE,
+    );
+    assert_eq!(store.touch(&id, late).await.unwrap(), Applied::Saved);
+    let ttl = pttl(&mut connection, &key);
+    assert!(
+        ttl > 50_000 && ttl <= 60_000,
+        "near the absolute end: {ttl}"
+    );
+
+    // A write sets the full idle timeout again.
+    let changes = ChangeSet::default().with_set("b", "2");
+    let mid = Lifetime::new(
+        lifetime.now.saturating_add(Duration::from_secs(60)),
+        IDLE,
+        ABSOLUTE,
+    );
+    assert_eq!(
+        store.apply(&id, &changes, mid).await.unwrap(),
+        Applied::Saved
+    );
+    let ttl = pttl(&mut connection, &key);
+    assert!(
+        ttl > IDLE.as_millis() as i64 - 5_000 && ttl <= IDLE.as_millis() as i64,
+        "after apply: {ttl}"
+    );
+
+    // The user's index outlives every session in it.
+    let index = keys(&mut connection)
+        .into_iter()
+        .find(|key| key.starts_with("session:user:"))
+        .unwrap();
+    assert!(pttl(&mut connection, &index) >= ABSOLUTE.as_millis() as i64 - 5_000);
+}
+
+#[tokio::test]
+async fn keys_and_values_hold_no_raw_ids() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_prefix("ts:");
+    let lifetime = now();
+    let user = "erin-4242";
+    let (raw_a, a) = raw_and_hashed();
+    let (raw_b, b) = raw_and_hashed();
+    let (raw_c, c) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&a, &record(&[("cart", "[1,2]")], None, lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    let login = ChangeSet::default()
+        .with_user(Some(user.to_owned()))
+        .with_set("role", "\"admin\"");
+    assert_eq!(
+        store.cycle_id(&a, &b, &login, lifetime).await.unwrap(),
+        Cycled::Saved
+    );
+    assert_eq!(
+        store
+            .create(&c, &record(&[], Some(user), lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    assert_eq!(
+        store.sessions_of_user(user, lifetime).await.unwrap().len(),
+        2
+    );
+
+    let mut connection = inspect(&server);
+    let keys = keys(&mut connection);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let mut everything = String::new();
+    for key in &keys {
+        if is_hash_tag(key, "ts:user:") {
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut connection)
+                .unwrap();
+            let mut members = members.clone();
+            members.sort();
+            let mut expected = vec![b.as_str().to_owned(), c.as_str().to_owned()];
+            expected.sort();
+            assert_eq!(members, expected, "the index holds hashed IDs");
+            everything.push_str(&members.join(" "));
+        } else {
+            assert!(is_hash_tag(key, "ts:"), "unexpected key {key:?}");
+            let fields: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(key)
+                .query(&mut connection)
+                .unwrap();
+            for (field, value) in fields {
+                everything.push_str(&format!("{field} {value} "));
+            }
+        }
+        everything.push_str(key);
+    }
+    for raw in [&raw_a, &raw_b, &raw_c] {
+        assert!(
+            !everything.contains(raw.as_str()),
+            "a raw session ID reached Redis"
+        );
+    }
+    assert!(
+        !keys.iter().any(|key| key.contains(user)),
+        "a user ID in a key name"
+    );
+}
+
+#[tokio::test]
+async fn scripts_are_reloaded_after_script_flush() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let changes = ChangeSet::default().with_set("a", "2");
+    assert_eq!(
+        store.apply(&id, &changes, lifetime).await.unwrap(),
+        Applied::Saved
+    );
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let (_, moved) = raw_and_hashed();
+    assert_eq!(
+        store
+            .cycle_id(&id, &moved, &ChangeSet::default(), lifetime)
+            .await
+            .unwrap(),
+        Cycled::Saved
+    );
+    assert_eq!(
+        store.load(&moved, lifetime).await.unwrap().unwrap().data["a"],
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn reconnects_after_an_outage() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+
+    server.stop();
+    for _ in 0..3 {
+        let outcome = tokio::time::timeout(Duration::from_secs(5), store.load(&id, lifetime)).await;
+        let error = outcome
+            .expect("a call to a dead server fails, in bounded time")
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    }
+    assert!(store.ping().await.is_err());
+
+    server.restart();
+    let back = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), store.ping()).await {
+            Ok(Ok(())) => break,
+            _ if back.elapsed() < Duration::from_secs(2) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            outcome => panic!(
+                "still failing {:?} after the restart: {outcome:?}",
+                back.elapsed()
+            ),
+        }
+    }
+    // The data did not survive (no persistence), but the same store works again.
+    assert_eq!(store.load(&id, lifetime).await.unwrap(), None);
+    let (_, fresh) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&fresh, &record(&[], None, lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_fails_quickly() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    server.stop();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(&url)).await;
+    assert!(outcome.expect("connect gives up").is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn warns_about_an_evicting_redis() {
+    let Some(server) = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]) else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(
+        store.check_eviction_policy().await.as_deref(),
+        Some("allkeys-lru")
+    );
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(
+        store.check_eviction_policy().await.as_deref(),
+        Some("noeviction")
+    );
+}
+
+#[tokio::test]
+async fn acl_user_without_config_rights_and_a_redacted_password() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "+@all",
+        "-config",
+    ]);
+    let url = format!("redis://app:s3cret-pw@127.0.0.1:{}", server.port());
+    let store = RedisStore::connect(&url).await.unwrap();
+    assert_eq!(
+        store.check_eviction_policy().await,
+        None,
+        "CONFIG is denied: not checked, no error"
+    );
+    let debug = format!("{store:?}");
+    assert!(
+        !debug.contains("s3cret-pw") && debug.contains("127.0.0.1"),
+        "{debug}"
+    );
+    store.ping().await.unwrap();
+
+    let wrong = format!("redis://app:wrong-pw@127.0.0.1:{}", server.port());
+    let error = RedisStore::connect(&wrong).await.unwrap_err();
+    assert!(
+        !format!("{error:?} {error}").contains("wrong-pw"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn index_entries_of_dead_sessions_are_pruned_after_a_grace() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let mut connection = inspect(&server);
+    let lifetime = now();
+    let user = "frank";
+    let (_, live) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&live, &record(&[], Some(user), lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    let index = keys(&mut connection)
+        .into_iter()
+        .find(|key| key.starts_with("session:user:"))
+        .unwrap();
+
+    // An entry added long ago whose session is gone, and one just added (its write may be
+    // in flight): only the old one goes.
+    let (_, old_dead) = raw_and_hashed();
+    let (_, new_dead) = raw_and_hashed();
+    redis::cmd("ZADD")
+        .arg(&index)
+        .arg(0)
+        .arg(old_dead.as_str())
+        .exec(&mut connection)
+        .unwrap();
+    redis::cmd("ZADD")
+        .arg(&index)
+        .arg(4_000_000_000_000u64)
+        .arg(new_dead.as_str())
+        .exec(&mut connection)
+        .unwrap();
+    let listed = store.sessions_of_user(user, lifetime).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&live]
+    );
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&index)
+        .arg(0)
+        .arg(-1)
+        .query(&mut connection)
+        .unwrap();
+    assert!(
+        !members.contains(&old_dead.as_str().to_owned()),
+        "{members:?}"
+    );
+    assert!(
+        members.contains(&new_dead.as_str().to_owned()),
+        "{members:?}"
+    );
+
+    // Destroying the user's sessions drops the entries of what it deleted.
+    assert_eq!(store.destroy_sessions_of_user(user).await.unwrap(), 1);
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&index)
+        .arg(0)
+        .arg(-1)
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(members, vec![new_dead.as_str().to_owned()]);
+}
+
+#[tokio::test]
+async fn rebinding_moves_the_index_entry() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&id, &record(&[], Some("gina"), lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    let rebind = ChangeSet::default().with_user(Some("hank".into()));
+    assert_eq!(
+        store.apply(&id, &rebind, lifetime).await.unwrap(),
+        Applied::Saved
+    );
+    let mut connection = inspect(&server);
+    let indexes: Vec<String> = keys(&mut connection)
+        .into_iter()
+        .filter(|key| key.starts_with("session:user:"))
+        .collect();
+    assert_eq!(
+        indexes.len(),
+        1,
+        "gina's index emptied and vanished: {indexes:?}"
+    );
+    assert_eq!(
+        store
+            .sessions_of_user("hank", lifetime)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.destroy_sessions_of_user("gina").await.unwrap(), 0);
+
+    let unbind = ChangeSet::default().with_user(None);
+    assert_eq!(
+        store.apply(&id, &unbind, lifetime).await.unwrap(),
+        Applied::Saved
+    );
+    assert!(store
+        .sessions_of_user("hank", lifetime)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .load(&id, lifetime)
+        .await
+        .unwrap()
+        .unwrap()
+        .metadata
+        .user_id
+        .is_none());
+}
+
+#[tokio::test]
+async fn corrupt_hashes_are_reported() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let (_, id) = raw_and_hashed();
+    let key = format!("session:{{{}}}", id.as_str());
+    server.cli(&[
+        "HSET",
+        &key,
+        ":created",
+        "yesterday",
+        ":refreshed",
+        "1",
+        ":v",
+        "1",
+    ]);
+    assert!(matches!(
+        store.load(&id, now()).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    server.cli(&["DEL", &key]);
+    server.cli(&["SET", &key, "not a hash"]);
+    assert!(matches!(
+        store.load(&id, now()).await,
+        Err(StoreError::Backend(_))
+    ));
+}
+
+/// `rediss://` end to end, certificate checked against a private CA. The client reads its
+/// trusted roots from `SSL_CERT_FILE`, which is process-wide, so the client half runs in a
+/// child process of this test binary.
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let Some(server) = RedisServer::start_tls() else {
+        return;
+    };
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tls_client",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("SSL_CERT_FILE", server.tls_ca())
+        .env("TOWER_STATELESS_TLS_URL", server.tls_url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "TLS client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "the client half of rediss_with_a_private_ca, which runs it"]
+async fn tls_client() {
+    let url = std::env::var("TOWER_STATELESS_TLS_URL").expect("run by rediss_with_a_private_ca");
+    let store = RedisStore::connect(&url).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    assert_eq!(
+        store
+            .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
+            .await
+            .unwrap(),
+        Created::Saved
+    );
+    assert_eq!(
+        store.load(&id, lifetime).await.unwrap().unwrap().data["a"],
+        "1"
+    );
+
+    // The certificate is really checked: it is not valid for another host name.
+    let plain = url.replace("rediss://127.0.0.1", "rediss://localhost");
+    assert!(
+        RedisStore::connect(&plain).await.is_err(),
+        "wrong host name accepted"
+    );
+}
