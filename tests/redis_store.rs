@@ -81,13 +81,14 @@ fn is_hash_tag(key: &str, start: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_server_conforms() {
     let Some(server) = RedisServer::start() else {
         return;
     };
     let store = RedisStore::connect(&server.url()).await.unwrap();
-    conformance::run(Arc::new(store)).await;
+    conformance::run(Arc::new(store.clone())).await;
+    writes_racing_a_cycle_are_kept(&store).await;
 
     // Whatever the suite left behind is laid out as documented: session keys under the
     // default prefix and user indexes named by a digest, never by the user ID.
@@ -104,7 +105,7 @@ async fn single_server_conforms() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_conforms() {
     let Some(cluster) = RedisCluster::start() else {
         return;
@@ -114,8 +115,77 @@ async fn cluster_conforms() {
         .unwrap()
         .with_prefix("c:");
     assert!(format!("{store:?}").contains("cluster: true"));
+    assert_eq!(
+        store.check_eviction_policy().await.as_deref(),
+        Some("noeviction")
+    );
     conformance::run(Arc::new(store.clone())).await;
     user_index_spans_nodes(&cluster, &store).await;
+    writes_racing_a_cycle_are_kept(&store).await;
+}
+
+/// An apply that reports `Saved` while `cycle_id` runs is never lost: it shows under the
+/// new ID, or under the old one if the cycle gave up. On a cluster this exercises the
+/// copy-then-delete path, which starts over when a write lands during the copy.
+async fn writes_racing_a_cycle_are_kept(store: &RedisStore) {
+    for _ in 0..10 {
+        let lifetime = now();
+        let (_, old) = raw_and_hashed();
+        let (_, new) = raw_and_hashed();
+        let created = store
+            .create(&old, &record(&[], None, lifetime), lifetime)
+            .await
+            .unwrap();
+        assert_eq!(created, Created::Saved);
+        let mut writers = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let (store, old) = (store.clone(), old.clone());
+            writers.spawn(async move {
+                let changes = ChangeSet::default().with_set(format!("k{n}"), "1");
+                (n, store.apply(&old, &changes, lifetime).await.unwrap())
+            });
+        }
+        let cycled = store
+            .cycle_id(
+                &old,
+                &new,
+                &ChangeSet::default().with_set("moved", "1"),
+                lifetime,
+            )
+            .await;
+        let saved: Vec<String> = writers
+            .join_all()
+            .await
+            .into_iter()
+            .filter(|(_, applied)| *applied == Applied::Saved)
+            .map(|(n, _)| format!("k{n}"))
+            .collect();
+        let holder = match cycled {
+            Ok(Cycled::Saved) => {
+                assert_eq!(
+                    store.load(&old, lifetime).await.unwrap(),
+                    None,
+                    "the old ID is dead"
+                );
+                &new
+            }
+            Err(StoreError::Backend(_)) => &old,
+            other => panic!("unexpected cycle outcome {other:?}"),
+        };
+        let data = store
+            .load(holder, lifetime)
+            .await
+            .unwrap()
+            .expect("the session survives")
+            .data;
+        for key in &saved {
+            assert!(
+                data.contains_key(key),
+                "{key} was saved but is lost: {data:?}"
+            );
+        }
+        store.destroy(holder).await.unwrap();
+    }
 }
 
 /// Sessions of one user land on different nodes from its index; listing and "log out
