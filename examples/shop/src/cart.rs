@@ -94,13 +94,7 @@ pub(crate) async fn checkout(session: Session) -> Result<Json<Order>, ApiError> 
         session.remove(item_key(&item.sku));
     }
     Ok(Json(Order {
-        order: order_id(),
+        order: crate::random_id("ord"),
         items,
     }))
-}
-
-fn order_id() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    format!("ord_{:016x}", u64::from_be_bytes(bytes))
 }

@@ -24,12 +24,24 @@ impl Client {
         let store = MemoryStore::new();
         let layer = SessionLayer::new(store.clone(), Key::generate()).with_secure(false);
         Self {
-            app: shop::router(store, layer, "test-1"),
+            app: shop::router(
+                shop::AppState {
+                    store,
+                    chunks: shop::Chunks::memory(),
+                },
+                layer,
+                "test-1",
+            ),
             cookie: None,
         }
     }
 
     async fn call(&mut self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.send(method, path, body.map(|b| b.as_bytes().to_vec()))
+            .await
+    }
+
+    async fn send(&mut self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie);
@@ -37,9 +49,7 @@ impl Client {
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = request
-            .body(Body::from(body.unwrap_or_default().to_owned()))
-            .unwrap();
+        let request = request.body(Body::from(body.unwrap_or_default())).unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
         for set in response.headers().get_all(header::SET_COOKIE) {
             let pair = set.to_str().unwrap().split(';').next().unwrap();
@@ -227,4 +237,116 @@ async fn healthz_and_instance_header() {
         "test-1",
         "even on 404"
     );
+}
+
+#[tokio::test]
+async fn chunked_upload_round_trip() {
+    use sha2::{Digest, Sha256};
+    let mut client = Client::new();
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<&[u8]> = data.chunks(1024 * 1024).collect();
+    let created = client
+        .call(
+            "POST",
+            "/uploads",
+            Some(&format!(r#"{{"name": "a.bin", "size": {}}}"#, data.len())),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json["upload"].as_str().unwrap().to_owned();
+
+    // Out of order; completing early is a conflict.
+    let put = client
+        .send(
+            "PUT",
+            &format!("/uploads/{id}/chunks/2"),
+            Some(chunks[2].to_vec()),
+        )
+        .await;
+    assert_eq!(put.json, json!({"received": [2], "bytes": chunks[2].len()}));
+    assert_eq!(
+        client
+            .call("POST", &format!("/uploads/{id}/complete"), None)
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    client
+        .send(
+            "PUT",
+            &format!("/uploads/{id}/chunks/0"),
+            Some(chunks[0].to_vec()),
+        )
+        .await;
+    let put = client
+        .send(
+            "PUT",
+            &format!("/uploads/{id}/chunks/1"),
+            Some(chunks[1].to_vec()),
+        )
+        .await;
+    assert_eq!(
+        put.json,
+        json!({"received": [0, 1, 2], "bytes": data.len()})
+    );
+
+    let progress = client.call("GET", &format!("/uploads/{id}"), None).await;
+    assert_eq!(progress.json["received"], json!([0, 1, 2]));
+    assert_eq!(progress.json["size"], json!(data.len()));
+
+    let done = client
+        .call("POST", &format!("/uploads/{id}/complete"), None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    let expected: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(done.json, json!({"bytes": data.len(), "sha256": expected}));
+}
+
+#[tokio::test]
+async fn uploads_belong_to_their_session_and_chunks_are_bounded() {
+    let mut owner = Client::new();
+    let id = owner
+        .call("POST", "/uploads", Some(r#"{"name": "x", "size": 10}"#))
+        .await
+        .json["upload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stranger = Client {
+        app: owner.app.clone(),
+        cookie: None,
+    };
+    for (method, path) in [
+        ("GET", format!("/uploads/{id}")),
+        ("POST", format!("/uploads/{id}/complete")),
+    ] {
+        assert_eq!(
+            stranger.call(method, &path, None).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let put = stranger
+        .send("PUT", &format!("/uploads/{id}/chunks/0"), Some(vec![1; 5]))
+        .await;
+    assert_eq!(put.status, StatusCode::NOT_FOUND);
+
+    let too_big = owner
+        .send(
+            "PUT",
+            &format!("/uploads/{id}/chunks/0"),
+            Some(vec![1; 1024 * 1024 + 1]),
+        )
+        .await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let over_size = owner
+        .send("PUT", &format!("/uploads/{id}/chunks/0"), Some(vec![1; 11]))
+        .await;
+    assert_eq!(over_size.status, StatusCode::BAD_REQUEST);
+    let bad = owner
+        .call("POST", "/uploads", Some(r#"{"name": "x", "size": 0}"#))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }

@@ -1,0 +1,499 @@
+//! The fleet, with real processes: redis-server, several shop binaries, nginx in front.
+//! Instances are killed and restarted, and Redis too, under traffic.
+
+#![allow(missing_docs)]
+
+mod client;
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shop::fleet::{on_path, Fleet, FleetConfig, FleetStore};
+
+use client::{Client, Reply};
+
+/// Fleet tests share two cores: one at a time keeps their timings meaningful.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Every scenario stops by itself after this long.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
+
+/// Whether redis-server and nginx are here. Under CI a missing one is a failure.
+fn tools_present() -> bool {
+    let missing: Vec<&str> = [
+        ("redis-server", on_path("redis-server")),
+        ("nginx", on_path("nginx") || on_path("/usr/sbin/nginx")),
+    ]
+    .into_iter()
+    .filter(|(_, present)| !present)
+    .map(|(tool, _)| tool)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {missing:?} not installed"
+    );
+    report(&format!(
+        "SKIPPED: {missing:?} not on PATH (install them to run the fleet tests)"
+    ));
+    false
+}
+
+/// Printed past the test harness's capture, so the figures show in every run.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "fleet: {line}");
+}
+
+fn start(store: FleetStore) -> Arc<Mutex<Fleet>> {
+    let config = FleetConfig {
+        shop_binary: env!("CARGO_BIN_EXE_shop").into(),
+        instances: 3,
+        store,
+        port: 0,
+        env: vec![("RUST_LOG".into(), "warn".into())],
+    };
+    Arc::new(Mutex::new(Fleet::start(config).expect("fleet starts")))
+}
+
+fn port(fleet: &Arc<Mutex<Fleet>>) -> u16 {
+    fleet.lock().unwrap().nginx.port()
+}
+
+fn add_body(sku: &str) -> Option<Vec<u8>> {
+    Some(json!({"sku": sku, "qty": 1}).to_string().into_bytes())
+}
+
+async fn login(client: &Client) {
+    let (reply, _) = client
+        .request_retrying(
+            "POST",
+            "/login",
+            Some(br#"{"user":"alice"}"#.to_vec()),
+            false,
+        )
+        .await;
+    assert_eq!(reply.expect("login").status, 200);
+}
+
+/// SKUs in the cart, or `None` if the user is logged out.
+async fn cart(client: &Client) -> Option<BTreeSet<String>> {
+    let (reply, _) = client.request_retrying("GET", "/cart", None, true).await;
+    let reply = reply.expect("GET /cart");
+    (reply.status == 200).then(|| {
+        reply.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["sku"].as_str().unwrap().to_owned())
+            .collect()
+    })
+}
+
+/// What a traffic run saw.
+#[derive(Default)]
+struct Tally {
+    acknowledged: Mutex<Vec<String>>,
+    logged_out: AtomicU32,
+    proxy_retries: AtomicU32,
+    unavailable: AtomicU32,
+    other_failures: AtomicU32,
+    instances: Mutex<HashSet<String>>,
+    /// Times of 503 answers and of successes, for the outage test.
+    outages: Mutex<Vec<Instant>>,
+    successes: Mutex<Vec<Instant>>,
+}
+
+impl Tally {
+    fn acked(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Adds `sku`: retries proxy failures; 503s are retried too if `through_outages`.
+    async fn add(&self, client: &Client, sku: &str, through_outages: bool) {
+        let (reply, attempts) = client
+            .request_retrying("POST", "/cart/items", add_body(sku), false)
+            .await;
+        self.proxy_retries
+            .fetch_add(attempts.proxy_retries, Ordering::Relaxed);
+        match reply {
+            Ok(Reply {
+                status: 200,
+                instance,
+                ..
+            }) => {
+                self.acknowledged.lock().unwrap().push(sku.to_owned());
+                self.successes.lock().unwrap().push(Instant::now());
+                self.instances.lock().unwrap().extend(instance);
+            }
+            Ok(Reply {
+                status: 401,
+                instance,
+                ..
+            }) => {
+                self.logged_out.fetch_add(1, Ordering::Relaxed);
+                self.instances.lock().unwrap().extend(instance);
+            }
+            Ok(Reply { status: 503, .. }) => {
+                self.unavailable.fetch_add(1, Ordering::Relaxed);
+                self.outages.lock().unwrap().push(Instant::now());
+                if through_outages {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Box::pin(self.add(client, sku, through_outages)).await;
+                }
+            }
+            Ok(Reply { status, json, .. }) => {
+                self.other_failures.fetch_add(1, Ordering::Relaxed);
+                report(&format!(
+                    "POST /cart/items {sku}: unexpected {status} {json}"
+                ));
+            }
+            Err(failed) => {
+                self.other_failures.fetch_add(1, Ordering::Relaxed);
+                report(&failed.0);
+            }
+        }
+    }
+
+    /// Acknowledged SKUs missing from `cart` (all of them if logged out).
+    fn lost(&self, cart: &Option<BTreeSet<String>>) -> usize {
+        let acked = self.acknowledged.lock().unwrap();
+        match cart {
+            Some(cart) => acked.iter().filter(|sku| !cart.contains(*sku)).count(),
+            None => acked.len(),
+        }
+    }
+
+    fn summary(&self, cart: &Option<BTreeSet<String>>) -> String {
+        let mut instances: Vec<String> = self.instances.lock().unwrap().iter().cloned().collect();
+        instances.sort();
+        format!(
+            "acknowledged={} lost={} logged_out={} retried={} unavailable_503={} other_failures={} instances_seen={:?}",
+            self.acked(),
+            self.lost(cart),
+            self.logged_out.load(Ordering::Relaxed),
+            self.proxy_retries.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
+            self.other_failures.load(Ordering::Relaxed),
+            instances
+        )
+    }
+}
+
+/// 4 writers add 600 distinct SKUs; a third of the way in instance 1 is SIGKILLed,
+/// two thirds in it is started again.
+async fn kill_scenario(store: FleetStore) -> (Arc<Tally>, Option<BTreeSet<String>>) {
+    let fleet = start(store);
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let tally = Arc::new(Tally::default());
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..4 {
+        let (client, tally) = (client.clone(), tally.clone());
+        writers.spawn(async move {
+            for i in 0..150 {
+                tally
+                    .add(&client, &format!("w{writer}-{i:03}"), false)
+                    .await;
+            }
+        });
+    }
+    let attempted = |tally: &Tally| {
+        tally.acked()
+            + tally.logged_out.load(Ordering::Relaxed) as usize
+            + tally.other_failures.load(Ordering::Relaxed) as usize
+    };
+    let deadline = Instant::now() + SCENARIO_LIMIT;
+    while attempted(&tally) < 200 && Instant::now() < deadline && !writers.is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    fleet.lock().unwrap().instances[0].kill();
+    report(&format!(
+        "killed shop-1 after {} requests",
+        attempted(&tally)
+    ));
+    while attempted(&tally) < 400 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let restarter = {
+        let fleet = fleet.clone();
+        tokio::task::spawn_blocking(move || fleet.lock().unwrap().instances[0].start())
+    };
+    report(&format!(
+        "restarting shop-1 after {} requests",
+        attempted(&tally)
+    ));
+    tokio::time::timeout(SCENARIO_LIMIT, async {
+        while writers.join_next().await.is_some() {}
+    })
+    .await
+    .expect("writers finish");
+    restarter.await.unwrap().expect("shop-1 restarts");
+    let cart = cart(&client).await;
+    (tally, cart)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_instance_loses_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (tally, cart) = kill_scenario(FleetStore::OwnRedis(Vec::new())).await;
+    report(&format!("kill test (Redis): {}", tally.summary(&cart)));
+    assert_eq!(tally.acked(), 600, "every add was acknowledged");
+    assert_eq!(
+        tally.lost(&cart),
+        0,
+        "every acknowledged SKU is in the cart"
+    );
+    assert_eq!(
+        tally.logged_out.load(Ordering::Relaxed),
+        0,
+        "never logged out"
+    );
+    assert_eq!(
+        tally.instances.lock().unwrap().len(),
+        3,
+        "all 3 instances served traffic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lesson_in_memory_sessions_lose_users() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let (tally, cart) = kill_scenario(FleetStore::Memory).await;
+    report(&format!(
+        "kill test (MemoryStore, expected to fail): {}",
+        tally.summary(&cart)
+    ));
+    let logged_out = tally.logged_out.load(Ordering::Relaxed);
+    assert!(
+        logged_out > 0 || tally.lost(&cart) > 0,
+        "in-memory sessions must show logouts or lost items, or the kill test cannot tell the difference"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_survives_the_death_of_the_instance_that_took_its_first_chunks() {
+    use sha2::{Digest, Sha256};
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start(FleetStore::OwnRedis(Vec::new()));
+    let client = Client::new(port(&fleet));
+    let data: Vec<u8> = (0..1_700_000u32)
+        .map(|i| (i.wrapping_mul(31) % 253) as u8)
+        .collect();
+    let chunks: Vec<&[u8]> = data.chunks(256 * 1024).collect();
+    let body = json!({"name": "big.bin", "size": data.len()})
+        .to_string()
+        .into_bytes();
+    let (created, _) = client
+        .request_retrying("POST", "/uploads", Some(body), false)
+        .await;
+    let id = created.unwrap().json["upload"].as_str().unwrap().to_owned();
+
+    let mut served_by: Vec<String> = Vec::new();
+    let mut retried = 0;
+    for (n, chunk) in chunks.iter().enumerate() {
+        if n == 2 {
+            let first = served_by[0].clone();
+            let mut fleet = fleet.lock().unwrap();
+            let victim = fleet
+                .instances
+                .iter_mut()
+                .find(|i| i.name == first)
+                .unwrap();
+            victim.kill();
+            report(&format!("upload: killed {first}, which took chunk 0"));
+        }
+        let path = format!("/uploads/{id}/chunks/{n}");
+        let (reply, attempts) = client
+            .request_retrying("PUT", &path, Some(chunk.to_vec()), false)
+            .await;
+        retried += attempts.proxy_retries;
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, 200, "chunk {n}: {}", reply.json);
+        served_by.push(reply.instance.unwrap());
+    }
+    let (done, _) = client
+        .request_retrying("POST", &format!("/uploads/{id}/complete"), None, false)
+        .await;
+    let done = done.unwrap();
+    let expected: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    report(&format!(
+        "upload test: chunks={} bytes={} served_by={served_by:?} retried={retried} sha256_match={}",
+        chunks.len(),
+        data.len(),
+        done.json["sha256"] == expected.as_str()
+    ));
+    assert_eq!(done.status, 200);
+    assert_eq!(done.json, json!({"bytes": data.len(), "sha256": expected}));
+    assert!(
+        served_by[..2].iter().collect::<HashSet<_>>().len() == 2,
+        "the first chunks went through different instances"
+    );
+    assert!(
+        !served_by[2..].contains(&served_by[0]),
+        "the killed instance served nothing after its death"
+    );
+}
+
+/// Steady traffic from 2 writers until `stop`, bounded in count.
+fn steady_traffic(
+    client: &Client,
+    tally: &Arc<Tally>,
+    stop: &Arc<AtomicBool>,
+    through_outages: bool,
+) -> tokio::task::JoinSet<()> {
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..2 {
+        let (client, tally, stop) = (client.clone(), tally.clone(), stop.clone());
+        writers.spawn(async move {
+            for i in 0..5000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tally
+                    .add(&client, &format!("s{writer}-{i:04}"), through_outages)
+                    .await;
+            }
+        });
+    }
+    writers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start(FleetStore::OwnRedis(Vec::new()));
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let mut writers = steady_traffic(&client, &tally, &stop, false);
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fleet = fleet.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut fleet = fleet.lock().unwrap();
+            fleet.instances[i].stop();
+            fleet.instances[i].start()
+        })
+        .await
+        .unwrap()
+        .expect("instance restarts");
+        report(&format!(
+            "rolling restart: shop-{} restarted after {} acks",
+            i + 1,
+            tally.acked()
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    while writers.join_next().await.is_some() {}
+    let cart = cart(&client).await;
+    report(&format!("rolling restart test: {}", tally.summary(&cart)));
+    assert!(tally.acked() > 0);
+    assert_eq!(tally.lost(&cart), 0, "no lost cart items");
+    assert_eq!(tally.logged_out.load(Ordering::Relaxed), 0, "no logouts");
+    assert_eq!(tally.other_failures.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_under_traffic_is_an_outage_not_a_loss() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"]
+        .map(String::from)
+        .to_vec();
+    let fleet = start(FleetStore::OwnRedis(aof));
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let mut writers = steady_traffic(&client, &tally, &stop, true);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let down_at = Instant::now();
+    fleet.lock().unwrap().redis.as_mut().unwrap().kill();
+    let acked_at_kill = tally.acked();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        let fleet = fleet.clone();
+        tokio::task::spawn_blocking(move || {
+            fleet.lock().unwrap().redis.as_mut().unwrap().restart()
+        })
+        .await
+        .unwrap()
+        .expect("redis restarts");
+    }
+    let up_at = Instant::now();
+    let recovered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(at) = tally
+                .successes
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|at| **at > up_at)
+            {
+                return *at;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("service comes back");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    while writers.join_next().await.is_some() {}
+
+    let cart = cart(&client).await;
+    let outages = tally.outages.lock().unwrap().clone();
+    let outside = outages
+        .iter()
+        .filter(|at| **at < down_at || **at > recovered)
+        .count();
+    let running = fleet
+        .lock()
+        .unwrap()
+        .instances
+        .iter_mut()
+        .map(|i| i.is_running())
+        .filter(|running| *running)
+        .count();
+    report(&format!(
+        "redis restart test: {} acked_before_kill={acked_at_kill} down_for={:?} recovered_after_restart={:?} 503s_outside_outage={outside} instances_running={running}",
+        tally.summary(&cart),
+        up_at - down_at,
+        recovered - up_at,
+    ));
+    assert!(
+        tally.unavailable.load(Ordering::Relaxed) > 0,
+        "the outage was seen as 503s"
+    );
+    assert_eq!(outside, 0, "503s only while Redis was down");
+    assert!(
+        recovered - up_at <= Duration::from_secs(2),
+        "full service within 2 s"
+    );
+    assert_eq!(running, 3, "no instance restarted");
+    assert_eq!(tally.lost(&cart), 0, "no acknowledged item lost");
+    assert_eq!(tally.logged_out.load(Ordering::Relaxed), 0);
+}
