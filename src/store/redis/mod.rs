@@ -93,6 +93,13 @@ impl RedisStore {
     /// The key prefix used unless [`with_prefix`](Self::with_prefix) sets another.
     pub const DEFAULT_PREFIX: &'static str = "session:";
 
+    /// The commands a store runs, directly or in its scripts, as Redis ACL rules: a
+    /// least-privilege user is `ACL SETUSER <user> on ><password> resetkeys ~<prefix>*`
+    /// followed by these. Add `+config|get` to let it check the eviction policy.
+    pub const ACL_COMMANDS: &'static str = "+ping +time +evalsha +script|load +cluster|slots \
+        +hgetall +hmget +hget +hset +hdel +hkeys +hincrby +exists +del +rename +pexpire \
+        +zadd +zrem +zrange +zscore";
+
     /// Connects to a single Redis server.
     ///
     /// `url` is `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. Fails
