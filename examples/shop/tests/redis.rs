@@ -1,0 +1,440 @@
+//! The shop on a real Redis (and a real Redis Cluster), in process: no lost updates,
+//! no revived logouts, round trips read off `INFO commandstats`, outages, and no raw
+//! session ID anywhere in Redis.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use shop::{AppState, Chunks};
+use tower::ServiceExt;
+use tower_stateless::{Key, RedisStore, SessionLayer};
+
+use support::{RedisCluster, RedisServer};
+
+/// The shop in process; every cookie it hands out is remembered for the raw-ID scan.
+#[derive(Clone)]
+struct Shop {
+    app: Router,
+    issued: Arc<Mutex<HashSet<String>>>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+    /// A new session cookie (`id=...`), if the response set one.
+    cookie: Option<String>,
+}
+
+impl Shop {
+    async fn on(store: RedisStore, chunks: Chunks) -> Self {
+        let layer = SessionLayer::new(store.clone(), Key::from_bytes(&[7; 32]).unwrap())
+            .with_store_timeout(Duration::from_millis(500));
+        let app = shop::router(AppState { store, chunks }, layer, "redis-test");
+        Self {
+            app,
+            issued: Arc::default(),
+        }
+    }
+
+    async fn single(server: &RedisServer) -> Self {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        Self::on(store, Chunks::redis(&server.url()).await.unwrap()).await
+    }
+
+    async fn cluster(cluster: &RedisCluster) -> Self {
+        let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
+        Self::on(store, Chunks::cluster(&cluster.nodes()).await.unwrap()).await
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let cookie = parts
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find(|pair| !pair.ends_with('='));
+        if let Some(cookie) = &cookie {
+            self.issued.lock().unwrap().insert(cookie.clone());
+        }
+        let bytes = body.collect().await.unwrap().to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            cookie,
+        }
+    }
+
+    async fn login(&self, user: &str) -> String {
+        let reply = self
+            .call("POST", "/login", None, Some(json!({ "user": user })))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.cookie.unwrap()
+    }
+
+    /// The raw session IDs handed out so far (the part of each token before the tag).
+    fn raw_ids(&self) -> Vec<String> {
+        let issued = self.issued.lock().unwrap();
+        issued
+            .iter()
+            .map(|c| {
+                c.split_once('=')
+                    .unwrap()
+                    .1
+                    .split_once('.')
+                    .unwrap()
+                    .0
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Every key and every value in one Redis node must be free of raw session IDs.
+async fn assert_no_raw_ids(url: &str, raw_ids: &[String]) {
+    assert!(!raw_ids.is_empty());
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut scanned = 0;
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&key).into_owned();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "hash" => conn.hgetall::<_, Vec<Vec<u8>>>(&key).await.unwrap(),
+            "zset" => conn.zrange(&key, 0, -1).await.unwrap(),
+            "set" => conn.smembers(&key).await.unwrap(),
+            "string" => vec![conn.get(&key).await.unwrap()],
+            other => panic!("unexpected key type {other}"),
+        };
+        for value in values {
+            text.push_str(&String::from_utf8_lossy(&value));
+        }
+        for raw in raw_ids {
+            assert!(
+                !text.contains(raw.as_str()),
+                "raw session ID found in Redis key {:?}",
+                String::from_utf8_lossy(&key)
+            );
+        }
+        scanned += 1;
+    }
+    assert!(scanned > 0, "nothing to scan");
+}
+
+/// 200 concurrent requests on one session, each adding a distinct SKU: all 200 land.
+async fn no_lost_updates(shop: &Shop) -> usize {
+    let cookie = shop.login("concurrent").await;
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let (shop, cookie) = (shop.clone(), cookie.clone());
+        requests.spawn(async move {
+            let body = json!({"sku": format!("sku-{n:03}"), "qty": 1});
+            shop.call("POST", "/cart/items", Some(&cookie), Some(body))
+                .await
+                .status
+        });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let cart = shop.call("GET", "/cart", Some(&cookie), None).await;
+    cart.json["items"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_to_one_session_all_land_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    assert_eq!(no_lost_updates(&shop).await, 200);
+    assert_no_raw_ids(&server.url(), &shop.raw_ids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_to_one_session_all_land_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let shop = Shop::cluster(&cluster).await;
+    assert_eq!(no_lost_updates(&shop).await, 200);
+    for node in cluster.servers() {
+        let raw = shop.raw_ids();
+        let keys = node.cli(&["DBSIZE"]);
+        if keys != "0" {
+            assert_no_raw_ids(&node.url(), &raw).await;
+        }
+    }
+}
+
+/// A logout racing with 8 writers, 50 times: the session stays destroyed, and no
+/// response hands out a cookie that works.
+async fn logout_is_never_undone(shop: &Shop) {
+    let mut outcomes = std::collections::BTreeMap::<u16, usize>::new();
+    for round in 0..50 {
+        let user = format!("racer-{round}");
+        let cookie = shop.login(&user).await;
+        let start = Arc::new(tokio::sync::Barrier::new(9));
+        let mut racers = tokio::task::JoinSet::new();
+        for writer in 0..8 {
+            let (shop, cookie, start) = (shop.clone(), cookie.clone(), start.clone());
+            racers.spawn(async move {
+                start.wait().await;
+                let body = json!({"sku": format!("w{writer}"), "qty": 1});
+                shop.call("POST", "/cart/items", Some(&cookie), Some(body))
+                    .await
+            });
+        }
+        {
+            let (shop, cookie, start) = (shop.clone(), cookie.clone(), start.clone());
+            racers.spawn(async move {
+                start.wait().await;
+                shop.call("POST", "/logout", Some(&cookie), None).await
+            });
+        }
+        let mut handed_out = Vec::new();
+        while let Some(reply) = racers.join_next().await {
+            let reply = reply.unwrap();
+            assert!(
+                !reply.status.is_server_error(),
+                "round {round}: {}",
+                reply.status
+            );
+            *outcomes.entry(reply.status.as_u16()).or_default() += 1;
+            handed_out.extend(reply.cookie);
+        }
+        for cookie in handed_out.iter().chain([&cookie]) {
+            let me = shop.call("GET", "/me", Some(cookie), None).await;
+            assert_eq!(
+                me.status,
+                StatusCode::UNAUTHORIZED,
+                "round {round}: a cookie still works"
+            );
+        }
+    }
+    eprintln!("logout race outcomes (status: count) over 50 rounds: {outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_racing_writers_stays_a_logout_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    logout_is_never_undone(&shop).await;
+    let sessions = server.cli(&["--scan", "--pattern", "session:{*"]);
+    assert_eq!(sessions, "", "no session survived its logout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_racing_writers_stays_a_logout_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let shop = Shop::cluster(&cluster).await;
+    logout_is_never_undone(&shop).await;
+    for node in cluster.servers() {
+        assert_eq!(
+            node.cli(&["--scan", "--pattern", "session:{*"]),
+            "",
+            "no session survived its logout"
+        );
+    }
+}
+
+/// Top-level commands the store sends (scripts' inner commands are not round trips).
+fn round_trips(server: &RedisServer) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .filter(|line| {
+            [
+                "cmdstat_hgetall:",
+                "cmdstat_evalsha:",
+                "cmdstat_eval:",
+                "cmdstat_del:",
+            ]
+            .iter()
+            .any(|c| line.starts_with(c))
+        })
+        .map(|line| {
+            line.split("calls=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn round_trips_per_request_read_off_commandstats() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    let cookie = shop.login("counted").await;
+    // Let the first use of the write script load it (EVALSHA, NOSCRIPT, EVAL) unmeasured.
+    let warm_up = shop
+        .call(
+            "POST",
+            "/cart/items",
+            Some(&cookie),
+            Some(json!({"sku": "warm", "qty": 1})),
+        )
+        .await;
+    assert_eq!(warm_up.status, StatusCode::OK);
+    // Each measurement starts from zero.
+    let measure = async |method: &str, path: &str, cookie: Option<&str>, body: Option<Value>| {
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let status = shop.call(method, path, cookie, body).await.status;
+        (status, round_trips(&server))
+    };
+    assert_eq!(
+        measure("GET", "/me", None, None).await,
+        (StatusCode::UNAUTHORIZED, 0),
+        "cookie-less"
+    );
+    let untouched = measure(
+        "POST",
+        "/cart/items",
+        Some(&cookie),
+        Some(json!("not an item")),
+    )
+    .await;
+    assert_eq!(untouched, (StatusCode::BAD_REQUEST, 0), "untouched");
+    assert_eq!(
+        measure("GET", "/me", Some(&cookie), None).await,
+        (StatusCode::OK, 1),
+        "read"
+    );
+    let blind = measure(
+        "POST",
+        "/uploads",
+        Some(&cookie),
+        Some(json!({"name": "n", "size": 1})),
+    )
+    .await;
+    assert_eq!(blind, (StatusCode::CREATED, 1), "blind write");
+    let add = measure(
+        "POST",
+        "/cart/items",
+        Some(&cookie),
+        Some(json!({"sku": "socks", "qty": 1})),
+    )
+    .await;
+    assert_eq!(add, (StatusCode::OK, 2), "read then write");
+    assert_no_raw_ids(&server.url(), &shop.raw_ids()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_a_503_and_service_returns_without_a_restart() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    let cookie = shop.login("patient").await;
+    server.stop();
+
+    let started = Instant::now();
+    let reply = shop.call("GET", "/me", Some(&cookie), None).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        reply.cookie.is_none() && !reply.headers.contains_key(header::SET_COOKIE),
+        "no logout"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "answered within the timeout ({took:?})"
+    );
+    let write = shop
+        .call(
+            "POST",
+            "/cart/items",
+            Some(&cookie),
+            Some(json!({"sku": "a", "qty": 1})),
+        )
+        .await;
+    assert_eq!(write.status, StatusCode::SERVICE_UNAVAILABLE);
+    let anonymous = shop.call("GET", "/me", None, None).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "cookie-less requests are still served"
+    );
+    assert_eq!(
+        shop.call("GET", "/healthz", None, None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Sessions are kept in memory by nothing: with persistence off, a restarted Redis is
+    // empty, so the user is logged out by the data loss, yet the process serves again.
+    server.restart();
+    let back = Instant::now();
+    loop {
+        let health = shop.call("GET", "/healthz", None, None).await.status;
+        let login = shop
+            .call("POST", "/login", None, Some(json!({"user": "again"})))
+            .await
+            .status;
+        if health == StatusCode::OK && login == StatusCode::OK {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "serving again within 2 s of the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "outage: 503 after {took:?}; serving again {:?} after the restart",
+        back.elapsed()
+    );
+}
