@@ -823,3 +823,79 @@ async fn tls_client() {
         "wrong host name accepted"
     );
 }
+
+#[tokio::test]
+async fn touch_writes_no_data() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    let created = store
+        .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
+        .await
+        .unwrap();
+    assert_eq!(created, Created::Saved);
+    let key = format!("session:{{{}}}", id.as_str());
+    let before: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query(&mut inspect(&server))
+        .unwrap();
+    let later = Lifetime::new(
+        lifetime.now.saturating_add(Duration::from_secs(5)),
+        IDLE,
+        ABSOLUTE,
+    );
+    assert_eq!(store.touch(&id, later).await.unwrap(), Applied::Saved);
+    let mut after: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query(&mut inspect(&server))
+        .unwrap();
+    assert_eq!(
+        after.remove(":refreshed"),
+        Some(later.now.as_millis().to_string())
+    );
+    let mut unchanged = before;
+    unchanged.remove(":refreshed");
+    assert_eq!(
+        after, unchanged,
+        "only the refresh time moved (the write counter too is untouched)"
+    );
+}
+
+/// The harness's extra arguments reach the server: with an fsynced append-only file, a
+/// killed and restarted server still has the session.
+#[tokio::test]
+async fn a_persistent_server_keeps_sessions_across_a_restart() {
+    let Some(mut server) =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    let created = store
+        .create(&id, &record(&[("a", "1")], Some("ivy"), lifetime), lifetime)
+        .await
+        .unwrap();
+    assert_eq!(created, Created::Saved);
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let loaded = loop {
+        match store.load(&id, lifetime).await {
+            Ok(loaded) => break loaded,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("not back yet: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("not back after the restart: {error:?}"),
+        }
+    };
+    assert_eq!(loaded.expect("the session survived").data["a"], "1");
+    assert_eq!(
+        store.sessions_of_user("ivy", lifetime).await.unwrap().len(),
+        1
+    );
+}
