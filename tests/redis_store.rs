@@ -899,3 +899,33 @@ async fn a_persistent_server_keeps_sessions_across_a_restart() {
         1
     );
 }
+
+/// The store prefers RESP3 but still talks to a server without `HELLO` (as Redis 5),
+/// and keeps to the protocol a URL asks for.
+#[tokio::test]
+async fn falls_back_to_resp2_without_hello() {
+    let Some(server) = RedisServer::start_with(&["--rename-command", "HELLO", ""]) else {
+        return;
+    };
+    for url in [server.url(), format!("{}/?protocol=resp2", server.url())] {
+        let store = RedisStore::connect(&url).await.unwrap();
+        let lifetime = now();
+        let (_, id) = raw_and_hashed();
+        let created = store
+            .create(&id, &record(&[("a", "1")], Some("jo"), lifetime), lifetime)
+            .await
+            .unwrap();
+        assert_eq!(created, Created::Saved);
+        assert_eq!(
+            store.load(&id, lifetime).await.unwrap().unwrap().data["a"],
+            "1"
+        );
+        let listed = store.sessions_of_user("jo", lifetime).await.unwrap();
+        assert!(listed.iter().any(|session| session.id == id));
+    }
+    assert!(
+        RedisStore::connect(&format!("{}/?protocol=resp3", server.url()))
+            .await
+            .is_err()
+    );
+}

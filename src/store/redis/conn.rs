@@ -5,7 +5,10 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Cmd, Pipeline, RedisFuture, Value};
+use ::redis::{
+    Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisFuture, RedisResult,
+    Value,
+};
 
 use crate::error::StoreError;
 
@@ -27,19 +30,25 @@ impl Conn {
         matches!(self, Self::Cluster(_))
     }
 
+    /// Prefers RESP3 unless the URL chooses a protocol: over RESP3 the server's
+    /// disconnect reaches the idle connection, which reconnects before the next call
+    /// instead of failing it. Falls back to RESP2 for servers without `HELLO` (Redis 5).
     pub(super) async fn single(url: &str) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url).map_err(StoreError::backend)?;
-        // Reconnects are retried briefly and then reported: every call fails fast while
-        // Redis is down (and the layer answers 503), and the next call tries again.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(StoreError::backend)?;
+        let info = url.into_connection_info().map_err(StoreError::backend)?;
+        if !url.contains("protocol=") {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            match manager(info.clone().set_redis_settings(settings)).await {
+                Ok(manager) => return Ok(Self::Single(manager)),
+                Err(error) if error.is_io_error() || error.is_timeout() => {
+                    return Err(StoreError::backend(error));
+                }
+                Err(error) => tracing::debug!(%error, "RESP3 refused; using RESP2"),
+            }
+        }
+        let manager = manager(info).await.map_err(StoreError::backend)?;
         Ok(Self::Single(manager))
     }
 
@@ -59,6 +68,19 @@ impl Conn {
             .map_err(StoreError::backend)?;
         Ok(Self::Cluster(connection))
     }
+}
+
+async fn manager(info: ConnectionInfo) -> RedisResult<ConnectionManager> {
+    let client = ::redis::Client::open(info)?;
+    // Reconnects are retried briefly and then reported: every call fails fast while
+    // Redis is down (and the layer answers 503), and the next call tries again.
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    ConnectionManager::new_with_config(client, config).await
 }
 
 impl ConnectionLike for Conn {

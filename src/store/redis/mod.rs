@@ -104,6 +104,10 @@ impl RedisStore {
     ///
     /// `url` is `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. Fails
     /// if the server cannot be reached now, so that a misconfigured service does not start.
+    ///
+    /// Speaks RESP3 where the server offers it (Redis 6+): the connection then hears of a
+    /// server restart even while idle and reconnects before the next call, instead of
+    /// failing it. `?protocol=resp2` in the URL keeps to RESP2.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let conn = Conn::single(url).await?;
         let store = Self::new(conn, conn::redact(url));
