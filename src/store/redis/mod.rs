@@ -66,8 +66,11 @@ const CYCLE_ATTEMPTS: usize = 3;
 ///   life, so Redis drops dead sessions by itself.
 /// - `session:user:{<base64url SHA-256 of the user ID>}` — a sorted set of the user's
 ///   hashed session IDs, for [`sessions_of_user`](SessionStore::sessions_of_user) and
-///   [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user). Raw session
-///   IDs and user IDs never appear in key names.
+///   [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user), scored by
+///   when the entry was added (the index node's clock). Listing or destroying a user's
+///   sessions prunes entries whose session is gone or rebound, once they are a minute
+///   old: a younger one may belong to a login still being written. Its TTL outlasts
+///   every session in it. Raw session IDs and user IDs never appear in key names.
 ///
 /// The braces are cluster hash tags. Every write to a session is one Lua script (one
 /// round trip), checked against the layer's [`Lifetime`], so a destroyed or expired
