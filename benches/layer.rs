@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use axum::http::{header, Request, Response};
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::{service_fn, Layer, ServiceExt};
-use tower_stateless::{Key, MemoryStore, Session, SessionLayer};
+use tower_stateless::{Key, Keys, MemoryStore, Session, SessionLayer};
 
 type Body = String;
 
@@ -63,7 +63,7 @@ fn bench_layer(c: &mut Criterion) {
     let bare = service_fn(|r| handler(r, Use::Read));
     group.bench_function("bare handler", |b| {
         b.to_async(&runtime)
-            .iter(|| bare.clone().oneshot(request(Some(&cookie))))
+            .iter(|| bare.oneshot(request(Some(&cookie))))
     });
     let cases = [
         ("layer, cookie-less", Use::Nothing, None),
@@ -82,5 +82,32 @@ fn bench_layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_layer);
+/// Signing one token, and verifying it with 1 and with 3 keys configured (the token
+/// signed by the last verify-only key: the worst case).
+fn bench_signing(c: &mut Criterion) {
+    use tower_stateless::__bench::{signer, verify};
+    let key = |byte: u8| Key::from_bytes(&[byte; 32]).unwrap();
+    let mut group = c.benchmark_group("token");
+    let sign = signer(Keys::new(key(1)), "id");
+    group.bench_function("sign", |b| b.iter(&sign));
+
+    let one = Keys::new(key(1));
+    let token = sign();
+    group.bench_function("verify, 1 key", |b| {
+        b.iter(|| assert!(verify(&one, "id", &token)))
+    });
+    let three = Keys::new(key(3))
+        .with_verify_only(key(2))
+        .with_verify_only(key(1));
+    group.bench_function("verify, 3 keys (old key)", |b| {
+        b.iter(|| assert!(verify(&three, "id", &token)))
+    });
+    let forged = format!("{}A", &token[..token.len() - 1]);
+    group.bench_function("reject forged, 3 keys", |b| {
+        b.iter(|| verify(&three, "id", &forged))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_layer, bench_signing);
 criterion_main!(benches);

@@ -54,7 +54,7 @@ impl fmt::Debug for SessionId {
     }
 }
 
-/// Base64url SHA-256 of a [`SessionId`]: the only form of the ID a store ever sees.
+/// Base64url SHA-256 of a session ID: the only form of the ID a store ever sees.
 ///
 /// Knowing it does not let anyone forge a cookie, so a leaked store dump or log line
 /// cannot be replayed as a session.

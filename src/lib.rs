@@ -60,3 +60,22 @@ pub use crate::session::Session;
 pub use crate::store::RedisStore;
 pub use crate::store::{Applied, Created, Cycled, MemoryStore, SessionStore, SessionSummary};
 pub use ::cookie::SameSite;
+
+#[doc(hidden)]
+pub mod __bench {
+    //! Not public API: entry points for this crate's own benchmarks only.
+
+    use crate::id::SessionId;
+    use crate::keys::Keys;
+
+    /// Signs one fixed, freshly generated ID under `keys`' signing key each call.
+    pub fn signer(keys: Keys, name: &'static str) -> impl Fn() -> String {
+        let id = SessionId::generate().expect("OS random source");
+        move || keys.sign(name, &id)
+    }
+
+    /// Whether `token` verifies under `keys`.
+    pub fn verify(keys: &Keys, name: &str, token: &str) -> bool {
+        keys.verify(name, token.as_bytes()).is_some()
+    }
+}

@@ -210,7 +210,7 @@ mod tests {
             "absolute lifetime wins over refresh"
         );
         assert_eq!(at(9 * HOUR + HOUR / 2).ttl(created), HOUR / 2);
-        assert_eq!(at(0 * HOUR).ttl(created), HOUR);
+        assert_eq!(at(Duration::ZERO).ttl(created), HOUR);
     }
 
     #[test]

@@ -9,6 +9,9 @@ use tower_stateless::{
     SessionSummary, StoreError,
 };
 
+/// Code run inside a store call, to interleave another request's effect.
+type Hook = Box<dyn Fn() + Send + Sync>;
+
 #[derive(Clone, Default)]
 pub struct Instrumented {
     pub memory: MemoryStore,
@@ -16,7 +19,7 @@ pub struct Instrumented {
     failing: Arc<AtomicBool>,
     stall: Arc<Mutex<Option<Duration>>>,
     /// Runs just before `apply`/`cycle_id`, to interleave a concurrent logout.
-    before_write: Arc<Mutex<Option<Box<dyn Fn() + Send + Sync>>>>,
+    before_write: Arc<Mutex<Option<Hook>>>,
 }
 
 impl Instrumented {

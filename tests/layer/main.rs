@@ -169,9 +169,15 @@ impl Reply {
     }
 }
 
+impl Default for App {
+    fn default() -> Self {
+        Self::with(|layer| layer)
+    }
+}
+
 impl App {
     pub fn new() -> Self {
-        Self::with(|layer| layer)
+        Self::default()
     }
 
     pub fn with(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {

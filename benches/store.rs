@@ -1,0 +1,229 @@
+//! Per-request store latency on a real local redis-server, each operation beside a
+//! bare redis-rs round trip of the same kind on a connection of the same kind.
+//!
+//! `cargo bench --features redis --bench store` (starts its own redis-server).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(missing_docs, missing_debug_implementations)]
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use redis::aio::ConnectionManager;
+use tower_stateless::{
+    ChangeSet, HashedId, Lifetime, Metadata, Record, RedisStore, SessionStore, Timestamp,
+};
+
+const IDLE: Duration = Duration::from_secs(3600);
+const ABSOLUTE: Duration = Duration::from_secs(86_400);
+
+fn now() -> Lifetime {
+    Lifetime::new(
+        Timestamp::from_system_time(std::time::SystemTime::now()),
+        IDLE,
+        ABSOLUTE,
+    )
+}
+
+fn fresh_id(n: u64) -> HashedId {
+    // 43 base64url characters, like a real hashed ID.
+    HashedId::from_stored(format!(
+        "{:0>43}",
+        format!("bench{n}x{}", std::process::id())
+    ))
+}
+
+/// A session like the shop's: a user and a few cart lines.
+fn record() -> Record {
+    let data: HashMap<String, String> = [
+        ("user", "\"alice\""),
+        ("cart:socks", "2"),
+        ("cart:hat", "1"),
+        ("cart:scarf", "3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut metadata = Metadata::new(now().now);
+    metadata.user_id = None;
+    Record::new(data, metadata)
+}
+
+/// Runs `setup` (untimed) and `op` (timed) `iters` times.
+async fn timed<S, Fs, O, Fo>(
+    iters: u64,
+    mut setup: impl FnMut(u64) -> Fs,
+    mut op: impl FnMut(S) -> Fo,
+) -> Duration
+where
+    Fs: std::future::Future<Output = S>,
+    Fo: std::future::Future<Output = O>,
+{
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        let state = setup(i).await;
+        let started = Instant::now();
+        std::hint::black_box(op(state).await);
+        total += started.elapsed();
+    }
+    total
+}
+
+fn bench_store(c: &mut Criterion) {
+    let Some(server) = support::RedisServer::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, bare) = runtime.block_on(async {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let client = redis::Client::open(server.url()).unwrap();
+        (store, ConnectionManager::new(client).await.unwrap())
+    });
+    let id = fresh_id(0);
+    let key = format!("{}{{{}}}", RedisStore::DEFAULT_PREFIX, id.as_str());
+    runtime.block_on(async {
+        let _ = store.create(&id, &record(), now()).await.unwrap();
+        // Load every script once, so no measurement includes a NOSCRIPT round trip.
+        let _ = store
+            .apply(&id, &ChangeSet::default().with_set("warm", "1"), now())
+            .await
+            .unwrap();
+        let warm = fresh_id(1);
+        let _ = store.create(&warm, &record(), now()).await.unwrap();
+        let _ = store
+            .cycle_id(&warm, &fresh_id(2), &ChangeSet::default(), now())
+            .await
+            .unwrap();
+    });
+    let script = redis::Script::new("return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])");
+    let mut group = c.benchmark_group("store");
+    group.bench_function("bare HGETALL", |b| {
+        b.to_async(&runtime).iter(|| {
+            let (mut bare, key) = (bare.clone(), key.clone());
+            async move {
+                redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async::<HashMap<Vec<u8>, Vec<u8>>>(&mut bare)
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    group.bench_function("load", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { store.load(&id, now()).await.unwrap().unwrap() })
+    });
+    group.bench_function("bare EVALSHA (one HSET)", |b| {
+        b.to_async(&runtime).iter(|| {
+            let (mut bare, key, script) = (bare.clone(), key.clone(), script.clone());
+            async move {
+                script
+                    .key(&key)
+                    .arg("cart:socks")
+                    .arg("3")
+                    .invoke_async::<i64>(&mut bare)
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    let changes = ChangeSet::default().with_set("cart:socks", "3");
+    group.bench_function("apply (one field)", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { store.apply(&id, &changes, now()).await.unwrap() })
+    });
+    let base = 1_000_000;
+    group.bench_function("create", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let store = store.clone();
+            async move {
+                timed(
+                    iters,
+                    |i| async move { fresh_id(base + i) },
+                    |new| {
+                        let store = store.clone();
+                        async move { store.create(&new, &record(), now()).await.unwrap() }
+                    },
+                )
+                .await
+            }
+        })
+    });
+    group.bench_function("cycle_id", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let store = store.clone();
+            async move {
+                timed(
+                    iters,
+                    |i| {
+                        let store = store.clone();
+                        async move {
+                            let old = fresh_id(2 * base + i);
+                            let _ = store.create(&old, &record(), now()).await.unwrap();
+                            (old, fresh_id(3 * base + i))
+                        }
+                    },
+                    |(old, new)| {
+                        let store = store.clone();
+                        async move {
+                            store
+                                .cycle_id(&old, &new, &ChangeSet::default(), now())
+                                .await
+                                .unwrap()
+                        }
+                    },
+                )
+                .await
+            }
+        })
+    });
+    group.bench_function("bare DEL", |b| {
+        b.to_async(&runtime).iter(|| {
+            let mut bare = bare.clone();
+            async move {
+                redis::cmd("DEL")
+                    .arg("no-such-key")
+                    .query_async::<i64>(&mut bare)
+                    .await
+                    .unwrap()
+            }
+        })
+    });
+    group.bench_function("destroy", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let store = store.clone();
+            async move {
+                timed(
+                    iters,
+                    |i| {
+                        let store = store.clone();
+                        async move {
+                            let doomed = fresh_id(4 * base + i);
+                            let _ = store.create(&doomed, &record(), now()).await.unwrap();
+                            doomed
+                        }
+                    },
+                    |doomed| {
+                        let store = store.clone();
+                        async move { store.destroy(&doomed).await.unwrap() }
+                    },
+                )
+                .await
+            }
+        })
+    });
+    group.finish();
+    drop(server);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = bench_store
+}
+criterion_main!(benches);
