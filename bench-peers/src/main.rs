@@ -1,0 +1,39 @@
+//! Peers of the shop for `scripts/loadtest.sh`: servers doing the shop's work by other
+//! means, measured on the same machine and the same Redis.
+//!
+//! * `bench-peers baseline`: axum and one `HGETALL` of a fixed key per request, no cookie
+//!   and no session: the physical limit of the read path.
+//! * `bench-peers tower-sessions`: the shop's `/login`, `/me` and `/cart/items` on
+//!   tower-sessions 0.14 with tower-sessions-redis-store.
+//!
+//! Both take `--redis-url URL --port N` (or `REDIS_URL`, `PORT`) and listen on 127.0.0.1.
+
+mod baseline;
+mod common;
+mod tower_sessions_peer;
+
+use common::Settings;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let peer = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match peer.as_str() {
+        "baseline" => {
+            let settings = Settings::from_args_or_env("baseline", rest);
+            runtime.block_on(baseline::run(settings));
+        }
+        "tower-sessions" => {
+            let settings = Settings::from_args_or_env("tower-sessions", rest);
+            runtime.block_on(tower_sessions_peer::run(settings));
+        }
+        _ => {
+            eprintln!(
+                "usage: bench-peers baseline|tower-sessions [--redis-url URL] [--port N]   \
+                 (or REDIS_URL, PORT)"
+            );
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `bench-peers tower-sessions`: the shop's `POST /login`, `GET /me` and
+//! `POST /cart/items` on tower-sessions 0.14 and tower-sessions-redis-store 0.16 (fred),
+//! with the shop's handler logic (examples/shop/src/lib.rs and cart.rs) and cookie
+//! settings: name `id`, `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` off for plain HTTP,
+//! expiry after 24 h of inactivity (the shop's default idle timeout).
+//!
+//! `TS_ALWAYS_SAVE=1` turns on `with_always_save(true)`: tower-sessions then writes the
+//! session back after every request, which is how it slides the expiry on reads.
+//! `FRED_POOL=N` uses N Redis connections (default 1, as the shop's one multiplexed
+//! connection).
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower_sessions::cookie::time::Duration;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
+use tower_sessions_redis_store::RedisStore;
+
+use crate::common::{connected, serve, with_instance_header, Settings};
+
+const PROGRAM: &str = "tower-sessions";
+const USER: &str = "user";
+const ITEM_PREFIX: &str = "cart:";
+const MAX_SKU_LEN: usize = 64;
+
+pub(crate) async fn run(settings: Settings) {
+    let pool_size = std::env::var("FRED_POOL")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(1);
+    let always_save = matches!(std::env::var("TS_ALWAYS_SAVE").as_deref(), Ok("1" | "true"));
+    let config = connected(PROGRAM, Config::from_url(&settings.redis_url));
+    let pool = connected(PROGRAM, Pool::new(config, None, None, None, pool_size));
+    // The connection task runs in the background; wait for the first connection.
+    let _connection = pool.connect();
+    connected(PROGRAM, pool.wait_for_connect().await);
+
+    let layer = SessionManagerLayer::new(RedisStore::new(pool))
+        .with_secure(false)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(Duration::hours(24)))
+        .with_always_save(always_save);
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/cart/items", post(add))
+        .layer(layer);
+    let app = with_instance_header(app, &format!("tower-sessions:{}", settings.port));
+    serve(PROGRAM, &settings, app).await;
+}
+
+/// The shop's error answers: JSON `{"error": ...}`, 500 for a store failure.
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Unauthorized,
+    Session(tower_sessions::session::Error),
+}
+
+impl From<tower_sessions::session::Error> for ApiError {
+    fn from(error: tower_sessions::session::Error) -> Self {
+        Self::Session(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "log in first".to_owned()),
+            Self::Session(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))
+}
+
+async fn current_user(session: &Session) -> Result<String, ApiError> {
+    session
+        .get::<String>(USER)
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
+#[derive(Serialize, Deserialize)]
+struct User {
+    user: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Item {
+    sku: String,
+    qty: u64,
+}
+
+async fn login(session: Session, body: Bytes) -> Result<Json<User>, ApiError> {
+    let User { user } = parse(&body)?;
+    let user = user.trim().to_owned();
+    if user.is_empty() || user.len() > 64 {
+        return Err(ApiError::BadRequest(
+            "user must be 1 to 64 characters".into(),
+        ));
+    }
+    session.cycle_id().await?;
+    session.insert(USER, &user).await?;
+    Ok(Json(User { user }))
+}
+
+async fn me(session: Session) -> Result<Json<User>, ApiError> {
+    Ok(Json(User {
+        user: current_user(&session).await?,
+    }))
+}
+
+async fn add(session: Session, body: Bytes) -> Result<Json<Item>, ApiError> {
+    let Item { sku, qty } = parse(&body)?;
+    if qty < 1 {
+        return Err(ApiError::BadRequest("qty must be at least 1".into()));
+    }
+    if sku.is_empty() || sku.len() > MAX_SKU_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "sku must be 1 to {MAX_SKU_LEN} characters"
+        )));
+    }
+    current_user(&session).await?;
+    let key = format!("{ITEM_PREFIX}{sku}");
+    let qty = session
+        .get::<u64>(&key)
+        .await?
+        .unwrap_or(0)
+        .saturating_add(qty);
+    session.insert(&key, qty).await?;
+    Ok(Json(Item { sku, qty }))
+}
