@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# Load tests against peers, side by side in one run, on this machine and one private Redis:
+#
+#   baseline        bench-peers: axum, one HGETALL of a fixed key, no cookie (GET /me)
+#   shop            the example shop on tower-stateless + RedisStore (GET /me, POST /cart/items)
+#   tower-sessions  bench-peers: the same routes on tower-sessions 0.14 + its Redis store
+#   tower-sessions (always_save)   the same, writing the session back after every request
+#                   (how tower-sessions slides the expiry on reads); GET /me only
+#
+# Each server runs alone (started, logged in once, warmed up, measured, stopped) with the same
+# wrk settings; the table prints requests/s, p50 and p99 latency, the server's and Redis's CPU
+# time per request, and the ratios the performance issue asks for.
+#
+# Usage: scripts/loadtest.sh            (full: 10 s per measurement, about 2 minutes)
+#        DURATION=3s WARMUP=1s scripts/loadtest.sh   (smoke run)
+# Settings (environment):
+#   DURATION=10s  WARMUP=2s  THREADS=1  CONNECTIONS=32   wrk settings, the same for every row
+#   ROUNDS=1      repeat every measurement (1..9), servers restarted each round; median shown
+#   SERVER_CPU=0  CLIENT_CPU=1  REDIS_CPU=$CLIENT_CPU   taskset pinning (ignored without taskset
+#                 or with fewer than 2 CPUs)
+#   SKIP_BUILD=1  use the release binaries already built
+#   ALWAYS_SAVE_ROW=0   leave out the tower-sessions (always_save) row
+# Needs: cargo, wrk, redis-server, curl. Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() {
+    echo "loadtest: $*" >&2
+    exit 1
+}
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+THREADS=${THREADS:-1}
+CONNECTIONS=${CONNECTIONS:-32}
+ROUNDS=${ROUNDS:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+REDIS_CPU=${REDIS_CPU:-$CLIENT_CPU}
+SKIP_BUILD=${SKIP_BUILD:-0}
+ALWAYS_SAVE_ROW=${ALWAYS_SAVE_ROW:-1}
+
+# Durations in wrk's syntax, bounded: a typo must not start an hour-long run.
+seconds_of() {
+    case "$1" in
+        [0-9]s | [0-9][0-9]s | [0-9][0-9][0-9]s) echo "${1%s}" ;;
+        [0-9] | [0-9][0-9] | [0-9][0-9][0-9]) echo "$1" ;;
+        [0-9]m) echo $((${1%m} * 60)) ;;
+        *) die "duration '$1': use 1s to 999s or 1m to 9m" ;;
+    esac
+}
+duration_s=$(seconds_of "$DURATION")
+warmup_s=$(seconds_of "$WARMUP")
+[ "$duration_s" -ge 1 ] || die "DURATION must be at least 1s"
+case "$ROUNDS" in [1-9]) ;; *) die "ROUNDS must be 1 to 9" ;; esac
+case "$THREADS" in [1-9] | [1-9][0-9]) ;; *) die "THREADS must be 1 to 99" ;; esac
+case "$CONNECTIONS" in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) die "CONNECTIONS must be 1 to 999" ;; esac
+[ "$CONNECTIONS" -ge "$THREADS" ] || die "CONNECTIONS must be at least THREADS"
+
+for tool in cargo wrk redis-server curl; do
+    command -v "$tool" >/dev/null ||
+        die "$tool is not installed (Debian: apt-get install wrk redis-server curl; .ci/run installs them)"
+done
+
+pinning=no
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    pinning=yes
+fi
+# pin CPU COMMAND...: exec COMMAND on CPU (taskset execs, so $! of `pin ... &` is COMMAND's pid).
+pin() {
+    local cpu=$1
+    shift
+    if [ "$pinning" = yes ]; then
+        exec taskset -c "$cpu" "$@"
+    else
+        exec "$@"
+    fi
+}
+
+load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+work=$(mktemp -d "${TMPDIR:-/tmp}/loadtest.XXXXXX")
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A loopback port nothing listens on.
+free_port() {
+    local port _
+    for _ in $(seq 1 100); do
+        port=$((20000 + RANDOM % 30000))
+        if ! port_open "$port"; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free loopback port found in 100 tries"
+}
+
+# wait_port PORT PID NAME LOG: until PORT accepts connections, at most 15 s.
+wait_port() {
+    local port=$1 pid=$2 name=$3 log=$4 _
+    for _ in $(seq 1 150); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "--- $log" >&2
+            tail -n 20 "$log" >&2 || true
+            die "$name exited before listening on port $port"
+        fi
+        if port_open "$port"; then
+            return
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2 || true
+    die "$name did not listen on port $port within 15 s"
+}
+
+# stop PID: SIGTERM, then SIGKILL after 5 s; PID is then forgotten by the exit trap.
+stop() {
+    local pid=$1 _ other left=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for other in "${pids[@]}"; do
+        [ "$other" = "$pid" ] || left+=("$other")
+    done
+    pids=("${left[@]}")
+}
+
+# CPU time (user + system) of PID so far, in microseconds.
+cpu_us() {
+    local ticks
+    ticks=$(sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }')
+    echo $((ticks * 1000000 / clk_tck))
+}
+clk_tck=$(getconf CLK_TCK)
+
+# --- build -----------------------------------------------------------------------------------
+target_dir=${CARGO_TARGET_DIR:-target}
+if [ "$SKIP_BUILD" != 1 ]; then
+    echo "building (release): shop, bench-peers" >&2
+    cargo build --release -p shop >&2
+    cargo build --release -p bench-peers >&2
+fi
+shop_bin=$target_dir/release/shop
+peers_bin=$target_dir/release/bench-peers
+[ -x "$shop_bin" ] || die "$shop_bin is missing (run without SKIP_BUILD=1)"
+[ -x "$peers_bin" ] || die "$peers_bin is missing (run without SKIP_BUILD=1)"
+
+# --- private Redis ---------------------------------------------------------------------------
+redis_port=$(free_port)
+(pin "$REDIS_CPU" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$work" --logfile "$work/redis.log") &
+redis_pid=$!
+pids+=("$redis_pid")
+wait_port "$redis_port" "$redis_pid" redis-server "$work/redis.log"
+redis_url="redis://127.0.0.1:$redis_port"
+
+session_keys=$(head -c 32 /dev/urandom | base64)
+cat >"$work/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"sku":"socks","qty":1}'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+# start_server TARGET PORT: starts TARGET on PORT; its pid in $server_pid.
+start_server() {
+    local target=$1 port=$2 log=$work/$1.log
+    case "$target" in
+        baseline)
+            (pin "$SERVER_CPU" "$peers_bin" baseline --redis-url "$redis_url" --port "$port") \
+                >"$log" 2>&1 &
+            ;;
+        shop)
+            (pin "$SERVER_CPU" env REDIS_URL="$redis_url" SESSION_KEYS="$session_keys" \
+                COOKIE_SECURE=false PORT="$port" RUST_LOG=warn "$shop_bin") >"$log" 2>&1 &
+            ;;
+        tower-sessions)
+            (pin "$SERVER_CPU" "$peers_bin" tower-sessions --redis-url "$redis_url" --port "$port") \
+                >"$log" 2>&1 &
+            ;;
+        tower-sessions-always-save)
+            (pin "$SERVER_CPU" env TS_ALWAYS_SAVE=1 "$peers_bin" tower-sessions \
+                --redis-url "$redis_url" --port "$port") >"$log" 2>&1 &
+            ;;
+        *) die "unknown target $target" ;;
+    esac
+    server_pid=$!
+    pids+=("$server_pid")
+}
+
+# login PORT: POST /login as "bench", prints the `id` cookie's value.
+login() {
+    local port=$1 headers cookie
+    headers=$(curl -sS --max-time 5 -D - -o "$work/login.body" -X POST \
+        -H 'Content-Type: application/json' --data '{"user":"bench"}' \
+        "http://127.0.0.1:$port/login") || die "POST /login on port $port failed"
+    cookie=$(printf '%s\n' "$headers" | tr -d '\r' |
+        sed -n 's/^[Ss][Ee][Tt]-[Cc][Oo][Oo][Kk][Ii][Ee]: *id=\([^;]*\).*/\1/p' | head -n 1)
+    [ -n "$cookie" ] || die "POST /login on port $port set no id cookie: $headers"
+    echo "$cookie"
+}
+
+# expect_200 URL CURL_ARGS...: one request that must answer 200.
+expect_200() {
+    local url=$1 code
+    shift
+    code=$(curl -sS --max-time 5 -o "$work/check.body" -w '%{http_code}' "$@" "$url") ||
+        die "request to $url failed"
+    [ "$code" = 200 ] || die "$url answered $code: $(head -c 200 "$work/check.body")"
+}
+
+# run_wrk DURATION OUT URL COOKIE [LUA]: one wrk run, pinned and bounded.
+run_wrk() {
+    local duration=$1 out=$2 url=$3 cookie=$4 lua=${5:-} limit
+    local args=(-t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency)
+    [ -z "$cookie" ] || args+=(-H "Cookie: id=$cookie")
+    [ -z "$lua" ] || args+=(-s "$lua")
+    limit=$(($(seconds_of "$duration") + 30))
+    (pin "$CLIENT_CPU" timeout "$limit" wrk "${args[@]}" "$url") >"$out" 2>&1 ||
+        { cat "$out" >&2; die "wrk failed on $url"; }
+}
+
+# wrk's latency ("812.00us", "1.23ms", "1.02s") in microseconds.
+latency_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1000000;
+        else if (u == "m") f = 60000000; else { print "nan"; exit }
+        printf "%.0f\n", n * f }'
+}
+
+results=$work/results.tsv
+: >"$results"
+
+# measure ROUND TARGET ROUTE PORT SERVER_PID COOKIE: warm up, measure, append a row.
+measure() {
+    local round=$1 target=$2 route=$3 port=$4 pid=$5 cookie=$6 lua="" path out
+    case "$route" in
+        "GET /me") path=/me ;;
+        "POST /cart/items") path=/cart/items lua=$work/post.lua ;;
+    esac
+    echo "round $round: $target $route (warm-up $WARMUP, measure $DURATION)" >&2
+    run_wrk "$WARMUP" "$work/warmup.txt" "http://127.0.0.1:$port$path" "$cookie" "$lua"
+    local server0 redis0 server1 redis1
+    server0=$(cpu_us "$pid")
+    redis0=$(cpu_us "$redis_pid")
+    out=$work/wrk-$round-$target-${path//\//_}.txt
+    run_wrk "$DURATION" "$out" "http://127.0.0.1:$port$path" "$cookie" "$lua"
+    server1=$(cpu_us "$pid")
+    redis1=$(cpu_us "$redis_pid")
+    local rps p50 p99 requests non2xx errors
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    p50=$(latency_us "$(awk '$1 == "50%" { print $2 }' "$out")")
+    p99=$(latency_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    requests=$(awk '/ requests in / { print $1 }' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+    errors=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
+    [ -n "$rps" ] && [ -n "$requests" ] && [ "$requests" -gt 0 ] ||
+        { cat "$out" >&2; die "could not read wrk's output for $target $route"; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$route" "$rps" \
+        "$p50" "$p99" "$requests" "${non2xx:-0}" "${errors:-0}" \
+        "$(((server1 - server0) / requests))" "$(((redis1 - redis0) / requests))" >>"$results"
+}
+
+targets=(baseline shop tower-sessions)
+[ "$ALWAYS_SAVE_ROW" = 0 ] || targets+=(tower-sessions-always-save)
+
+for round in $(seq 1 "$ROUNDS"); do
+    for target in "${targets[@]}"; do
+        port=$(free_port)
+        start_server "$target" "$port"
+        pid=$server_pid
+        wait_port "$port" "$pid" "$target" "$work/$target.log"
+        case "$target" in
+            baseline)
+                expect_200 "http://127.0.0.1:$port/me"
+                measure "$round" "$target" "GET /me" "$port" "$pid" ""
+                ;;
+            *)
+                cookie=$(login "$port")
+                expect_200 "http://127.0.0.1:$port/me" -H "Cookie: id=$cookie"
+                measure "$round" "$target" "GET /me" "$port" "$pid" "$cookie"
+                if [ "$target" != tower-sessions-always-save ]; then
+                    expect_200 "http://127.0.0.1:$port/cart/items" -H "Cookie: id=$cookie" \
+                        -H 'Content-Type: application/json' --data '{"sku":"socks","qty":1}'
+                    measure "$round" "$target" "POST /cart/items" "$port" "$pid" "$cookie"
+                fi
+                ;;
+        esac
+        stop "$pid"
+    done
+done
+
+# --- report ----------------------------------------------------------------------------------
+# median TARGET ROUTE COLUMN: the median (the lower one for an even count) over the rounds.
+median() {
+    awk -F'\t' -v t="$1" -v r="$2" -v c="$3" '$2 == t && $3 == r { print $c }' "$results" |
+        sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+ms() {
+    awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'
+}
+label() {
+    case "$1" in
+        tower-sessions-always-save) echo "tower-sessions (always_save)" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+echo
+echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS scripts/loadtest.sh\`"
+echo "wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARMUP warm-up;" \
+    "pinning: $([ "$pinning" = yes ] && echo "server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, redis-server on CPU $REDIS_CPU" || echo none)"
+echo "Machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \
+    "$(free -h | awk '/^Mem:/ { print $2 }') RAM, load average before the run: $load_before"
+echo "Versions: $(git describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version)," \
+    "$(redis-server --version | awk '{ print $3 }'), $(wrk --version 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+[ "$ROUNDS" = 1 ] || echo "Figures: median of $ROUNDS rounds."
+echo
+echo "| target | route | requests/s | p50 | p99 | server CPU / request | Redis CPU / request | non-2xx |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
+while IFS=$'\t' read -r target route; do
+    printf '| %s | %s | %.0f | %s | %s | %s µs | %s µs | %s |\n' "$(label "$target")" "$route" \
+        "$(median "$target" "$route" 4)" "$(ms "$(median "$target" "$route" 5)")" \
+        "$(ms "$(median "$target" "$route" 6)")" "$(median "$target" "$route" 10)" \
+        "$(median "$target" "$route" 11)" "$(median "$target" "$route" 8)"
+done < <(awk -F'\t' '$1 == 1 { print $2 "\t" $3 }' "$results")
+
+# ratio NAME A_TARGET A_ROUTE B_TARGET B_ROUTE COLUMN OP GOAL: A / B against a goal.
+ratio() {
+    local name=$1 a b
+    a=$(median "$2" "$3" "$6")
+    b=$(median "$4" "$5" "$6")
+    awk -v name="$name" -v a="$a" -v b="$b" -v op="${7:-}" -v goal="${8:-}" 'BEGIN {
+        r = a / b
+        if (op == "") { printf "| %s | %.2fx | | |\n", name, r; exit }
+        met = (op == ">=") ? (r >= goal) : (r <= goal)
+        printf "| %s | %.2fx | %s %.2fx | %s |\n", name, r, op, goal, met ? "met" : "missed" }'
+}
+echo
+echo "| comparison | ratio | goal | |"
+echo "|---|---:|---:|---|"
+ratio "shop GET /me req/s vs baseline" shop "GET /me" baseline "GET /me" 4 ">=" 0.9
+ratio "shop GET /me req/s vs tower-sessions" shop "GET /me" tower-sessions "GET /me" 4 ">=" 1.2
+ratio "shop POST /cart/items req/s vs tower-sessions" \
+    shop "POST /cart/items" tower-sessions "POST /cart/items" 4 ">=" 1.3
+ratio "shop GET /me p99 vs tower-sessions" shop "GET /me" tower-sessions "GET /me" 6 "<=" 1.0
+ratio "shop POST /cart/items p99 vs tower-sessions" \
+    shop "POST /cart/items" tower-sessions "POST /cart/items" 6 "<=" 1.0
+ratio "shop GET /me p99 vs baseline" shop "GET /me" baseline "GET /me" 6
+
+if [ "$ROUNDS" != 1 ]; then
+    echo
+    echo "Every round (requests/s, p99):"
+    echo
+    awk -F'\t' '{ printf "- round %s, %s %s: %.0f, %.2f ms\n", $1, $2, $3, $4, $6 / 1000 }' "$results"
+fi
+
+failed=$(awk -F'\t' '$8 > 0 || $9 > 0 { n++ } END { print n + 0 }' "$results")
+if [ "$failed" -gt 0 ]; then
+    echo
+    echo "WARNING: $failed measurement(s) had non-2xx responses or socket errors: see the" \
+        "non-2xx column; those figures are not comparable." >&2
+    exit 1
+fi
