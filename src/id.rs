@@ -15,36 +15,41 @@ pub(crate) const ID_LEN: usize = 32;
 ///
 /// It is generated from the operating system's CSPRNG, travels only inside a signed
 /// token, and never reaches a store: stores see its [`HashedId`]. `Debug` prints no part of it.
+///
+/// Held as its 32 base64url characters inline: parsing one allocates nothing.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct SessionId(String);
+pub(crate) struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
     /// A fresh ID from the OS random source.
     pub(crate) fn generate() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; ID_BYTES];
         getrandom::fill(&mut bytes)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        let mut encoded = [0u8; ID_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut encoded)
+            .expect("24 bytes fit in 32 characters");
+        debug_assert_eq!(written, ID_LEN);
+        Ok(Self(encoded))
     }
 
     /// Accepts an encoded ID only if it has exactly the shape `generate` produces.
     pub(crate) fn parse(encoded: &[u8]) -> Option<Self> {
-        if encoded.len() != ID_LEN {
-            return None;
-        }
+        let encoded: [u8; ID_LEN] = encoded.try_into().ok()?;
         let mut bytes = [0u8; ID_BYTES];
+        // 32 characters encode 24 bytes exactly (no padding, no spare bits), so every
+        // accepted string is canonical.
         let written = URL_SAFE_NO_PAD.decode_slice(encoded, &mut bytes).ok()?;
-        // decode_slice accepts non-canonical trailing bits; re-encoding would differ, but
-        // 32 chars encode 24 bytes exactly, so every accepted string is canonical.
-        (written == ID_BYTES).then(|| Self(String::from_utf8_lossy(encoded).into_owned()))
+        (written == ID_BYTES).then_some(Self(encoded))
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("base64url is ASCII")
     }
 
     /// The form under which stores know this session.
     pub(crate) fn hashed(&self) -> HashedId {
-        HashedId(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes())))
+        HashedId(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0)))
     }
 }
 
