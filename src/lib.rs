@@ -56,9 +56,9 @@ pub use crate::layer::SessionLayer;
 pub use crate::record::{ChangeSet, Lifetime, Metadata, Record, Timestamp};
 pub use crate::service::SessionService;
 pub use crate::session::Session;
-#[cfg(feature = "redis")]
-pub use crate::store::RedisStore;
 pub use crate::store::{Applied, Created, Cycled, MemoryStore, SessionStore, SessionSummary};
+#[cfg(feature = "redis")]
+pub use crate::store::{RedisConnection, RedisStore};
 pub use ::cookie::SameSite;
 
 #[doc(hidden)]

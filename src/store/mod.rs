@@ -12,7 +12,7 @@ mod memory;
 mod redis;
 
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisConnection, RedisStore};
 pub use memory::MemoryStore;
 
 /// Outcome of [`SessionStore::create`].

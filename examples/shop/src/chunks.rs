@@ -6,19 +6,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
 use redis::AsyncCommands;
+use tower_stateless::RedisConnection;
 
 /// Unfinished uploads are dropped after a day.
 const CHUNK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Chunk storage shared by every instance (or, in memory mode, by none).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum Chunks {
     Memory(Arc<Mutex<HashMap<String, Bytes>>>),
-    Redis(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// The session store's own connection (single node or cluster).
+    Redis(RedisConnection),
 }
 
 /// A chunk store failure: the request gets a 503.
@@ -30,32 +29,6 @@ impl Chunks {
         Self::Memory(Arc::default())
     }
 
-    pub async fn redis(url: &str) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        Ok(Self::Redis(
-            ConnectionManager::new_with_config(client, config).await?,
-        ))
-    }
-
-    pub async fn cluster(nodes: &[String]) -> redis::RedisResult<Self> {
-        let urls = nodes.iter().map(|n| {
-            if n.contains("://") {
-                n.clone()
-            } else {
-                format!("redis://{n}")
-            }
-        });
-        let client = redis::cluster::ClusterClientBuilder::new(urls)
-            .connection_timeout(Duration::from_secs(1))
-            .response_timeout(Duration::from_secs(2))
-            .build()?;
-        Ok(Self::Cluster(client.get_async_connection().await?))
-    }
-
     /// The key of chunk `n`; the hash tag keeps an upload's chunks in one cluster slot.
     fn key(upload: &str, n: u32) -> String {
         format!("shop:chunk:{{{upload}}}:{n}")
@@ -63,7 +36,6 @@ impl Chunks {
 
     pub async fn put(&self, upload: &str, n: u32, bytes: Bytes) -> Result<(), ChunkError> {
         let key = Self::key(upload, n);
-        let ttl = CHUNK_TTL.as_secs();
         match self {
             Self::Memory(map) => {
                 map.lock()
@@ -73,12 +45,7 @@ impl Chunks {
             }
             Self::Redis(conn) => conn
                 .clone()
-                .set_ex(key, bytes.as_ref(), ttl)
-                .await
-                .map_err(ChunkError),
-            Self::Cluster(conn) => conn
-                .clone()
-                .set_ex(key, bytes.as_ref(), ttl)
+                .set_ex(key, bytes.as_ref(), CHUNK_TTL.as_secs())
                 .await
                 .map_err(ChunkError),
         }
@@ -103,7 +70,6 @@ impl Chunks {
                     .collect())
             }
             Self::Redis(conn) => conn.clone().mget(keys).await.map_err(ChunkError),
-            Self::Cluster(conn) => conn.clone().mget(keys).await.map_err(ChunkError),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use shop::{AppState, Chunks, Config, StoreChoice};
-use tower_stateless::{MemoryStore, RedisStore, SessionLayer, SessionStore};
+use tower_stateless::{MemoryStore, RedisStore, SessionLayer, SessionStore, StoreError};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,27 +44,25 @@ async fn run_shop() {
             );
             serve(config, MemoryStore::new(), Chunks::memory()).await;
         }
-        StoreChoice::Redis(url) => {
-            let store = connect(RedisStore::connect(&url).await);
-            serve(config, store, connect(Chunks::redis(&url).await)).await;
-        }
+        StoreChoice::Redis(url) => serve_redis(config, RedisStore::connect(&url).await).await,
         StoreChoice::Cluster(nodes) => {
-            let store = connect(RedisStore::connect_cluster(&nodes).await);
-            serve(config, store, connect(Chunks::cluster(&nodes).await)).await;
+            serve_redis(config, RedisStore::connect_cluster(&nodes).await).await;
         }
     }
 }
 
-/// A store that cannot be reached at start is a configuration error: say so and stop.
-fn connect<T, E: std::error::Error>(connected: Result<T, E>) -> T {
-    connected.unwrap_or_else(|error| {
-        let cause = error
-            .source()
+/// Sessions and upload chunks share the store's connection. A Redis that cannot be
+/// reached at start is a configuration error: say so and stop.
+async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) {
+    let store = store.unwrap_or_else(|error| {
+        let cause = std::error::Error::source(&error)
             .map(|cause| format!(": {cause}"))
             .unwrap_or_default();
         eprintln!("shop: cannot connect to Redis: {error}{cause}");
         std::process::exit(1);
-    })
+    });
+    let chunks = Chunks::Redis(store.connection());
+    serve(config, store, chunks).await;
 }
 
 async fn serve<S: SessionStore + Clone>(config: Config, store: S, chunks: Chunks) {

@@ -37,7 +37,8 @@ struct Reply {
 }
 
 impl Shop {
-    async fn on(store: RedisStore, chunks: Chunks) -> Self {
+    async fn on(store: RedisStore) -> Self {
+        let chunks = Chunks::Redis(store.connection());
         let layer = SessionLayer::new(store.clone(), Key::from_bytes(&[7; 32]).unwrap())
             .with_store_timeout(Duration::from_millis(500));
         let app = shop::router(AppState { store, chunks }, layer, "redis-test");
@@ -48,13 +49,11 @@ impl Shop {
     }
 
     async fn single(server: &RedisServer) -> Self {
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        Self::on(store, Chunks::redis(&server.url()).await.unwrap()).await
+        Self::on(RedisStore::connect(&server.url()).await.unwrap()).await
     }
 
     async fn cluster(cluster: &RedisCluster) -> Self {
-        let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
-        Self::on(store, Chunks::cluster(&cluster.nodes()).await.unwrap()).await
+        Self::on(RedisStore::connect_cluster(cluster.nodes()).await.unwrap()).await
     }
 
     async fn call(

@@ -111,6 +111,40 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// The store's own multiplexed connection, for an application's commands beside the
+/// sessions (e.g. data that must outlive any instance): no second connection to set up,
+/// and the same reconnection and timeouts. Cheap to clone; use it with any
+/// `redis::AsyncCommands` method.
+#[derive(Clone)]
+pub struct RedisConnection(pub(super) Conn);
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("cluster", &self.0.is_cluster())
+            .finish()
+    }
+}
+
 /// A node given as `host:port` becomes `redis://host:port`; URLs are kept as they are.
 pub(super) fn node_url(node: &str) -> String {
     if node.contains("://") {

@@ -21,6 +21,7 @@ mod codec;
 mod conn;
 
 use conn::Conn;
+pub use conn::RedisConnection;
 
 /// Scripts that read and write one session key, with the helpers they share prepended.
 macro_rules! session_script {
@@ -165,6 +166,12 @@ impl RedisStore {
     /// The key prefix in use.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The store's connection, for the application's own commands. Keep them out of the
+    /// store's prefix.
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection(self.conn.clone())
     }
 
     /// Reads Redis's `maxmemory-policy` (of every primary, on a cluster) and logs a
