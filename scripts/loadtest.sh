@@ -97,12 +97,20 @@ port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# A loopback port nothing listens on.
+# A loopback port no socket uses, below the kernel's ephemeral range when possible (a port
+# that some client connection holds as its local port cannot be listened on).
+ephemeral_low=$(cut -f 1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+if [ "$ephemeral_low" -gt 12000 ]; then
+    port_low=10000 port_span=$((ephemeral_low - 10000))
+else
+    port_low=20000 port_span=20000
+fi
 free_port() {
     local port _
     for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 30000))
-        if ! port_open "$port"; then
+        port=$((port_low + RANDOM % port_span))
+        if ! port_open "$port" &&
+            { ! command -v ss >/dev/null || [ -z "$(ss -Htan "( sport = :$port )")" ]; }; then
             echo "$port"
             return
         fi
@@ -110,22 +118,24 @@ free_port() {
     die "no free loopback port found in 100 tries"
 }
 
-# wait_port PORT PID NAME LOG: until PORT accepts connections, at most 15 s.
+# wait_port PORT PID NAME LOG: until PORT accepts connections (status 0), NAME exited
+# (status 1, its log shown) or 15 s passed (status 2).
 wait_port() {
     local port=$1 pid=$2 name=$3 log=$4 _
     for _ in $(seq 1 150); do
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "--- $log" >&2
+            echo "loadtest: $name exited before listening on port $port; $log:" >&2
             tail -n 20 "$log" >&2 || true
-            die "$name exited before listening on port $port"
+            return 1
         fi
         if port_open "$port"; then
-            return
+            return 0
         fi
         sleep 0.1
     done
+    echo "loadtest: $name did not listen on port $port within 15 s; $log:" >&2
     tail -n 20 "$log" >&2 || true
-    die "$name did not listen on port $port within 15 s"
+    return 2
 }
 
 # stop PID: SIGTERM, then SIGKILL after 5 s; PID is then forgotten by the exit trap.
@@ -152,6 +162,22 @@ cpu_us() {
 }
 clk_tck=$(getconf CLK_TCK)
 
+# CPU time used on the whole machine so far (all CPUs, not idle nor waiting), in microseconds.
+machine_busy_us() {
+    awk -v hz="$clk_tck" '/^cpu / { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1000000 / hz }' \
+        /proc/stat
+}
+
+# CPU time of this shell's waited-for children (wrk) so far, in microseconds, in $children.
+# `times` must run in this shell: a subshell's count of its children starts at zero.
+children_us() {
+    times >"$work/times"
+    children=$(awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] }
+        printf "%.0f\n", t * 1000000 }' "$work/times")
+}
+
 # --- build -----------------------------------------------------------------------------------
 target_dir=${CARGO_TARGET_DIR:-target}
 if [ "$SKIP_BUILD" != 1 ]; then
@@ -165,12 +191,17 @@ peers_bin=$target_dir/release/bench-peers
 [ -x "$peers_bin" ] || die "$peers_bin is missing (run without SKIP_BUILD=1)"
 
 # --- private Redis ---------------------------------------------------------------------------
-redis_port=$(free_port)
-(pin "$REDIS_CPU" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$work" --logfile "$work/redis.log") &
-redis_pid=$!
-pids+=("$redis_pid")
-wait_port "$redis_port" "$redis_pid" redis-server "$work/redis.log"
+# Up to 3 ports: another process may take the chosen one between the check and the bind.
+for attempt in 1 2 3; do
+    redis_port=$(free_port)
+    (pin "$REDIS_CPU" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$work" --logfile "$work/redis.log") &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    wait_port "$redis_port" "$redis_pid" redis-server "$work/redis.log" && break
+    stop "$redis_pid"
+    [ "$attempt" -lt 3 ] || die "redis-server did not start (3 attempts)"
+done
 redis_url="redis://127.0.0.1:$redis_port"
 
 session_keys=$(head -c 32 /dev/urandom | base64)
@@ -259,13 +290,22 @@ measure() {
     esac
     echo "round $round: $target $route (warm-up $WARMUP, measure $DURATION)" >&2
     run_wrk "$WARMUP" "$work/warmup.txt" "http://127.0.0.1:$port$path" "$cookie" "$lua"
-    local server0 redis0 server1 redis1
+    local server0 redis0 wrk0 busy0 server1 redis1 wrk1 busy1 others
     server0=$(cpu_us "$pid")
     redis0=$(cpu_us "$redis_pid")
+    children_us
+    wrk0=$children
+    busy0=$(machine_busy_us)
     out=$work/wrk-$round-$target-${path//\//_}.txt
     run_wrk "$DURATION" "$out" "http://127.0.0.1:$port$path" "$cookie" "$lua"
+    busy1=$(machine_busy_us)
     server1=$(cpu_us "$pid")
     redis1=$(cpu_us "$redis_pid")
+    children_us
+    wrk1=$children
+    # CPU time taken by other processes meanwhile, in CPUs: the noise on this row.
+    others=$(awk -v b=$((busy1 - busy0)) -v o=$((server1 - server0 + redis1 - redis0 + wrk1 - wrk0)) \
+        -v d="$duration_s" 'BEGIN { x = (b - o) / (d * 1000000); printf "%.2f\n", x < 0 ? 0 : x }')
     local rps p50 p99 requests non2xx errors
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     p50=$(latency_us "$(awk '$1 == "50%" { print $2 }' "$out")")
@@ -275,9 +315,10 @@ measure() {
     errors=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
     [ -n "$rps" ] && [ -n "$requests" ] && [ "$requests" -gt 0 ] ||
         { cat "$out" >&2; die "could not read wrk's output for $target $route"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$route" "$rps" \
-        "$p50" "$p99" "$requests" "${non2xx:-0}" "${errors:-0}" \
-        "$(((server1 - server0) / requests))" "$(((redis1 - redis0) / requests))" >>"$results"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$route" \
+        "$rps" "$p50" "$p99" "$requests" "${non2xx:-0}" "${errors:-0}" \
+        "$(((server1 - server0) / requests))" "$(((redis1 - redis0) / requests))" "$others" \
+        >>"$results"
 }
 
 targets=(baseline shop tower-sessions)
@@ -285,10 +326,14 @@ targets=(baseline shop tower-sessions)
 
 for round in $(seq 1 "$ROUNDS"); do
     for target in "${targets[@]}"; do
-        port=$(free_port)
-        start_server "$target" "$port"
-        pid=$server_pid
-        wait_port "$port" "$pid" "$target" "$work/$target.log"
+        for attempt in 1 2 3; do
+            port=$(free_port)
+            start_server "$target" "$port"
+            pid=$server_pid
+            wait_port "$port" "$pid" "$target" "$work/$target.log" && break
+            stop "$pid"
+            [ "$attempt" -lt 3 ] || die "$target did not start (3 attempts)"
+        done
         case "$target" in
             baseline)
                 expect_200 "http://127.0.0.1:$port/me"
@@ -337,13 +382,14 @@ echo "Versions: $(git describe --always --dirty 2>/dev/null || echo '?'), $(rust
     "$(redis-server --version | awk '{ print $3 }'), $(wrk --version 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 [ "$ROUNDS" = 1 ] || echo "Figures: median of $ROUNDS rounds."
 echo
-echo "| target | route | requests/s | p50 | p99 | server CPU / request | Redis CPU / request | non-2xx |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|"
+echo "| target | route | requests/s | p50 | p99 | server CPU / request | Redis CPU / request | other processes | non-2xx |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 while IFS=$'\t' read -r target route; do
-    printf '| %s | %s | %.0f | %s | %s | %s µs | %s µs | %s |\n' "$(label "$target")" "$route" \
-        "$(median "$target" "$route" 4)" "$(ms "$(median "$target" "$route" 5)")" \
+    printf '| %s | %s | %.0f | %s | %s | %s µs | %s µs | %s CPU | %s |\n' "$(label "$target")" \
+        "$route" "$(median "$target" "$route" 4)" "$(ms "$(median "$target" "$route" 5)")" \
         "$(ms "$(median "$target" "$route" 6)")" "$(median "$target" "$route" 10)" \
-        "$(median "$target" "$route" 11)" "$(median "$target" "$route" 8)"
+        "$(median "$target" "$route" 11)" "$(median "$target" "$route" 12)" \
+        "$(median "$target" "$route" 8)"
 done < <(awk -F'\t' '$1 == 1 { print $2 "\t" $3 }' "$results")
 
 # ratio NAME A_TARGET A_ROUTE B_TARGET B_ROUTE COLUMN OP GOAL: A / B against a goal.
@@ -371,9 +417,10 @@ ratio "shop GET /me p99 vs baseline" shop "GET /me" baseline "GET /me" 6
 
 if [ "$ROUNDS" != 1 ]; then
     echo
-    echo "Every round (requests/s, p99):"
+    echo "Every round (requests/s, p99, CPU used by other processes meanwhile):"
     echo
-    awk -F'\t' '{ printf "- round %s, %s %s: %.0f, %.2f ms\n", $1, $2, $3, $4, $6 / 1000 }' "$results"
+    awk -F'\t' '{ printf "- round %s, %s %s: %.0f, %.2f ms, %s\n", $1, $2, $3, $4, $6 / 1000, $12 }' \
+        "$results"
 fi
 
 failed=$(awk -F'\t' '$8 > 0 || $9 > 0 { n++ } END { print n + 0 }' "$results")
