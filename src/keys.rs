@@ -55,11 +55,11 @@ impl Key {
         Self::from_bytes(&bytes).expect("64 bytes is long enough")
     }
 
-    fn tag(&self, cookie_name: &str, id: &str) -> Hmac<Sha256> {
+    fn tag(&self, cookie_name: &str, id: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(cookie_name.as_bytes());
         mac.update(b"=");
-        mac.update(id.as_bytes());
+        mac.update(id);
         mac
     }
 }
@@ -122,7 +122,7 @@ impl Keys {
     pub(crate) fn sign(&self, cookie_name: &str, id: &SessionId) -> String {
         let tag = self
             .signing
-            .tag(cookie_name, id.as_str())
+            .tag(cookie_name, id.as_bytes())
             .finalize()
             .into_bytes();
         let mut token = String::with_capacity(TOKEN_LEN);
@@ -145,7 +145,7 @@ impl Keys {
         }
         let tag_bytes = &tag_bytes[..32];
         let checks = |key: &Key| {
-            key.tag(cookie_name, id.as_str())
+            key.tag(cookie_name, id.as_bytes())
                 .verify_slice(tag_bytes)
                 .is_ok()
         };
