@@ -15,7 +15,7 @@ use crate::error::{Error, StoreError};
 use crate::id::{HashedId, SessionId};
 use crate::keys::Verified;
 use crate::layer::Config;
-use crate::record::{ChangeSet, Record};
+use crate::record::{ChangeSet, Lifetime, Record};
 
 /// The current request's session: a cheap handle (one `Arc`) found in request extensions.
 ///
@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// The stored record, once something read it; `None` inside if the store had none.
     pub(crate) loaded: OnceCell<Option<Record>>,
+    /// The request's clock reading, taken once: every store call of a request happens
+    /// at the same `now`.
+    lifetime: OnceLock<Lifetime>,
 }
 
 pub(crate) struct Incoming {
@@ -87,6 +90,7 @@ impl Session {
                 incoming: OnceLock::new(),
                 state: Mutex::new(State::default()),
                 loaded: OnceCell::new(),
+                lifetime: OnceLock::new(),
             }),
         }
     }
@@ -204,9 +208,7 @@ impl Session {
             .loaded
             .get_or_try_init(|| async {
                 let config = &shared.config;
-                let load = config
-                    .store
-                    .load(incoming.hashed(), config.expiry.lifetime());
+                let load = config.store.load(incoming.hashed(), shared.lifetime());
                 match within(config.store_timeout, load).await {
                     Ok(record) => {
                         shared.lock().missing = record.is_none();
@@ -224,6 +226,11 @@ impl Session {
 }
 
 impl Shared {
+    /// The expiry rules at this request's `now`.
+    pub(crate) fn lifetime(&self) -> Lifetime {
+        *self.lifetime.get_or_init(|| self.config.expiry.lifetime())
+    }
+
     /// The request's verified ID. The tag is checked here, before any store call, so a
     /// forged token never causes I/O.
     pub(crate) fn incoming(&self) -> Option<&Incoming> {

@@ -160,7 +160,7 @@ fn needs_refresh(shared: &Shared) -> bool {
         return false;
     };
     let expiry = &shared.config.expiry;
-    expiry.needs_refresh(&record.metadata, &expiry.lifetime())
+    expiry.needs_refresh(&record.metadata, &shared.lifetime())
 }
 
 /// The cookie of a request that writes nothing.
@@ -188,7 +188,7 @@ impl Job {
     async fn execute(&self) -> Result<CookieUpdate, Error> {
         let config = &self.shared.config;
         let (store, limit) = (&*config.store, config.store_timeout);
-        let lifetime = config.expiry.lifetime();
+        let lifetime = self.shared.lifetime();
         let incoming = self.shared.incoming();
         let current =
             || incoming.expect("stored-session operations are planned only with an incoming ID");
