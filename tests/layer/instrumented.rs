@@ -1,5 +1,8 @@
 //! A real `MemoryStore` behind a recorder: counts calls, and can be made to fail or stall.
 
+// Shared by several test crates, each using part of it.
+#![allow(dead_code)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

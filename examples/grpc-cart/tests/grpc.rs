@@ -1,5 +1,9 @@
 //! The cart over real gRPC: tonic clients against servers on 127.0.0.1.
 
+#[path = "../../../tests/layer/instrumented.rs"]
+mod instrumented;
+#[path = "../../../tests/support/mod.rs"]
+mod redis_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -11,7 +15,19 @@ use http::HeaderValue;
 use tonic::Code;
 use tower_stateless::{Key, Keys, MemoryStore, RedisStore, SessionLayer};
 
-use support::{Client, RedisServer, TestServer, TestStore};
+use instrumented::Instrumented;
+use redis_support::RedisServer;
+use support::{Client, TestServer};
+
+/// Store calls that write.
+fn writes_so_far(store: &Instrumented) -> usize {
+    let writing = ["create", "apply", "touch", "cycle_id", "destroy"];
+    store
+        .calls()
+        .iter()
+        .filter(|call| writing.contains(call))
+        .count()
+}
 
 /// A cart as `sku → qty`.
 type Cart = BTreeMap<String, u32>;
@@ -173,7 +189,7 @@ async fn two_instances_share_a_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_redis() {
-    let Some(redis) = RedisServer::start_or_skip("two_instances_share_redis") else {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
     let keys = keys();
@@ -191,7 +207,7 @@ async fn two_instances_share_redis() {
 /// token, and once the store is back the session is intact: never a silent logout.
 #[tokio::test]
 async fn store_outage_is_unavailable() {
-    let store = TestStore::default();
+    let store = Instrumented::default();
     let server = TestServer::start(grpc_cart::session_layer(store.clone(), keys()), "a").await;
     let jar = TokenJar::new();
     let mut client = server.client(&jar).await;
@@ -199,7 +215,7 @@ async fn store_outage_is_unavailable() {
     client.add_item(add("socks", 2)).await.unwrap();
     let token = jar.token().unwrap();
 
-    store.set_down(true);
+    store.set_failing(true);
     assert_eq!(code(cart(&mut client).await), Code::Unavailable);
     assert_eq!(
         code(client.add_item(add("socks", 1)).await),
@@ -216,7 +232,7 @@ async fn store_outage_is_unavailable() {
     assert_eq!(code(other.login(login("dave")).await), Code::Unavailable);
     assert_eq!(other_jar.token(), None);
 
-    store.set_down(false);
+    store.set_failing(false);
     assert_eq!(
         cart(&mut client).await.unwrap(),
         ("carol".into(), Cart::from([("socks".into(), 2)]))
@@ -225,7 +241,7 @@ async fn store_outage_is_unavailable() {
 
 #[tokio::test]
 async fn redis_outage_is_unavailable() {
-    let Some(mut redis) = RedisServer::start_or_skip("redis_outage_is_unavailable") else {
+    let Some(mut redis) = RedisServer::start() else {
         return;
     };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
@@ -238,7 +254,7 @@ async fn redis_outage_is_unavailable() {
     client.add_item(add("socks", 2)).await.unwrap();
     let token = jar.token().unwrap();
 
-    redis.kill();
+    redis.stop();
     assert_eq!(code(cart(&mut client).await), Code::Unavailable);
     assert_eq!(
         code(client.add_item(add("socks", 1)).await),
@@ -251,7 +267,7 @@ async fn redis_outage_is_unavailable() {
 /// returns FAILED_PRECONDITION and the layer must save nothing at all.
 #[tokio::test]
 async fn failed_rpc_saves_nothing() {
-    let store = TestStore::default();
+    let store = Instrumented::default();
     let server = TestServer::start(grpc_cart::session_layer(store.clone(), keys()), "a").await;
     let jar = TokenJar::new();
     let mut client = server.client(&jar).await;
@@ -259,12 +275,16 @@ async fn failed_rpc_saves_nothing() {
     let near_full = i32::try_from(MAX_CART_UNITS).unwrap() - 10;
     client.add_item(add("a", near_full)).await.unwrap();
     let token = jar.token().unwrap();
-    let writes = store.writes();
+    let writes = writes_so_far(&store);
 
     for over in [add("b", 11), add("a", 11), add("b", near_full)] {
         assert_eq!(code(client.add_item(over).await), Code::FailedPrecondition);
     }
-    assert_eq!(store.writes(), writes, "a failed RPC wrote to the store");
+    assert_eq!(
+        writes_so_far(&store),
+        writes,
+        "a failed RPC wrote to the store"
+    );
     assert_eq!(jar.token().as_deref(), Some(token.as_str()));
     let expected = Cart::from([("a".into(), MAX_CART_UNITS - 10)]);
     assert_eq!(cart(&mut client).await.unwrap().1, expected);
@@ -272,5 +292,5 @@ async fn failed_rpc_saves_nothing() {
     // Exactly up to the limit is fine.
     let added = client.add_item(add("b", 10)).await.unwrap().into_inner();
     assert_eq!((added.total, added.cart_units), (10, MAX_CART_UNITS));
-    assert_eq!(store.writes(), writes + 1);
+    assert_eq!(writes_so_far(&store), writes + 1);
 }
