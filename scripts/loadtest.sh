@@ -11,7 +11,7 @@
 # wrk settings; the table prints requests/s, p50 and p99 latency, the server's and Redis's CPU
 # time per request, and the ratios the performance issue asks for.
 #
-# Usage: scripts/loadtest.sh            (full: 10 s per measurement, about 2 minutes)
+# Usage: scripts/loadtest.sh            (full: 10 s per measurement, 1.5 min a round when quiet)
 #        DURATION=3s WARMUP=1s scripts/loadtest.sh   (smoke run)
 # Settings (environment):
 #   DURATION=10s  WARMUP=2s  THREADS=1  CONNECTIONS=32   wrk settings, the same for every row
@@ -20,6 +20,10 @@
 #                 or with fewer than 2 CPUs)
 #   SKIP_BUILD=1  use the release binaries already built
 #   ALWAYS_SAVE_ROW=0   leave out the tower-sessions (always_save) row
+#   MAX_NOISE=0.15 NOISE_RETRIES=2 QUIET_WAIT=30   the machine may be shared: before each
+#                 measurement wait up to QUIET_WAIT s for other processes to use at most
+#                 MAX_NOISE CPU; measure again (up to NOISE_RETRIES times) when they took more
+#                 meanwhile, and keep the quietest measurement. The table shows what they took.
 # Needs: cargo, wrk, redis-server, curl. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +43,9 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 REDIS_CPU=${REDIS_CPU:-$CLIENT_CPU}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ALWAYS_SAVE_ROW=${ALWAYS_SAVE_ROW:-1}
+MAX_NOISE=${MAX_NOISE:-0.15}
+NOISE_RETRIES=${NOISE_RETRIES:-2}
+QUIET_WAIT=${QUIET_WAIT:-30}
 
 # Durations in wrk's syntax, bounded: a typo must not start an hour-long run.
 seconds_of() {
@@ -56,6 +63,9 @@ case "$ROUNDS" in [1-9]) ;; *) die "ROUNDS must be 1 to 9" ;; esac
 case "$THREADS" in [1-9] | [1-9][0-9]) ;; *) die "THREADS must be 1 to 99" ;; esac
 case "$CONNECTIONS" in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) die "CONNECTIONS must be 1 to 999" ;; esac
 [ "$CONNECTIONS" -ge "$THREADS" ] || die "CONNECTIONS must be at least THREADS"
+case "$NOISE_RETRIES" in [0-5]) ;; *) die "NOISE_RETRIES must be 0 to 5" ;; esac
+case "$QUIET_WAIT" in [0-9] | [0-9][0-9] | [1-5][0-9][0-9]) ;; *) die "QUIET_WAIT must be 0 to 599" ;; esac
+awk -v x="$MAX_NOISE" 'BEGIN { exit !(x ~ /^[0-9]+(\.[0-9]+)?$/) }' || die "MAX_NOISE must be a number"
 
 for tool in cargo wrk redis-server curl; do
     command -v "$tool" >/dev/null ||
@@ -281,22 +291,31 @@ latency_us() {
 results=$work/results.tsv
 : >"$results"
 
-# measure ROUND TARGET ROUTE PORT SERVER_PID COOKIE: warm up, measure, append a row.
-measure() {
-    local round=$1 target=$2 route=$3 port=$4 pid=$5 cookie=$6 lua="" path out
-    case "$route" in
-        "GET /me") path=/me ;;
-        "POST /cart/items") path=/cart/items lua=$work/post.lua ;;
-    esac
-    echo "round $round: $target $route (warm-up $WARMUP, measure $DURATION)" >&2
-    run_wrk "$WARMUP" "$work/warmup.txt" "http://127.0.0.1:$port$path" "$cookie" "$lua"
+# wait_quiet: up to QUIET_WAIT s until other processes use at most MAX_NOISE CPU over 1 s (our
+# servers are idle meanwhile, so the whole machine's busy time is theirs).
+wait_quiet() {
+    local _ b0 b1
+    for _ in $(seq 1 "$QUIET_WAIT"); do
+        b0=$(machine_busy_us)
+        sleep 1
+        b1=$(machine_busy_us)
+        if awk -v b=$((b1 - b0)) -v max="$MAX_NOISE" 'BEGIN { exit !(b / 1000000 <= max) }'; then
+            return
+        fi
+    done
+    echo "  the machine is still busy after ${QUIET_WAIT}s: measuring anyway" >&2
+}
+
+# measure_once TARGET ROUTE PORT SERVER_PID COOKIE PATH LUA OUT: one measurement; its row
+# (without the round) in $row.
+measure_once() {
+    local target=$1 route=$2 port=$3 pid=$4 cookie=$5 path=$6 lua=$7 out=$8
     local server0 redis0 wrk0 busy0 server1 redis1 wrk1 busy1 others
     server0=$(cpu_us "$pid")
     redis0=$(cpu_us "$redis_pid")
     children_us
     wrk0=$children
     busy0=$(machine_busy_us)
-    out=$work/wrk-$round-$target-${path//\//_}.txt
     run_wrk "$DURATION" "$out" "http://127.0.0.1:$port$path" "$cookie" "$lua"
     busy1=$(machine_busy_us)
     server1=$(cpu_us "$pid")
@@ -315,10 +334,37 @@ measure() {
     errors=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
     [ -n "$rps" ] && [ -n "$requests" ] && [ "$requests" -gt 0 ] ||
         { cat "$out" >&2; die "could not read wrk's output for $target $route"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$route" \
+    row=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$target" "$route" \
         "$rps" "$p50" "$p99" "$requests" "${non2xx:-0}" "${errors:-0}" \
-        "$(((server1 - server0) / requests))" "$(((redis1 - redis0) / requests))" "$others" \
-        >>"$results"
+        "$(((server1 - server0) / requests))" "$(((redis1 - redis0) / requests))" "$others")
+}
+
+# measure ROUND TARGET ROUTE PORT SERVER_PID COOKIE: waits for a quiet machine, warms up,
+# measures (again, up to NOISE_RETRIES times, while other processes took more than MAX_NOISE
+# CPU), and appends the quietest measurement's row.
+measure() {
+    local round=$1 target=$2 route=$3 port=$4 pid=$5 cookie=$6 lua="" path attempt
+    local best="" best_noise noise
+    case "$route" in
+        "GET /me") path=/me ;;
+        "POST /cart/items") path=/cart/items lua=$work/post.lua ;;
+    esac
+    echo "round $round: $target $route (warm-up $WARMUP, measure $DURATION)" >&2
+    wait_quiet
+    run_wrk "$WARMUP" "$work/warmup.txt" "http://127.0.0.1:$port$path" "$cookie" "$lua"
+    for attempt in $(seq 0 "$NOISE_RETRIES"); do
+        measure_once "$target" "$route" "$port" "$pid" "$cookie" "$path" "$lua" \
+            "$work/wrk-$round-$target-${path//\//_}-$attempt.txt"
+        noise=${row##*$'\t'}
+        if [ -z "$best" ] || awk -v a="$noise" -v b="$best_noise" 'BEGIN { exit !(a < b) }'; then
+            best=$row best_noise=$noise
+        fi
+        awk -v a="$noise" -v max="$MAX_NOISE" 'BEGIN { exit !(a > max) }' || break
+        [ "$attempt" -lt "$NOISE_RETRIES" ] || break
+        echo "  other processes took $noise CPU meanwhile: measuring again" >&2
+        wait_quiet
+    done
+    printf '%s\t%s\n' "$round" "$best" >>"$results"
 }
 
 targets=(baseline shop tower-sessions)
@@ -373,7 +419,8 @@ label() {
 echo
 echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS scripts/loadtest.sh\`"
+echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS" \
+    "MAX_NOISE=$MAX_NOISE NOISE_RETRIES=$NOISE_RETRIES QUIET_WAIT=$QUIET_WAIT scripts/loadtest.sh\`"
 echo "wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARMUP warm-up;" \
     "pinning: $([ "$pinning" = yes ] && echo "server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, redis-server on CPU $REDIS_CPU" || echo none)"
 echo "Machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \
