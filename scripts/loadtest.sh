@@ -88,14 +88,26 @@ pin() {
 }
 
 load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
 work=$(mktemp -d "${TMPDIR:-/tmp}/loadtest.XXXXXX")
 pids=()
+# On exit: SIGTERM to every child still running (timeout passes it on to wrk), SIGKILL to
+# those left after 2 s.
 cleanup() {
-    local pid
+    local pid _
     for pid in "${pids[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for _ in $(seq 1 20); do
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && break
+            pid=""
+        done
+        [ -n "$pid" ] || break
+        sleep 0.1
     done
     for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     rm -rf "$work"
@@ -148,9 +160,18 @@ wait_port() {
     return 2
 }
 
-# stop PID: SIGTERM, then SIGKILL after 5 s; PID is then forgotten by the exit trap.
+# forget PID: no longer a child for the exit trap to kill.
+forget() {
+    local other left=()
+    for other in "${pids[@]}"; do
+        [ "$other" = "$1" ] || left+=("$other")
+    done
+    pids=("${left[@]}")
+}
+
+# stop PID: SIGTERM, then SIGKILL after 5 s.
 stop() {
-    local pid=$1 _ other left=()
+    local pid=$1 _
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || break
@@ -158,10 +179,7 @@ stop() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    for other in "${pids[@]}"; do
-        [ "$other" = "$pid" ] || left+=("$other")
-    done
-    pids=("${left[@]}")
+    forget "$pid"
 }
 
 # CPU time (user + system) of PID so far, in microseconds.
@@ -268,15 +286,20 @@ expect_200() {
     [ "$code" = 200 ] || die "$url answered $code: $(head -c 200 "$work/check.body")"
 }
 
-# run_wrk DURATION OUT URL COOKIE [LUA]: one wrk run, pinned and bounded.
+# run_wrk DURATION OUT URL COOKIE [LUA]: one wrk run, pinned and bounded; in the background
+# so that a signal to this script is handled at once.
 run_wrk() {
-    local duration=$1 out=$2 url=$3 cookie=$4 lua=${5:-} limit
+    local duration=$1 out=$2 url=$3 cookie=$4 lua=${5:-} limit wrk_pid status=0
     local args=(-t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency)
     [ -z "$cookie" ] || args+=(-H "Cookie: id=$cookie")
     [ -z "$lua" ] || args+=(-s "$lua")
     limit=$(($(seconds_of "$duration") + 30))
-    (pin "$CLIENT_CPU" timeout "$limit" wrk "${args[@]}" "$url") >"$out" 2>&1 ||
-        { cat "$out" >&2; die "wrk failed on $url"; }
+    (pin "$CLIENT_CPU" timeout "$limit" wrk "${args[@]}" "$url") >"$out" 2>&1 &
+    wrk_pid=$!
+    pids+=("$wrk_pid")
+    wait "$wrk_pid" || status=$?
+    forget "$wrk_pid"
+    [ "$status" = 0 ] || { cat "$out" >&2; die "wrk failed on $url (status $status)"; }
 }
 
 # wrk's latency ("812.00us", "1.23ms", "1.02s") in microseconds.
@@ -417,7 +440,7 @@ label() {
 }
 
 echo
-echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "### Run of $started"
 echo
 echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS" \
     "MAX_NOISE=$MAX_NOISE NOISE_RETRIES=$NOISE_RETRIES QUIET_WAIT=$QUIET_WAIT scripts/loadtest.sh\`"
@@ -427,7 +450,7 @@ echo "Machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p'
     "$(free -h | awk '/^Mem:/ { print $2 }') RAM, load average before the run: $load_before"
 echo "Versions: $(git describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version)," \
     "$(redis-server --version | awk '{ print $3 }'), $(wrk --version 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
-[ "$ROUNDS" = 1 ] || echo "Figures: median of $ROUNDS rounds."
+[ "$ROUNDS" = 1 ] || echo "Figures: per column, the median of $ROUNDS rounds."
 echo
 echo "| target | route | requests/s | p50 | p99 | server CPU / request | Redis CPU / request | other processes | non-2xx |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -461,6 +484,8 @@ ratio "shop GET /me p99 vs tower-sessions" shop "GET /me" tower-sessions "GET /m
 ratio "shop POST /cart/items p99 vs tower-sessions" \
     shop "POST /cart/items" tower-sessions "POST /cart/items" 6 "<=" 1.0
 ratio "shop GET /me p99 vs baseline" shop "GET /me" baseline "GET /me" 6
+[ "$ALWAYS_SAVE_ROW" = 0 ] || ratio "shop GET /me req/s vs tower-sessions (always_save)" \
+    shop "GET /me" tower-sessions-always-save "GET /me" 4
 
 if [ "$ROUNDS" != 1 ]; then
     echo
