@@ -78,9 +78,13 @@ fn bench_store(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let store = runtime
-        .block_on(RedisStore::connect(&server.url()))
-        .unwrap();
+    // BENCH_URL_QUERY, e.g. `?protocol=resp2`, picks connection options to compare.
+    let url = format!(
+        "{}/{}",
+        server.url(),
+        std::env::var("BENCH_URL_QUERY").unwrap_or_default()
+    );
+    let store = runtime.block_on(RedisStore::connect(&url)).unwrap();
     // Bare commands go over the store's own connection: the ratio is what the store adds.
     let bare = store.connection();
     let id = fresh_id(0);

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ::redis::ScriptInvocation;
+use ::redis::{ScriptInvocation, Value};
 
 use crate::error::StoreError;
 use crate::record::{duration_millis, ChangeSet, Lifetime, Metadata, Record, Timestamp};
@@ -87,39 +87,76 @@ fn check_version(version: Option<&[u8]>) -> Result<(), StoreError> {
     }
 }
 
-/// A whole session from `HGETALL`, with its write generation; `None` if the hash is empty
-/// (the key does not exist).
-pub(super) fn decode_record(
-    fields: HashMap<Vec<u8>, Vec<u8>>,
-) -> Result<Option<(Record, u64)>, StoreError> {
-    if fields.is_empty() {
-        return Ok(None);
+/// The field/value pairs of an `HGETALL` reply, RESP2 (flat array) or RESP3 (map),
+/// taken by value: no copy of any name or value.
+pub(super) fn hash_entries(reply: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    let bytes = |value: Value| match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        Value::SimpleString(text) => Ok(text.into_bytes()),
+        _ => Err(corrupt("a hash field is not a string")),
+    };
+    match reply {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(name, value)| Ok((bytes(name)?, bytes(value)?)))
+            .collect(),
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(corrupt("a hash reply has an odd number of items"));
+            }
+            let mut items = items.into_iter();
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                pairs.push((bytes(name)?, bytes(value)?));
+            }
+            Ok(pairs)
+        }
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(corrupt("HGETALL did not answer with a hash")),
     }
-    let mut data = HashMap::with_capacity(fields.len());
-    let mut reserved: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    for (name, value) in fields {
+}
+
+/// A whole session from `HGETALL`, with its write generation; `None` if the hash is empty
+/// (the key does not exist). Names and values move into the record without copies.
+pub(super) fn decode_record(
+    fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> Result<Option<(Record, u64)>, StoreError> {
+    let fields = fields.into_iter();
+    let mut data = HashMap::with_capacity(fields.size_hint().0);
+    let (mut version, mut created, mut refreshed, mut user, mut generation) =
+        (None, None, None, None, None);
+    let mut empty = true;
+    for (mut name, value) in fields {
+        empty = false;
         match decode_field(&name) {
-            Field::User(user_name) => {
-                let user_name = text(user_name.to_vec(), "a field name")?;
-                data.insert(user_name, text(value, "a field value")?);
+            Field::User(_) => {
+                if name.starts_with(b"::") {
+                    name.remove(0);
+                }
+                data.insert(text(name, "a field name")?, text(value, "a field value")?);
             }
             // Unknown reserved fields are left to the layout that wrote them.
-            Field::Reserved(_) => {
-                reserved.insert(name, value);
-            }
+            Field::Reserved(field) => match std::str::from_utf8(field).unwrap_or_default() {
+                VERSION => version = Some(value),
+                CREATED => created = Some(value),
+                REFRESHED => refreshed = Some(value),
+                USER => user = Some(value),
+                GENERATION => generation = Some(value),
+                _ => {}
+            },
         }
     }
-    let get = |name: &str| reserved.get(name.as_bytes()).map(Vec::as_slice);
-    check_version(get(VERSION))?;
+    if empty {
+        return Ok(None);
+    }
+    check_version(version.as_deref())?;
     let metadata = Metadata {
-        created_at: timestamp(get(CREATED), "creation time")?,
-        refreshed_at: timestamp(get(REFRESHED), "refresh time")?,
-        user_id: get(USER)
-            .map(|user| text(user.to_vec(), "the user"))
-            .transpose()?,
+        created_at: timestamp(created.as_deref(), "creation time")?,
+        refreshed_at: timestamp(refreshed.as_deref(), "refresh time")?,
+        user_id: user.map(|user| text(user, "the user")).transpose()?,
     };
     let generation =
-        get(GENERATION).map_or(Ok(0), |generation| number(Some(generation), "generation"))?;
+        generation.map_or(Ok(0), |generation| number(Some(&generation), "generation"))?;
     Ok(Some((Record::new(data, metadata), generation)))
 }
 
@@ -238,11 +275,23 @@ mod tests {
             ]),
             metadata,
         );
-        let fields = record_pairs(&record)
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = record_pairs(&record)
             .into_iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
         assert_eq!(decode_record(fields).unwrap(), Some((record, 0)));
+    }
+
+    #[test]
+    fn reads_resp2_and_resp3_hash_replies() {
+        let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
+        let resp2 = Value::Array(vec![bulk("a"), bulk("1"), bulk("::b"), bulk("2")]);
+        let resp3 = Value::Map(vec![(bulk("a"), bulk("1")), (bulk("::b"), bulk("2"))]);
+        let expected = vec![(b"a".to_vec(), b"1".to_vec()), (b"::b".to_vec(), b"2".to_vec())];
+        assert_eq!(hash_entries(resp2).unwrap(), expected);
+        assert_eq!(hash_entries(resp3).unwrap(), expected);
+        assert!(hash_entries(Value::Array(vec![bulk("odd")])).is_err());
+        assert!(hash_entries(Value::Int(1)).is_err());
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The production store: sessions in Redis, a single server or a Redis Cluster.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -373,11 +372,12 @@ impl RedisStore {
         for _ in 0..CYCLE_ATTEMPTS {
             let mut read = ::redis::cmd("HGETALL");
             read.arg(&old_key);
-            let fields: HashMap<Vec<u8>, Vec<u8>> = read
+            let reply: Value = read
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(StoreError::backend)?;
-            let Some((mut record, generation)) = codec::decode_record(fields)? else {
+            let Some((mut record, generation)) = codec::decode_record(codec::hash_entries(reply)?)?
+            else {
                 return Ok(Cycled::Gone);
             };
             if !lifetime.is_live(&record.metadata) {
@@ -455,11 +455,11 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &HashedId, lifetime: Lifetime) -> Result<Option<Record>, StoreError> {
         let mut command = ::redis::cmd("HGETALL");
         command.arg(self.session_key(id.as_str()));
-        let fields: HashMap<Vec<u8>, Vec<u8>> = command
+        let reply: Value = command
             .query_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::backend)?;
-        let record = codec::decode_record(fields)?.map(|(record, _)| record);
+        let record = codec::decode_record(codec::hash_entries(reply)?)?.map(|(record, _)| record);
         Ok(record.filter(|record| lifetime.is_live(&record.metadata)))
     }
 
