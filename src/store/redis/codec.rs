@@ -87,9 +87,12 @@ fn check_version(version: Option<&[u8]>) -> Result<(), StoreError> {
     }
 }
 
+/// A hash's fields and values, as raw bytes.
+pub(super) type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The field/value pairs of an `HGETALL` reply, RESP2 (flat array) or RESP3 (map),
 /// taken by value: no copy of any name or value.
-pub(super) fn hash_entries(reply: Value) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+pub(super) fn hash_entries(reply: Value) -> Result<Entries, StoreError> {
     let bytes = |value: Value| match value {
         Value::BulkString(bytes) => Ok(bytes),
         Value::SimpleString(text) => Ok(text.into_bytes()),
@@ -287,7 +290,10 @@ mod tests {
         let bulk = |text: &str| Value::BulkString(text.as_bytes().to_vec());
         let resp2 = Value::Array(vec![bulk("a"), bulk("1"), bulk("::b"), bulk("2")]);
         let resp3 = Value::Map(vec![(bulk("a"), bulk("1")), (bulk("::b"), bulk("2"))]);
-        let expected = vec![(b"a".to_vec(), b"1".to_vec()), (b"::b".to_vec(), b"2".to_vec())];
+        let expected = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"::b".to_vec(), b"2".to_vec()),
+        ];
         assert_eq!(hash_entries(resp2).unwrap(), expected);
         assert_eq!(hash_entries(resp3).unwrap(), expected);
         assert!(hash_entries(Value::Array(vec![bulk("odd")])).is_err());
