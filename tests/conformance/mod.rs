@@ -96,6 +96,7 @@ pub async fn run<S: SessionStore>(store: Arc<S>) {
     cycle_id(&*store).await;
     users(&*store).await;
     values_survive_byte_for_byte(&*store).await;
+    large_change_sets(&*store).await;
     concurrent_applies_all_land(store).await;
 }
 
@@ -412,6 +413,38 @@ async fn values_survive_byte_for_byte<S: SessionStore>(store: &S) {
         data(store, &id, at(Duration::ZERO)).await,
         Some(map(&awkward))
     );
+    store.destroy(&id).await.unwrap();
+}
+
+/// Thousands of fields in one change set (scripts must chunk what they unpack).
+async fn large_change_sets<S: SessionStore>(store: &S) {
+    let id = create(store, &[], None).await;
+    let mut changes = ChangeSet::default();
+    for n in 0..2500 {
+        changes = changes.with_set(format!("f{n}"), n.to_string());
+    }
+    assert_eq!(
+        store
+            .apply(&id, &changes, at(Duration::ZERO))
+            .await
+            .unwrap(),
+        Applied::Saved
+    );
+    let mut changes = ChangeSet::default().with_set("last", "1");
+    for n in 0..1500 {
+        changes = changes.with_removed(format!("f{n}"));
+    }
+    assert_eq!(
+        store
+            .apply(&id, &changes, at(Duration::ZERO))
+            .await
+            .unwrap(),
+        Applied::Saved
+    );
+    let data = data(store, &id, at(Duration::ZERO)).await.unwrap();
+    assert_eq!(data.len(), 1001);
+    assert_eq!(data.get("f2499").map(String::as_str), Some("2499"));
+    assert!(!data.contains_key("f0"));
     store.destroy(&id).await.unwrap();
 }
 

@@ -12,38 +12,48 @@ local function int(number)
   return string.format('%.0f', number)
 end
 
--- The same rule as Lifetime::is_live; a hash without its times is no session.
-local function is_live(key, now, idle, absolute)
-  local times = redis.call('HMGET', key, ':created', ':refreshed')
-  local created, refreshed = tonumber(times[1]), tonumber(times[2])
-  if not created or not refreshed then
-    return false
+-- The same rule as Lifetime::is_live. For a live session returns its creation
+-- time, write generation and user (false if unbound), read in one call; else nil.
+local function live(key, now, idle, absolute)
+  local fields = redis.call('HMGET', key, ':created', ':refreshed', ':gen', ':user')
+  local created, refreshed = tonumber(fields[1]), tonumber(fields[2])
+  if not created or not refreshed or now >= math.min(refreshed + idle, created + absolute) then
+    return nil
   end
-  return now < math.min(refreshed + idle, created + absolute)
+  return created, tonumber(fields[3]) or 0, fields[4]
 end
 
--- HSET of ARGV[from], ARGV[from + 1], ... (count pairs), in chunks that stay
--- below Lua's limit on unpacked values.
+local function is_live(key, now, idle, absolute)
+  return live(key, now, idle, absolute) ~= nil
+end
+
+-- Values per call when unpacking ARGV ranges: below Lua's limit on unpacked values.
+local CHUNK = 1000
+
+-- HSET of ARGV[from], ARGV[from + 1], ... (count pairs), in chunks.
 local function hset_pairs(key, from, count)
   local last = from + 2 * count - 1
-  local chunk = 1000
-  for start = from, last, chunk do
-    redis.call('HSET', key, unpack(ARGV, start, math.min(start + chunk - 1, last)))
+  for start = from, last, CHUNK do
+    redis.call('HSET', key, unpack(ARGV, start, math.min(start + CHUNK - 1, last)))
   end
 end
 
--- Applies the change set laid out in ARGV from index i: clear flag ('1' or '0'),
--- user operation ('keep', 'bind' or 'unbind'), user, count n of set fields, n
--- field/value pairs, then the removed fields up to the end of ARGV.
-local function apply_changes(key, i)
+-- Applies the change set laid out in ARGV from index i (clear flag '1' or '0', user
+-- operation 'keep', 'bind' or 'unbind', user, count n of set fields, n field/value
+-- pairs, then the removed fields up to the end of ARGV) to a live session, marks it
+-- refreshed now and sets its TTL. The set fields, the user, the refresh time and the
+-- new write generation (counted so that a cluster cycle_id notices a change that landed
+-- while it copied the session) go in one HSET: a one-field change is HSET + PEXPIRE.
+local function apply_and_refresh(key, i, created, generation, now, idle, absolute)
   local clear, user_op, user, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local changed = false
+  local first_set, first_removed = i + 4, i + 4 + 2 * n
+  local changed = clear == '1' or user_op ~= 'keep' or n > 0 or first_removed <= #ARGV
   if clear == '1' then
     local doomed = {}
     for _, field in ipairs(redis.call('HKEYS', key)) do
       if not is_reserved(field) then
         doomed[#doomed + 1] = field
-        if #doomed == 1000 then
+        if #doomed == CHUNK then
           redis.call('HDEL', key, unpack(doomed))
           doomed = {}
         end
@@ -52,34 +62,34 @@ local function apply_changes(key, i)
     if #doomed > 0 then
       redis.call('HDEL', key, unpack(doomed))
     end
-    changed = true
   end
-  local first_set = i + 4
-  if n > 0 then
-    hset_pairs(key, first_set, n)
-    changed = true
+  for start = first_removed, #ARGV, CHUNK do
+    redis.call('HDEL', key, unpack(ARGV, start, math.min(start + CHUNK - 1, #ARGV)))
   end
-  for j = first_set + 2 * n, #ARGV do
-    redis.call('HDEL', key, ARGV[j])
-    changed = true
-  end
-  if user_op == 'bind' then
-    redis.call('HSET', key, ':user', user)
-    changed = true
-  elseif user_op == 'unbind' then
+  if user_op == 'unbind' then
     redis.call('HDEL', key, ':user')
-    changed = true
   end
-  -- Lets a cluster cycle_id notice a change that landed while it copied the session.
+  -- Whole chunks of set fields first; the rest goes with the metadata.
+  local last_set, start = first_removed - 1, first_set
+  while last_set - start + 1 > CHUNK do
+    redis.call('HSET', key, unpack(ARGV, start, start + CHUNK - 1))
+    start = start + CHUNK
+  end
+  local args = {}
+  for j = start, last_set do
+    args[#args + 1] = ARGV[j]
+  end
+  args[#args + 1] = ':refreshed'
+  args[#args + 1] = ARGV[1]
+  if user_op == 'bind' then
+    args[#args + 1] = ':user'
+    args[#args + 1] = user
+  end
   if changed then
-    redis.call('HINCRBY', key, ':gen', 1)
+    args[#args + 1] = ':gen'
+    args[#args + 1] = int(generation + 1)
   end
-end
-
--- Marks the session refreshed now and keeps it exactly as long as it can live.
-local function refresh(key, now, idle, absolute)
-  redis.call('HSET', key, ':refreshed', ARGV[1])
-  local created = tonumber(redis.call('HGET', key, ':created'))
+  redis.call('HSET', key, unpack(args))
   redis.call('PEXPIRE', key, int(math.min(idle, created + absolute - now)))
 end
 

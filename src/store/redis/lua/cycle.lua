@@ -4,7 +4,8 @@
 -- {'in-use'}, {'index', user} (index the new ID under user first, then call
 -- again) or {'saved'[, previous user]}.
 local old, new = KEYS[1], KEYS[2]
-if not is_live(old, now, idle, absolute) then
+local created, generation, previous = live(old, now, idle, absolute)
+if not created then
   redis.call('DEL', old)
   return {'gone'}
 end
@@ -14,13 +15,11 @@ if redis.call('EXISTS', new) == 1 then
   end
   redis.call('DEL', new)
 end
-local previous = redis.call('HGET', old, ':user')
 if ARGV[7] == 'keep' and previous and not (ARGV[4] == '1' and ARGV[5] == previous) then
   return {'index', previous}
 end
 redis.call('RENAME', old, new)
-apply_changes(new, 6)
-refresh(new, now, idle, absolute)
+apply_and_refresh(new, 6, created, generation, now, idle, absolute)
 if previous then
   return {'saved', previous}
 end
