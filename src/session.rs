@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -263,10 +264,18 @@ pub(crate) async fn within<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, Error> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map_err(Error::Store),
-        Err(_) => Err(Error::Timeout(limit)),
-    }
+    let mut call = std::pin::pin!(call);
+    // A store that answers on the first poll (one in memory) needs no timer; one that
+    // does I/O has only just sent its request when the timer starts.
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(result) => result,
+        Poll::Pending => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => return Err(Error::Timeout(limit)),
+        },
+    };
+    result.map_err(Error::Store)
 }
 
 fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<Option<T>, Error> {
