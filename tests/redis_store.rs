@@ -51,6 +51,23 @@ fn record(pairs: &[(&str, &str)], user: Option<&str>, lifetime: Lifetime) -> Rec
     Record::new(data, metadata)
 }
 
+/// A store on `server` holding one new session with `pairs` (bound to `user`).
+async fn store_with_session(
+    server: &RedisServer,
+    pairs: &[(&str, &str)],
+    user: Option<&str>,
+) -> (RedisStore, HashedId, Lifetime) {
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let lifetime = now();
+    let (_, id) = raw_and_hashed();
+    let created = store
+        .create(&id, &record(pairs, user, lifetime), lifetime)
+        .await
+        .unwrap();
+    assert_eq!(created, Created::Saved);
+    (store, id, lifetime)
+}
+
 fn inspect(server: &RedisServer) -> redis::Connection {
     redis::Client::open(server.url())
         .unwrap()
@@ -448,16 +465,7 @@ async fn scripts_are_reloaded_after_script_flush() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url()).await.unwrap();
-    let lifetime = now();
-    let (_, id) = raw_and_hashed();
-    assert_eq!(
-        store
-            .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
-            .await
-            .unwrap(),
-        Created::Saved
-    );
+    let (store, id, lifetime) = store_with_session(&server, &[("a", "1")], None).await;
     server.cli(&["SCRIPT", "FLUSH"]);
     let changes = ChangeSet::default().with_set("a", "2");
     assert_eq!(
@@ -484,16 +492,7 @@ async fn reconnects_after_an_outage() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url()).await.unwrap();
-    let lifetime = now();
-    let (_, id) = raw_and_hashed();
-    assert_eq!(
-        store
-            .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
-            .await
-            .unwrap(),
-        Created::Saved
-    );
+    let (store, id, lifetime) = store_with_session(&server, &[("a", "1")], None).await;
 
     server.stop();
     for _ in 0..3 {
@@ -683,16 +682,7 @@ async fn rebinding_moves_the_index_entry() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url()).await.unwrap();
-    let lifetime = now();
-    let (_, id) = raw_and_hashed();
-    assert_eq!(
-        store
-            .create(&id, &record(&[], Some("gina"), lifetime), lifetime)
-            .await
-            .unwrap(),
-        Created::Saved
-    );
+    let (store, id, lifetime) = store_with_session(&server, &[], Some("gina")).await;
     let rebind = ChangeSet::default().with_user(Some("hank".into()));
     assert_eq!(
         store.apply(&id, &rebind, lifetime).await.unwrap(),
@@ -829,14 +819,7 @@ async fn touch_writes_no_data() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url()).await.unwrap();
-    let lifetime = now();
-    let (_, id) = raw_and_hashed();
-    let created = store
-        .create(&id, &record(&[("a", "1")], None, lifetime), lifetime)
-        .await
-        .unwrap();
-    assert_eq!(created, Created::Saved);
+    let (store, id, lifetime) = store_with_session(&server, &[("a", "1")], None).await;
     let key = format!("session:{{{}}}", id.as_str());
     let before: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(&key)
@@ -873,14 +856,7 @@ async fn a_persistent_server_keeps_sessions_across_a_restart() {
     else {
         return;
     };
-    let store = RedisStore::connect(&server.url()).await.unwrap();
-    let lifetime = now();
-    let (_, id) = raw_and_hashed();
-    let created = store
-        .create(&id, &record(&[("a", "1")], Some("ivy"), lifetime), lifetime)
-        .await
-        .unwrap();
-    assert_eq!(created, Created::Saved);
+    let (store, id, lifetime) = store_with_session(&server, &[("a", "1")], Some("ivy")).await;
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(2);
     let loaded = loop {
