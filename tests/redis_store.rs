@@ -68,6 +68,22 @@ async fn store_with_session(
     (store, id, lifetime)
 }
 
+/// `ACL SETUSER app` with `password`, keys matching `keys`, and the store's commands
+/// (`RedisStore::ACL_COMMANDS`) plus `extra`.
+fn acl_user(password: &str, keys: &str, extra: &[&str]) -> Vec<String> {
+    let mut acl: Vec<String> = ["ACL", "SETUSER", "app", "on"].map(String::from).to_vec();
+    acl.push(format!(">{password}"));
+    acl.push("resetkeys".into());
+    acl.push(keys.into());
+    acl.extend(extra.iter().map(|rule| rule.to_string()));
+    acl.extend(
+        RedisStore::ACL_COMMANDS
+            .split_whitespace()
+            .map(String::from),
+    );
+    acl
+}
+
 fn inspect(server: &RedisServer) -> redis::Connection {
     redis::Client::open(server.url())
         .unwrap()
@@ -128,19 +144,9 @@ async fn cluster_conforms() {
         return;
     };
     // A least-privilege ACL user on every node, allowed to read the eviction policy.
-    let mut acl = vec![
-        "ACL",
-        "SETUSER",
-        "app",
-        "on",
-        ">pw",
-        "resetkeys",
-        "~c:*",
-        "+config|get",
-    ];
-    acl.extend(RedisStore::ACL_COMMANDS.split_whitespace());
+    let acl = acl_user("pw", "~c:*", &["+config|get"]);
     for server in cluster.servers() {
-        server.cli(&acl);
+        server.cli(&acl.iter().map(String::as_str).collect::<Vec<_>>());
     }
     let urls = cluster
         .nodes()
@@ -574,17 +580,8 @@ async fn acl_user_without_config_rights_and_a_redacted_password() {
         return;
     };
     // The least a store needs, as documented on RedisStore: no CONFIG, only its own keys.
-    let mut acl = vec![
-        "ACL",
-        "SETUSER",
-        "app",
-        "on",
-        ">s3cret-pw",
-        "resetkeys",
-        "~session:*",
-    ];
-    acl.extend(RedisStore::ACL_COMMANDS.split_whitespace());
-    server.cli(&acl);
+    let acl = acl_user("s3cret-pw", "~session:*", &[]);
+    server.cli(&acl.iter().map(String::as_str).collect::<Vec<_>>());
     let url = format!("redis://app:s3cret-pw@127.0.0.1:{}", server.port());
     let store = RedisStore::connect(&url).await.unwrap();
     assert_eq!(
