@@ -11,15 +11,16 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tower_stateless::{
-    ChangeSet, HashedId, Lifetime, Metadata, Record, RedisStore, SessionStore, Timestamp,
+use tower_stateless::store::{
+    ChangeSet, Expiry, HashedId, Metadata, Record, SessionStore, Timestamp,
 };
+use tower_stateless::RedisStore;
 
 const IDLE: Duration = Duration::from_secs(3600);
 const ABSOLUTE: Duration = Duration::from_secs(86_400);
 
-fn now() -> Lifetime {
-    Lifetime::new(
+fn now() -> Expiry {
+    Expiry::new(
         Timestamp::from_system_time(std::time::SystemTime::now()),
         IDLE,
         ABSOLUTE,

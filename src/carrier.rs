@@ -12,6 +12,27 @@ use crate::keys::TOKEN_LEN;
 /// is rejected when found, so holding it needs no allocation.
 pub(crate) type RawToken = [u8; TOKEN_LEN];
 
+/// What the request carried where the token travels.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Nothing: an anonymous request.
+    Absent,
+    /// Something that cannot be a token (wrong size, duplicated): anonymous too.
+    Malformed,
+    /// A token-sized value, still to be verified.
+    Token(RawToken),
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Absent => "Absent",
+            Self::Malformed => "Malformed",
+            Self::Token(_) => "Token(<redacted>)",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Carrier {
     pub(crate) cookie: CookieConfig,
@@ -28,19 +49,25 @@ impl Carrier {
     }
 
     /// The request's token, if there is exactly one of the right size.
-    pub(crate) fn find(&self, headers: &HeaderMap) -> Option<RawToken> {
+    pub(crate) fn find(&self, headers: &HeaderMap) -> Found {
         let found = match &self.header {
-            None => self.cookie.find(headers)?,
+            None => self.cookie.find(headers),
             Some(name) => {
                 let mut values = headers.get_all(name).iter();
-                let value = values.next()?;
+                let Some(value) = values.next() else {
+                    return Found::Absent;
+                };
                 if values.next().is_some() || value.len() > MAX_COOKIE_LEN {
-                    return None;
+                    return Found::Malformed;
                 }
-                value.as_bytes()
+                Some(value.as_bytes())
             }
         };
-        found.try_into().ok()
+        match found.map(RawToken::try_from) {
+            None => Found::Absent,
+            Some(Ok(token)) => Found::Token(token),
+            Some(Err(_)) => Found::Malformed,
+        }
     }
 
     /// Hands the client a new token.
@@ -81,16 +108,16 @@ mod tests {
         let carrier = header_carrier();
         let token = "a".repeat(TOKEN_LEN);
         let mut headers = HeaderMap::new();
-        assert_eq!(carrier.find(&headers), None);
+        assert_eq!(carrier.find(&headers), Found::Absent);
         headers.insert("x-session", token.parse().unwrap());
         assert_eq!(
             carrier.find(&headers),
-            Some(RawToken::try_from(token.as_bytes()).unwrap())
+            Found::Token(RawToken::try_from(token.as_bytes()).unwrap())
         );
         headers.append("x-session", token.parse().unwrap());
-        assert_eq!(carrier.find(&headers), None, "duplicated");
+        assert_eq!(carrier.find(&headers), Found::Malformed, "duplicated");
         headers.insert("x-session", "short".parse().unwrap());
-        assert_eq!(carrier.find(&headers), None);
+        assert_eq!(carrier.find(&headers), Found::Malformed);
         assert_eq!(carrier.name(), "x-session");
     }
 

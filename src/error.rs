@@ -1,9 +1,163 @@
-//! Error types: configuration, store, and what a handler sees.
+//! What a handler sees when a session operation fails, and what store authors return.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+type Cause = Arc<dyn StdError + Send + Sync>;
+
+/// Why a session operation failed: see [`kind`](Self::kind), and
+/// [`source`](StdError::source) for the underlying cause.
+///
+/// Any store failure during a request also makes the layer answer 503 with
+/// `Retry-After` (or gRPC `UNAVAILABLE`), whatever the handler returned: a handler
+/// that swallows this error still cannot log a user out or acknowledge an unsaved change.
+///
+/// Cheap to clone. `Debug` and `Display` never show session values, keys or IDs.
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    /// Only for [`ErrorKind::Timeout`].
+    limit: Option<Duration>,
+    cause: Option<Cause>,
+}
+
+/// The kinds of [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The store failed (unreachable, refused the call, or held a corrupt record).
+    Store,
+    /// The store did not answer within the layer's timeout.
+    Timeout,
+    /// A value could not be serialized, or a stored value could not be deserialized
+    /// into the requested type.
+    Serialization,
+    /// The operating system's random source failed while generating a session ID.
+    Random,
+    /// The session was destroyed (or expired) while this request was running, so its
+    /// changes were dropped rather than reviving it.
+    Ended,
+    /// An increment met a stored value that is not an integer; nothing was written.
+    NotAnInteger,
+    /// An increment's result would not fit in an `i64`; nothing was written.
+    Overflow,
+    /// [`Session::update`](crate::Session::update) found the key changed under it on
+    /// every attempt; nothing was written.
+    Contended,
+}
+
+impl ErrorKind {
+    /// Whether the request should be answered as "service unavailable" (503).
+    pub fn is_unavailable(self) -> bool {
+        matches!(self, Self::Store | Self::Timeout | Self::Random)
+    }
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, cause: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self {
+            kind,
+            limit: None,
+            cause: Some(Arc::from(cause.into())),
+        }
+    }
+
+    pub(crate) fn of_kind(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            limit: None,
+            cause: None,
+        }
+    }
+
+    pub(crate) fn timeout(limit: Duration) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::of_kind(ErrorKind::Timeout)
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the request should be answered as "service unavailable" (503).
+    pub fn is_unavailable(&self) -> bool {
+        self.kind.is_unavailable()
+    }
+
+    /// The error and every cause under it, `": "`-separated, for logs.
+    pub(crate) fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = self.source();
+        while let Some(error) = cause {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            cause = error.source();
+        }
+        text
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, self.limit) {
+            (ErrorKind::Store, _) => f.write_str("session store failed"),
+            (ErrorKind::Timeout, Some(limit)) => {
+                write!(f, "session store did not answer within {limit:?}")
+            }
+            (ErrorKind::Timeout, None) => f.write_str("session store did not answer in time"),
+            (ErrorKind::Serialization, _) => {
+                f.write_str("session value could not be (de)serialized")
+            }
+            (ErrorKind::Random, _) => f.write_str("could not generate a session ID"),
+            (ErrorKind::Ended, _) => f.write_str("the session ended while the request was running"),
+            (ErrorKind::NotAnInteger, _) => {
+                f.write_str("a session value to increment is not an integer")
+            }
+            (ErrorKind::Overflow, _) => f.write_str("a session increment would overflow"),
+            (ErrorKind::Contended, _) => {
+                f.write_str("a session value kept changing during a read-modify-write")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    // The cause's own `Debug` may quote a value (serde_json does): show only its type of failure.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("has_cause", &self.cause.is_some())
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn StdError + 'static))
+    }
+}
+
+impl From<crate::store::IncrementError> for Error {
+    fn from(error: crate::store::IncrementError) -> Self {
+        Self::of_kind(match error {
+            crate::store::IncrementError::NotAnInteger => ErrorKind::NotAnInteger,
+            crate::store::IncrementError::Overflow => ErrorKind::Overflow,
+        })
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Self::new(ErrorKind::Store, error)
+    }
+}
 
 /// A signing key could not be used.
 #[derive(Debug)]
@@ -36,12 +190,12 @@ impl fmt::Display for KeyError {
 
 impl StdError for KeyError {}
 
-/// A [`SessionStore`](crate::SessionStore) operation failed.
+/// A [`SessionStore`](crate::store::SessionStore) operation failed.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The backend could not be reached or refused the operation.
-    Backend(Arc<dyn StdError + Send + Sync>),
+    Backend(Cause),
     /// A stored record could not be decoded.
     Corrupt(String),
 }
@@ -71,69 +225,27 @@ impl StdError for StoreError {
     }
 }
 
-/// Why a session operation failed.
-///
-/// Any store failure during a request also makes the layer answer 503 with
-/// `Retry-After` (or gRPC `UNAVAILABLE`), whatever the handler returned: a handler
-/// that swallows this error still cannot log a user out or acknowledge an unsaved change.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The store failed.
-    Store(StoreError),
-    /// The store did not answer within the layer's timeout.
-    Timeout(Duration),
-    /// A value could not be serialized or deserialized.
-    Serde(serde_json::Error),
-    /// The OS random source failed while generating a session ID.
-    Random(getrandom::Error),
-    /// The session was destroyed (or expired) while this request was running, so its
-    /// changes were dropped rather than reviving it.
-    Ended,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Error {
-    /// A copy of a failure that must turn the response into a 503, for the layer to keep.
-    pub(crate) fn copy_if_unavailable(&self) -> Option<Self> {
-        match self {
-            Self::Store(error) => Some(Self::Store(error.clone())),
-            Self::Timeout(limit) => Some(Self::Timeout(*limit)),
-            Self::Random(error) => Some(Self::Random(*error)),
-            Self::Serde(_) | Self::Ended => None,
-        }
+    #[test]
+    fn chain_names_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = Error::from(StoreError::backend(io));
+        assert_eq!(error.kind(), ErrorKind::Store);
+        assert!(error.is_unavailable());
+        assert_eq!(
+            error.chain(),
+            "session store failed: session store backend failed: refused"
+        );
     }
 
-    /// Whether the request should be answered as "service unavailable".
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Store(_) | Self::Timeout(_) | Self::Random(_))
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Store(_) => f.write_str("session store failed"),
-            Self::Timeout(limit) => write!(f, "session store did not answer within {limit:?}"),
-            Self::Serde(_) => f.write_str("session value could not be (de)serialized"),
-            Self::Random(_) => f.write_str("could not generate a session ID"),
-            Self::Ended => f.write_str("the session ended while the request was running"),
-        }
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Store(error) => Some(error),
-            Self::Serde(error) => Some(error),
-            Self::Random(error) => Some(error),
-            Self::Timeout(_) | Self::Ended => None,
-        }
-    }
-}
-
-impl From<StoreError> for Error {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error)
+    #[test]
+    fn debug_shows_no_cause_text() {
+        let serde = serde_json::from_str::<u32>("\"secret-value\"").unwrap_err();
+        let error = Error::new(ErrorKind::Serialization, serde);
+        assert!(!format!("{error:?}").contains("secret"));
+        assert!(!error.is_unavailable());
     }
 }

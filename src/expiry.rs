@@ -1,13 +1,14 @@
-//! Idle and absolute timeouts, and the clock they are measured with.
+//! When sessions end: the idle and absolute timeouts, the clock they are measured with,
+//! and the refresh rule.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::record::{Lifetime, Metadata, Timestamp};
+use crate::record::Metadata;
 
 /// A source of the current time; inject one with
-/// [`SessionLayer::with_clock`](crate::SessionLayer::with_clock) to test expiry.
+/// [`SessionLayerBuilder::with_clock`](crate::SessionLayerBuilder::with_clock) to test expiry.
 ///
 /// Any `Fn() -> SystemTime` closure is a clock.
 pub trait Clock: Send + Sync + 'static {
@@ -21,9 +22,94 @@ impl<F: Fn() -> SystemTime + Send + Sync + 'static> Clock for F {
     }
 }
 
-/// How long sessions live.
+/// Milliseconds since the Unix epoch, as the layer's clock reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// From milliseconds since the Unix epoch.
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(millis)
+    }
+
+    /// From a wall-clock time (times before 1970 become the epoch).
+    pub fn from_system_time(time: SystemTime) -> Self {
+        let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// `self + duration`, saturating.
+    #[must_use]
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        Self(self.0.saturating_add(duration_millis(duration)))
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: Self) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+pub(crate) fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The expiry rules for one store call, evaluated at the layer's `now`.
+///
+/// Stores use it both to decide whether a session is still alive (an expired one is
+/// treated exactly like a missing one) and to set their own TTLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Expiry {
+    /// The layer clock's current time.
+    pub now: Timestamp,
+    /// A session unused this long is dead (sliding).
+    pub idle_timeout: Duration,
+    /// A session older than this is dead, however active.
+    pub absolute_lifetime: Duration,
+}
+
+impl Expiry {
+    /// The rules at `now`.
+    pub fn new(now: Timestamp, idle_timeout: Duration, absolute_lifetime: Duration) -> Self {
+        Self {
+            now,
+            idle_timeout,
+            absolute_lifetime,
+        }
+    }
+
+    /// When the session dies if nothing refreshes it after `refreshed_at`.
+    pub fn expires_at(&self, metadata: &Metadata) -> Timestamp {
+        let idle_end = metadata.refreshed_at.saturating_add(self.idle_timeout);
+        let absolute_end = metadata.created_at.saturating_add(self.absolute_lifetime);
+        idle_end.min(absolute_end)
+    }
+
+    /// Whether a session with this metadata is still alive at `now`.
+    pub fn is_live(&self, metadata: &Metadata) -> bool {
+        self.now < self.expires_at(metadata)
+    }
+
+    /// How long a store should keep a session created at `created_at` that is refreshed now.
+    pub fn ttl(&self, created_at: Timestamp) -> Duration {
+        let refreshed = Metadata {
+            created_at,
+            refreshed_at: self.now,
+            user_id: None,
+        };
+        self.expires_at(&refreshed).saturating_since(self.now)
+    }
+}
+
+/// How long sessions live: the layer's settings.
 #[derive(Clone)]
-pub(crate) struct Expiry {
+pub(crate) struct ExpirySettings {
     pub(crate) idle_timeout: Duration,
     pub(crate) absolute_lifetime: Duration,
     /// Reads refresh the idle timeout at most this often, so reading is not writing.
@@ -35,7 +121,7 @@ pub(crate) struct Expiry {
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) const DEFAULT_ABSOLUTE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
-impl Default for Expiry {
+impl Default for ExpirySettings {
     fn default() -> Self {
         Self {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -46,13 +132,14 @@ impl Default for Expiry {
     }
 }
 
-impl Expiry {
-    pub(crate) fn lifetime(&self) -> Lifetime {
+impl ExpirySettings {
+    /// The rules at the clock's current reading.
+    pub(crate) fn at_now(&self) -> Expiry {
         let now = self
             .clock
             .as_ref()
             .map_or_else(SystemTime::now, |clock| clock.now());
-        Lifetime::new(
+        Expiry::new(
             Timestamp::from_system_time(now),
             self.idle_timeout,
             self.absolute_lifetime,
@@ -66,25 +153,51 @@ impl Expiry {
         self.refresh_after.unwrap_or(self.idle_timeout / 8)
     }
 
-    pub(crate) fn needs_refresh(&self, metadata: &Metadata, lifetime: &Lifetime) -> bool {
-        lifetime.now.saturating_since(metadata.refreshed_at) >= self.refresh_after()
+    pub(crate) fn needs_refresh(&self, metadata: &Metadata, expiry: &Expiry) -> bool {
+        expiry.now.saturating_since(metadata.refreshed_at) >= self.refresh_after()
     }
 }
 
-impl fmt::Debug for Expiry {
+impl fmt::Debug for ExpirySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Expiry")
+        let clock = if self.clock.is_some() {
+            "custom"
+        } else {
+            "system"
+        };
+        f.debug_struct("ExpirySettings")
             .field("idle_timeout", &self.idle_timeout)
             .field("absolute_lifetime", &self.absolute_lifetime)
             .field("refresh_after", &self.refresh_after())
-            .field(
-                "clock",
-                &if self.clock.is_some() {
-                    "custom"
-                } else {
-                    "system"
-                },
-            )
+            .field("clock", &clock)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn idle_and_absolute_limits() {
+        let created = Timestamp::from_millis(1_000_000);
+        let meta = Metadata::new(created);
+        let at = |after: Duration| Expiry::new(created.saturating_add(after), HOUR, 10 * HOUR);
+        assert!(at(HOUR - Duration::from_millis(1)).is_live(&meta));
+        assert!(!at(HOUR).is_live(&meta));
+
+        let refreshed = Metadata {
+            refreshed_at: created.saturating_add(9 * HOUR + HOUR / 2),
+            ..meta
+        };
+        assert!(at(9 * HOUR + HOUR / 2).is_live(&refreshed));
+        assert!(
+            !at(10 * HOUR).is_live(&refreshed),
+            "absolute lifetime wins over refresh"
+        );
+        assert_eq!(at(9 * HOUR + HOUR / 2).ttl(created), HOUR / 2);
+        assert_eq!(at(Duration::ZERO).ttl(created), HOUR);
     }
 }

@@ -5,7 +5,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::session::Session;
 
 /// Rejection of the [`Session`] extractor: the route is not behind a `SessionLayer`.
@@ -45,10 +45,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 /// store failure with its own 503 anyway; this gives the handler's answer the same shape.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match self {
-            Self::Serde(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Ended => StatusCode::CONFLICT,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
+        let status = match self.kind() {
+            ErrorKind::Ended
+            | ErrorKind::NotAnInteger
+            | ErrorKind::Overflow
+            | ErrorKind::Contended => StatusCode::CONFLICT,
+            kind if kind.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, self.to_string()).into_response()
     }

@@ -2,39 +2,17 @@
 
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::header::{CACHE_CONTROL, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
 
 use crate::error::Error;
-
-/// The protocol of a request, so a failure can be answered in kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// Plain HTTP: failures are status codes.
-    Http,
-    /// gRPC (`content-type: application/grpc…`): failures are `grpc-status` codes.
-    Grpc,
-}
-
-impl Protocol {
-    pub(crate) fn of(headers: &HeaderMap) -> Self {
-        let grpc = headers
-            .get(CONTENT_TYPE)
-            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-        if grpc {
-            Self::Grpc
-        } else {
-            Self::Http
-        }
-    }
-}
+use crate::protocol::{GrpcStatus, Protocol};
 
 /// Builds the response that replaces the handler's when the session failed.
 ///
 /// Called when the store failed or timed out ([`Error::is_unavailable`]) or when the
-/// session ended during the request ([`Error::Ended`]). Closures
-/// `Fn(&Error, Protocol) -> Response<B>` implement it.
+/// session ended during the request ([`ErrorKind::Ended`](crate::ErrorKind::Ended)).
+/// Closures `Fn(&Error, Protocol) -> Response<B>` implement it.
 pub trait OnFailure<B> {
     /// The response for `error`.
     fn on_failure(&self, error: &Error, protocol: Protocol) -> Response<B>;
@@ -77,26 +55,21 @@ impl DefaultOnFailure {
     }
 }
 
-const GRPC_UNAVAILABLE: &str = "14";
-const GRPC_ABORTED: &str = "10";
-
 impl<B: Default> OnFailure<B> for DefaultOnFailure {
     fn on_failure(&self, error: &Error, protocol: Protocol) -> Response<B> {
         let mut response = Response::new(B::default());
-        let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let unavailable = error.is_unavailable();
         match protocol {
             Protocol::Grpc => {
-                // A trailers-only gRPC response: HTTP 200 with the status in the headers.
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-                let (status, message) = if unavailable {
-                    (GRPC_UNAVAILABLE, "session store unavailable")
+                let status = if unavailable {
+                    GrpcStatus::Unavailable
                 } else {
-                    (GRPC_ABORTED, "session ended during the request")
+                    GrpcStatus::Aborted
                 };
-                headers.insert("grpc-status", HeaderValue::from_static(status));
-                headers.insert("grpc-message", HeaderValue::from_static(message));
+                status.write_trailers_only(response.headers_mut());
             }
             Protocol::Http if unavailable => {
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

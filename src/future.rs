@@ -1,5 +1,6 @@
 //! The response future: the handler first, then write-back if the session needs it.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -7,10 +8,12 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::failure::{OnFailure, Protocol};
+use crate::failure::OnFailure;
+use crate::plan::{self, Outcome, Plan};
+use crate::protocol::Protocol;
 use crate::session::Session;
 use crate::store::BoxFuture;
-use crate::writeback::{self, Outcome, Step};
+use crate::writeback;
 
 pin_project! {
     /// Response future of [`SessionService`](crate::SessionService).
@@ -57,56 +60,55 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
+            let (outcome, response) = match this.state.as_mut().project() {
                 StateProj::Handler { future } => {
                     let response = ready!(future.poll(cx))?;
-                    match writeback::plan(
-                        this.session,
-                        handler_succeeded(&response, *this.protocol),
-                    ) {
-                        Step::Done(outcome) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Ok(outcome.finish(
-                                response,
-                                this.session,
-                                this.on_failure,
-                                *this.protocol,
-                            )));
-                        }
-                        Step::Io(job) => {
-                            let future = Box::pin(job.run());
+                    let saved = this.protocol.succeeded(&response);
+                    match plan::plan(this.session.snapshot(), saved) {
+                        Plan::Done(outcome) => (outcome, response),
+                        Plan::Write(write) => {
+                            let run = writeback::run(
+                                this.session.config_arc(),
+                                write,
+                                this.session.expiry(),
+                            );
                             this.state.set(State::WriteBack {
-                                future,
+                                future: Box::pin(run),
                                 response: Some(response),
                             });
+                            continue;
                         }
                     }
                 }
                 StateProj::WriteBack { future, response } => {
                     let outcome = ready!(future.as_mut().poll(cx));
                     let response = response.take().expect("response is present until Done");
-                    this.state.set(State::Done);
-                    return Poll::Ready(Ok(outcome.finish(
-                        response,
-                        this.session,
-                        this.on_failure,
-                        *this.protocol,
-                    )));
+                    (outcome, response)
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
-            }
+            };
+            this.state.set(State::Done);
+            let config = this.session.config();
+            return Poll::Ready(Ok(outcome.finish(
+                response,
+                config,
+                this.on_failure,
+                *this.protocol,
+            )));
         }
     }
 }
 
-/// The handler's answer counts as a success worth saving: not 5xx, and for gRPC no
-/// failing `grpc-status` in a trailers-only response.
-fn handler_succeeded<B>(response: &Response<B>, protocol: Protocol) -> bool {
-    if response.status().is_server_error() {
-        return false;
-    }
-    match (protocol, response.headers().get("grpc-status")) {
-        (Protocol::Grpc, Some(status)) => status == "0",
-        _ => true,
+impl<Fut, F, B> fmt::Debug for ResponseFuture<Fut, F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Handler { .. } => "Handler",
+            State::WriteBack { .. } => "WriteBack",
+            State::Done => "Done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
     }
 }

@@ -82,6 +82,17 @@ pub struct Keys {
     verify_only: Vec<Key>,
 }
 
+/// Why a token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    /// Not a token's shape: wrong length, duplicated, bad characters.
+    Malformed,
+    /// Token-shaped, but no key made its tag.
+    Forged,
+    /// A valid token whose session the store does not know (ended or never existed).
+    Unknown,
+}
+
 /// Which key verified a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verified {
@@ -132,16 +143,20 @@ impl Keys {
         token
     }
 
-    /// Checks a token's shape and tag in constant time; any defect yields `None`.
-    pub(crate) fn verify(&self, cookie_name: &str, token: &[u8]) -> Option<(SessionId, Verified)> {
+    /// Checks a token's shape and tag in constant time.
+    pub(crate) fn verify(
+        &self,
+        cookie_name: &str,
+        token: &[u8],
+    ) -> Result<(SessionId, Verified), Rejected> {
         if token.len() != TOKEN_LEN || token[ID_LEN] != b'.' {
-            return None;
+            return Err(Rejected::Malformed);
         }
         let (id, tag) = (&token[..ID_LEN], &token[ID_LEN + 1..]);
-        let id = SessionId::parse(id)?;
+        let id = SessionId::parse(id).ok_or(Rejected::Malformed)?;
         let mut tag_bytes = [0u8; 33];
-        if URL_SAFE_NO_PAD.decode_slice(tag, &mut tag_bytes).ok()? != 32 {
-            return None;
+        if URL_SAFE_NO_PAD.decode_slice(tag, &mut tag_bytes).ok() != Some(32) {
+            return Err(Rejected::Malformed);
         }
         let tag_bytes = &tag_bytes[..32];
         let checks = |key: &Key| {
@@ -150,11 +165,11 @@ impl Keys {
                 .is_ok()
         };
         if checks(&self.signing) {
-            Some((id, Verified::BySigningKey))
+            Ok((id, Verified::BySigningKey))
         } else if self.verify_only.iter().any(checks) {
-            Some((id, Verified::ByOldKey))
+            Ok((id, Verified::ByOldKey))
         } else {
-            None
+            Err(Rejected::Forged)
         }
     }
 }
@@ -207,7 +222,7 @@ mod tests {
         assert_eq!(token.len(), TOKEN_LEN);
         assert_eq!(
             keys.verify("sid", token.as_bytes()),
-            Some((id, Verified::BySigningKey))
+            Ok((id, Verified::BySigningKey))
         );
     }
 
@@ -215,8 +230,14 @@ mod tests {
     fn tag_binds_the_cookie_name_and_key() {
         let keys = Keys::new(key(1));
         let token = keys.sign("sid", &SessionId::generate().unwrap());
-        assert_eq!(keys.verify("other", token.as_bytes()), None);
-        assert_eq!(Keys::new(key(2)).verify("sid", token.as_bytes()), None);
+        assert_eq!(
+            keys.verify("other", token.as_bytes()),
+            Err(Rejected::Forged)
+        );
+        assert_eq!(
+            Keys::new(key(2)).verify("sid", token.as_bytes()),
+            Err(Rejected::Forged)
+        );
     }
 
     #[test]
@@ -227,7 +248,7 @@ mod tests {
         let token = old.sign("sid", &id);
         assert_eq!(
             rotated.verify("sid", token.as_bytes()),
-            Some((id, Verified::ByOldKey))
+            Ok((id, Verified::ByOldKey))
         );
     }
 
@@ -238,9 +259,12 @@ mod tests {
         for i in 0..token.len() {
             let mut bytes = token.clone().into_bytes();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-            assert_eq!(keys.verify("sid", &bytes), None, "flipped byte {i}");
+            assert!(keys.verify("sid", &bytes).is_err(), "flipped byte {i}");
         }
-        assert_eq!(keys.verify("sid", &token.as_bytes()[..TOKEN_LEN - 1]), None);
+        assert_eq!(
+            keys.verify("sid", &token.as_bytes()[..TOKEN_LEN - 1]),
+            Err(Rejected::Malformed)
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `SessionLayer`: the configuration, applied to any tower service.
+//! `SessionLayer` and its builder: the configuration, applied to any tower service.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,50 +9,35 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use crate::carrier::Carrier;
-use crate::expiry::{Clock, Expiry};
+use crate::config::{Config, ConfigError};
+use crate::expiry::{Clock, ExpirySettings};
 use crate::failure::DefaultOnFailure;
 use crate::keys::Keys;
 use crate::service::SessionService;
-use crate::store::{DynStore, SessionStore};
+use crate::store::{SessionStore, StoreHandle};
 
 /// Default limit on each store call.
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Everything a request needs from the layer, shared by all requests.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) store: Arc<dyn DynStore>,
-    pub(crate) keys: Keys,
-    pub(crate) carrier: Carrier,
-    pub(crate) expiry: Expiry,
-    pub(crate) store_timeout: Duration,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("keys", &self.keys)
-            .field("carrier", &self.carrier)
-            .field("expiry", &self.expiry)
-            .field("store_timeout", &self.store_timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Adds a [`Session`](crate::Session) to every request, backed by a shared store.
 ///
 /// The session is read from a signed cookie, loaded lazily (only if the handler asks),
 /// and after the handler answers, only what it changed is written back, in one store call.
 ///
+/// [`new`](Self::new) takes the secure defaults; [`builder`](Self::builder) changes them,
+/// and checks the result when it is built.
+///
 /// ```
+/// use std::time::Duration;
 /// use tower_stateless::{Key, MemoryStore, SessionLayer};
 ///
-/// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+/// let layer = SessionLayer::builder(MemoryStore::new(), Key::generate())
 ///     .with_cookie_name("__Host-session")
-///     .with_idle_timeout(std::time::Duration::from_secs(30 * 60));
-/// # let _ = layer;
+///     .with_idle_timeout(Duration::from_secs(30 * 60))
+///     .build()?;
+/// # Ok::<(), tower_stateless::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct SessionLayer<F = DefaultOnFailure> {
     config: Arc<Config>,
@@ -65,113 +50,26 @@ impl SessionLayer {
     /// no `Max-Age`; 24 h idle timeout, 7 days absolute lifetime; 1 s store timeout.
     pub fn new(store: impl SessionStore, keys: impl Into<Keys>) -> Self {
         Self {
-            config: Arc::new(Config {
-                store: Arc::new(store),
-                keys: keys.into(),
-                carrier: Carrier::default(),
-                expiry: Expiry::default(),
-                store_timeout: DEFAULT_STORE_TIMEOUT,
-            }),
+            config: Arc::new(default_config(store, keys.into())),
+            on_failure: DefaultOnFailure::default(),
+        }
+    }
+
+    /// A builder starting from the defaults of [`new`](Self::new).
+    pub fn builder(store: impl SessionStore, keys: impl Into<Keys>) -> SessionLayerBuilder {
+        SessionLayerBuilder {
+            config: default_config(store, keys.into()),
             on_failure: DefaultOnFailure::default(),
         }
     }
 }
 
-impl<F> SessionLayer<F> {
-    fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
-    }
-
-    /// The cookie's name (default `id`). A `__Host-` name forces `Secure`, `Path=/`
-    /// and no `Domain`, as browsers require; `__Secure-` forces `Secure`.
-    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.config().carrier.cookie.name = name.into();
-        self
-    }
-
-    /// The cookie's `Path` (default `/`).
-    pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
-        self.config().carrier.cookie.path = path.into();
-        self
-    }
-
-    /// The cookie's `Domain` (default none: the cookie stays on the exact host).
-    pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
-        self.config().carrier.cookie.domain = Some(domain.into());
-        self
-    }
-
-    /// Whether the cookie is `Secure` (default `true`; turn off only for plain-HTTP development).
-    pub fn with_secure(mut self, secure: bool) -> Self {
-        self.config().carrier.cookie.secure = secure;
-        self
-    }
-
-    /// Whether the cookie is `HttpOnly` (default `true`).
-    pub fn with_http_only(mut self, http_only: bool) -> Self {
-        self.config().carrier.cookie.http_only = http_only;
-        self
-    }
-
-    /// The cookie's `SameSite` (default `Lax`).
-    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
-        self.config().carrier.cookie.same_site = same_site;
-        self
-    }
-
-    /// Persistent cookies carry `Max-Age` equal to the absolute lifetime and survive a
-    /// browser restart; by default the cookie ends with the browser session.
-    pub fn with_persistent_cookie(mut self, persistent: bool) -> Self {
-        self.config().carrier.cookie.persistent = persistent;
-        self
-    }
-
-    /// Carries the token in the header `name` instead of a cookie, for clients that do
-    /// not keep cookies (gRPC metadata such as `x-session`). A new token comes back in the
-    /// same response header when the session is created or its ID cycled; an empty value
-    /// there means the session ended. Cookie settings are then unused.
-    pub fn with_header(mut self, name: HeaderName) -> Self {
-        self.config().carrier.header = Some(name);
-        self
-    }
-
-    /// A session unused for this long ends (default 24 h).
-    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config().expiry.idle_timeout = timeout;
-        self
-    }
-
-    /// A session ends this long after its creation, however active (default 7 days).
-    pub fn with_absolute_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config().expiry.absolute_lifetime = lifetime;
-        self
-    }
-
-    /// A request that only reads refreshes the idle timeout once this much has passed
-    /// since the last refresh (default: an eighth of the idle timeout).
-    pub fn with_refresh_after(mut self, interval: Duration) -> Self {
-        self.config().expiry.refresh_after = Some(interval);
-        self
-    }
-
-    /// The clock that expiry is measured with (default: the system clock).
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.config().expiry.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// The limit on each store call (default 1 s); past it the request fails as unavailable.
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.config().store_timeout = timeout;
-        self
-    }
-
-    /// Shapes the response sent when the session cannot be loaded or saved.
-    pub fn with_on_failure<F2>(self, on_failure: F2) -> SessionLayer<F2> {
-        SessionLayer {
-            config: self.config,
-            on_failure,
-        }
+fn default_config(store: impl SessionStore, keys: Keys) -> Config {
+    Config {
+        store: StoreHandle::new(store, DEFAULT_STORE_TIMEOUT),
+        keys,
+        carrier: Carrier::default(),
+        expiry: ExpirySettings::default(),
     }
 }
 
@@ -180,5 +78,212 @@ impl<S, F: Clone> Layer<S> for SessionLayer<F> {
 
     fn layer(&self, inner: S) -> Self::Service {
         SessionService::new(inner, self.config.clone(), self.on_failure.clone())
+    }
+}
+
+impl<F> fmt::Debug for SessionLayer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("config", &self.config)
+            .field("on_failure", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+/// Settings for a [`SessionLayer`], checked by [`build`](Self::build).
+#[must_use]
+pub struct SessionLayerBuilder<F = DefaultOnFailure> {
+    config: Config,
+    on_failure: F,
+}
+
+impl<F> SessionLayerBuilder<F> {
+    /// The layer, if every setting is usable: the cookie name is an RFC 6265 token, the
+    /// path starts with `/`, path and domain hold no control character or `;`, no
+    /// duration is zero, and the idle timeout is at most the absolute lifetime.
+    pub fn build(self) -> Result<SessionLayer<F>, ConfigError> {
+        self.config.validate()?;
+        Ok(SessionLayer {
+            config: Arc::new(self.config),
+            on_failure: self.on_failure,
+        })
+    }
+
+    /// The cookie's name (default `id`). A `__Host-` name forces `Secure`, `Path=/`
+    /// and no `Domain`, as browsers require; `__Secure-` forces `Secure`.
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.config.carrier.cookie.name = name.into();
+        self
+    }
+
+    /// The cookie's `Path` (default `/`).
+    pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.config.carrier.cookie.path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain` (default none: the cookie stays on the exact host).
+    pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.config.carrier.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// Whether the cookie is `Secure` (default `true`; turn off only for plain-HTTP development).
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.config.carrier.cookie.secure = secure;
+        self
+    }
+
+    /// Whether the cookie is `HttpOnly` (default `true`).
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.config.carrier.cookie.http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite` (default `Lax`).
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.config.carrier.cookie.same_site = same_site;
+        self
+    }
+
+    /// Persistent cookies carry `Max-Age` equal to the absolute lifetime and survive a
+    /// browser restart; by default the cookie ends with the browser session.
+    pub fn with_persistent_cookie(mut self, persistent: bool) -> Self {
+        self.config.carrier.cookie.persistent = persistent;
+        self
+    }
+
+    /// Carries the token in the header `name` instead of a cookie, for clients that do
+    /// not keep cookies (gRPC metadata such as `x-session`). A new token comes back in the
+    /// same response header when the session is created or its ID cycled; an empty value
+    /// there means the session ended. Cookie settings are then unused.
+    pub fn with_header(mut self, name: HeaderName) -> Self {
+        self.config.carrier.header = Some(name);
+        self
+    }
+
+    /// A session unused for this long ends (default 24 h).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.expiry.idle_timeout = timeout;
+        self
+    }
+
+    /// A session ends this long after its creation, however active (default 7 days).
+    pub fn with_absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.expiry.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// A request that only reads refreshes the idle timeout once this much has passed
+    /// since the last refresh (default: an eighth of the idle timeout).
+    pub fn with_refresh_after(mut self, interval: Duration) -> Self {
+        self.config.expiry.refresh_after = Some(interval);
+        self
+    }
+
+    /// The clock that expiry is measured with (default: the system clock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.config.expiry.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The limit on each store call (default 1 s); past it the request fails as unavailable.
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store = self.config.store.with_timeout(timeout);
+        self
+    }
+
+    /// Shapes the response sent when the session cannot be loaded or saved.
+    pub fn with_on_failure<F2>(self, on_failure: F2) -> SessionLayerBuilder<F2> {
+        SessionLayerBuilder {
+            config: self.config,
+            on_failure,
+        }
+    }
+}
+
+impl<F> fmt::Debug for SessionLayerBuilder<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayerBuilder")
+            .field("config", &self.config)
+            .field("on_failure", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Key;
+    use crate::MemoryStore;
+
+    fn builder() -> SessionLayerBuilder {
+        SessionLayer::builder(MemoryStore::new(), Key::generate())
+    }
+
+    #[test]
+    fn defaults_build() {
+        assert!(builder().build().is_ok());
+        assert!(builder().with_cookie_name("__Host-id").build().is_ok());
+    }
+
+    #[test]
+    fn bad_cookie_attributes_are_errors_when_built() {
+        for name in ["", "a b", "a;b", "a=b", "é", "a\nb"] {
+            assert_eq!(
+                builder().with_cookie_name(name).build().err(),
+                Some(ConfigError::CookieName),
+                "{name:?}"
+            );
+        }
+        for path in ["/a\nb", "/a;b", "relative", "/\u{7f}"] {
+            assert_eq!(
+                builder().with_cookie_path(path).build().err(),
+                Some(ConfigError::CookiePath),
+                "{path:?}"
+            );
+        }
+        for domain in ["", "a b", "a;b", "a\tb"] {
+            assert_eq!(
+                builder().with_cookie_domain(domain).build().err(),
+                Some(ConfigError::CookieDomain),
+                "{domain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_errors_when_built() {
+        let zero = Duration::ZERO;
+        assert!(matches!(
+            builder().with_idle_timeout(zero).build(),
+            Err(ConfigError::ZeroDuration("idle timeout"))
+        ));
+        assert!(matches!(
+            builder().with_store_timeout(zero).build(),
+            Err(ConfigError::ZeroDuration("store timeout"))
+        ));
+        assert!(matches!(
+            builder().with_refresh_after(zero).build(),
+            Err(ConfigError::ZeroDuration("refresh interval"))
+        ));
+        let hour = Duration::from_secs(3600);
+        assert!(matches!(
+            builder()
+                .with_idle_timeout(2 * hour)
+                .with_absolute_lifetime(hour)
+                .build(),
+            Err(ConfigError::IdleExceedsAbsolute)
+        ));
+    }
+
+    #[test]
+    fn debug_names_a_closure_hook_without_requiring_debug() {
+        let layer = builder()
+            .with_on_failure(|_: &crate::Error, _: crate::Protocol| http::Response::new(()))
+            .build()
+            .unwrap();
+        let text = format!("{layer:?}");
+        assert!(text.contains("SessionLayer"), "{text}");
     }
 }

@@ -1,10 +1,10 @@
 //! Stateless servers, shared state: sessions for any tower service, kept in a shared store.
 //!
 //! A [`SessionLayer`] reads a signed session cookie, hands the handler a [`Session`]
-//! through request extensions, loads the session from a [`SessionStore`] only if the
-//! handler reads it, and afterwards writes back only the keys that changed, in one
-//! atomic store call that never revives a session destroyed meanwhile. Any instance
-//! can then serve any request, and instances can be killed at any time.
+//! through request extensions, loads the session from a store only if the handler reads
+//! it, and afterwards writes back only the keys that changed, in one atomic store call
+//! that never revives a session destroyed meanwhile. Any instance can then serve any
+//! request, and instances can be killed at any time.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -22,12 +22,19 @@
 //! # let _ = app;
 //! ```
 //!
-//! See `ARCHITECTURE.md` for the path of a request and the store contract.
-
+//! Applications use the items at the crate root; store authors implement
+//! [`store::SessionStore`] and run the `conformance` suite (feature `conformance`). See
+//! `ARCHITECTURE.md` for the path of a request and the store contract.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod atomic;
 mod carrier;
+mod config;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod cookie;
 mod error;
 mod expiry;
@@ -38,28 +45,37 @@ mod future;
 mod id;
 mod keys;
 mod layer;
+mod metrics;
+mod plan;
+mod protocol;
 mod record;
 mod service;
 mod session;
-mod store;
+mod snapshot;
+pub mod store;
 mod writeback;
 
-pub use crate::error::{Error, KeyError, StoreError};
+pub use crate::config::ConfigError;
+pub use crate::error::{Error, ErrorKind, KeyError};
 pub use crate::expiry::Clock;
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;
-pub use crate::failure::{DefaultOnFailure, OnFailure, Protocol};
+pub use crate::failure::{DefaultOnFailure, OnFailure};
 pub use crate::future::ResponseFuture;
-pub use crate::id::HashedId;
 pub use crate::keys::{Key, Keys, MIN_KEY_LEN};
-pub use crate::layer::SessionLayer;
-pub use crate::record::{ChangeSet, Lifetime, Metadata, Record, Timestamp};
+pub use crate::layer::{SessionLayer, SessionLayerBuilder};
+pub use crate::protocol::Protocol;
 pub use crate::service::SessionService;
 pub use crate::session::Session;
-pub use crate::store::{Applied, Created, Cycled, MemoryStore, SessionStore, SessionSummary};
+pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use crate::store::{RedisConnection, RedisStore};
+pub use crate::store::redis::{RedisConnection, RedisStore};
 pub use ::cookie::SameSite;
+
+/// README.md's code blocks, compiled and run as doctests so that they cannot rot.
+#[cfg(all(doctest, feature = "axum", feature = "redis"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __bench {
@@ -76,6 +92,6 @@ pub mod __bench {
 
     /// Whether `token` verifies under `keys`.
     pub fn verify(keys: &Keys, name: &str, token: &str) -> bool {
-        keys.verify(name, token.as_bytes()).is_some()
+        keys.verify(name, token.as_bytes()).is_ok()
     }
 }

@@ -1,46 +1,13 @@
 //! What a store keeps for a session, and the change set a request produces.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::fmt;
 
-/// Milliseconds since the Unix epoch, as the layer's clock reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Timestamp(u64);
-
-impl Timestamp {
-    /// From milliseconds since the Unix epoch.
-    pub const fn from_millis(millis: u64) -> Self {
-        Self(millis)
-    }
-
-    /// From a wall-clock time (times before 1970 become the epoch).
-    pub fn from_system_time(time: SystemTime) -> Self {
-        let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Milliseconds since the Unix epoch.
-    pub const fn as_millis(self) -> u64 {
-        self.0
-    }
-
-    /// `self + duration`, saturating.
-    pub fn saturating_add(self, duration: Duration) -> Self {
-        Self(self.0.saturating_add(duration_millis(duration)))
-    }
-
-    /// Time from `earlier` to `self`, zero if `earlier` is later.
-    pub fn saturating_since(self, earlier: Self) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-pub(crate) fn duration_millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
+use crate::expiry::Timestamp;
+use crate::store::IncrementError;
 
 /// The server-side facts about a session, kept beside its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Metadata {
     /// When the session was created: the absolute lifetime counts from here.
@@ -63,7 +30,7 @@ impl Metadata {
 }
 
 /// A whole stored session: its fields (key -> JSON text) and metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
     /// Field name -> serialized (JSON) value.
@@ -83,21 +50,29 @@ impl Record {
 ///
 /// Stores apply it atomically and only if the session still exists, so two requests
 /// that touch different keys of one session never overwrite each other.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ChangeSet {
     /// Remove every field not set in `fields` first (`Session::clear`).
     pub clear: bool,
     /// Field -> new JSON value, or `None` for removed.
     pub fields: BTreeMap<String, Option<String>>,
-    /// `Some(Some(user))` binds the session to a user, `Some(None)` unbinds it.
-    pub user_id: Option<Option<String>>,
+    /// Field -> amount to add to the integer stored there (absent counts as 0), applied
+    /// after `clear` and `fields`; a field is never in both. All-or-nothing: a stored value
+    /// that is not a JSON integer within `i64`, or a sum outside `i64`, rejects the whole
+    /// change set.
+    pub increments: BTreeMap<String, i64>,
+    /// What happens to the session's user binding.
+    pub user: UserChange,
 }
 
 impl ChangeSet {
     /// Whether applying it would change any data (it may still refresh the session).
     pub fn is_empty(&self) -> bool {
-        !self.clear && self.fields.is_empty() && self.user_id.is_none()
+        !self.clear
+            && self.fields.is_empty()
+            && self.increments.is_empty()
+            && self.user == UserChange::Keep
     }
 
     /// Sets `field` to the JSON text `value`.
@@ -117,12 +92,40 @@ impl ChangeSet {
     /// Binds the session to `user` (or unbinds it with `None`).
     #[must_use]
     pub fn with_user(mut self, user: Option<String>) -> Self {
-        self.user_id = Some(user);
+        self.user = match user {
+            Some(user) => UserChange::Bind(user),
+            None => UserChange::Unbind,
+        };
         self
     }
 
-    /// Applies the changes to `record` in memory: what a store does atomically.
-    pub fn apply_to(&self, record: &mut Record) {
+    /// Whether applying it to nothing would leave something to keep: a set field, an
+    /// increment or a user binding. Removals and `clear` alone add nothing.
+    pub fn adds_anything(&self) -> bool {
+        !self.increments.is_empty()
+            || self.fields.values().any(Option::is_some)
+            || matches!(self.user, UserChange::Bind(_))
+    }
+
+    /// Adds `delta` to `field` (deferred: applied with the rest of the change set).
+    #[must_use]
+    pub fn with_increment(mut self, field: impl Into<String>, delta: i64) -> Self {
+        self.increments.insert(field.into(), delta);
+        self
+    }
+
+    /// Applies the changes to `record` in memory: what a store does atomically. On a
+    /// rejected increment `record` is left as it was.
+    pub fn apply_to(&self, record: &mut Record) -> Result<(), IncrementError> {
+        let mut sums = Vec::with_capacity(self.increments.len());
+        for (field, delta) in &self.increments {
+            let stored = if self.clear || self.fields.contains_key(field) {
+                None
+            } else {
+                record.data.get(field).map(String::as_str)
+            };
+            sums.push((field, add_to_stored(stored, *delta)?));
+        }
         if self.clear {
             record.data.clear();
         }
@@ -132,86 +135,96 @@ impl ChangeSet {
                 None => record.data.remove(field),
             };
         }
-        if let Some(user) = &self.user_id {
-            record.metadata.user_id.clone_from(user);
+        for (field, sum) in sums {
+            record.data.insert(field.clone(), sum.to_string());
         }
+        match &self.user {
+            UserChange::Keep => {}
+            UserChange::Bind(user) => record.metadata.user_id = Some(user.clone()),
+            UserChange::Unbind => record.metadata.user_id = None,
+        }
+        Ok(())
     }
 }
 
-/// The expiry rules for one store call, evaluated at the layer's `now`.
-///
-/// Stores use it both to decide whether a session is still alive (an expired one is
-/// treated exactly like a missing one) and to set their own TTLs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `stored + delta` for a stored JSON value (`None`: absent, counts as 0). Only a JSON
+/// integer (`-?[0-9]+`) within `i64` counts as an integer.
+pub(crate) fn add_to_stored(stored: Option<&str>, delta: i64) -> Result<i64, IncrementError> {
+    let current = match stored {
+        None => 0,
+        Some(text) => {
+            // JSON's integer form, which is also what Redis's HINCRBY accepts.
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            let leading_zero = digits.len() > 1 && digits.starts_with('0');
+            if digits.is_empty() || leading_zero || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(IncrementError::NotAnInteger);
+            }
+            text.parse::<i64>()
+                .map_err(|_| IncrementError::NotAnInteger)?
+        }
+    };
+    current.checked_add(delta).ok_or(IncrementError::Overflow)
+}
+
+/// What a change set does to the session's user binding.
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Lifetime {
-    /// The layer clock's current time.
-    pub now: Timestamp,
-    /// A session unused this long is dead (sliding).
-    pub idle_timeout: Duration,
-    /// A session older than this is dead, however active.
-    pub absolute_lifetime: Duration,
+pub enum UserChange {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Bind the session to this user.
+    Bind(String),
+    /// Unbind the session from any user.
+    Unbind,
 }
 
-impl Lifetime {
-    /// The rules at `now`.
-    pub fn new(now: Timestamp, idle_timeout: Duration, absolute_lifetime: Duration) -> Self {
-        Self {
-            now,
-            idle_timeout,
-            absolute_lifetime,
-        }
-    }
+// Debug output may reach logs: it shows shapes and counts, never a user, key or value.
 
-    /// When the session dies if nothing refreshes it after `refreshed_at`.
-    pub fn expires_at(&self, metadata: &Metadata) -> Timestamp {
-        let idle_end = metadata.refreshed_at.saturating_add(self.idle_timeout);
-        let absolute_end = metadata.created_at.saturating_add(self.absolute_lifetime);
-        idle_end.min(absolute_end)
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metadata")
+            .field("created_at", &self.created_at)
+            .field("refreshed_at", &self.refreshed_at)
+            .field("user_bound", &self.user_id.is_some())
+            .finish()
     }
+}
 
-    /// Whether a session with this metadata is still alive at `now`.
-    pub fn is_live(&self, metadata: &Metadata) -> bool {
-        self.now < self.expires_at(metadata)
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("fields", &self.data.len())
+            .field("metadata", &self.metadata)
+            .finish()
     }
+}
 
-    /// How long a store should keep a session created at `created_at` that is refreshed now.
-    pub fn ttl(&self, created_at: Timestamp) -> Duration {
-        let refreshed = Metadata {
-            created_at,
-            refreshed_at: self.now,
-            user_id: None,
-        };
-        self.expires_at(&refreshed).saturating_since(self.now)
+impl fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let removed = self.fields.values().filter(|value| value.is_none()).count();
+        f.debug_struct("ChangeSet")
+            .field("clear", &self.clear)
+            .field("set", &(self.fields.len() - removed))
+            .field("removed", &removed)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Keep => "Keep",
+            Self::Bind(_) => "Bind(<redacted>)",
+            Self::Unbind => "Unbind",
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    #[test]
-    fn idle_and_absolute_limits() {
-        let created = Timestamp::from_millis(1_000_000);
-        let meta = Metadata::new(created);
-        let at = |after: Duration| Lifetime::new(created.saturating_add(after), HOUR, 10 * HOUR);
-        assert!(at(HOUR - Duration::from_millis(1)).is_live(&meta));
-        assert!(!at(HOUR).is_live(&meta));
-
-        let refreshed = Metadata {
-            refreshed_at: created.saturating_add(9 * HOUR + HOUR / 2),
-            ..meta
-        };
-        assert!(at(9 * HOUR + HOUR / 2).is_live(&refreshed));
-        assert!(
-            !at(10 * HOUR).is_live(&refreshed),
-            "absolute lifetime wins over refresh"
-        );
-        assert_eq!(at(9 * HOUR + HOUR / 2).ttl(created), HOUR / 2);
-        assert_eq!(at(Duration::ZERO).ttl(created), HOUR);
-    }
 
     #[test]
     fn change_set_applies_in_order() {
@@ -223,7 +236,8 @@ mod tests {
             .with_set("a", "3")
             .with_removed("b")
             .with_user(Some("u".into()))
-            .apply_to(&mut record);
+            .apply_to(&mut record)
+            .unwrap();
         assert_eq!(record.data, HashMap::from([("a".into(), "3".into())]));
         assert_eq!(record.metadata.user_id.as_deref(), Some("u"));
 
@@ -232,7 +246,66 @@ mod tests {
             ..ChangeSet::default()
         }
         .with_set("c", "4");
-        cleared.apply_to(&mut record);
+        cleared.apply_to(&mut record).unwrap();
         assert_eq!(record.data, HashMap::from([("c".into(), "4".into())]));
+    }
+
+    #[test]
+    fn increments_add_to_integers_all_or_nothing() {
+        let mut record = Record::new(
+            HashMap::from([
+                ("n".into(), "40".into()),
+                ("text".into(), "\"x\"".into()),
+                ("max".into(), i64::MAX.to_string()),
+            ]),
+            Metadata::new(Timestamp::default()),
+        );
+        ChangeSet::default()
+            .with_increment("n", 2)
+            .with_increment("new", -3)
+            .apply_to(&mut record)
+            .unwrap();
+        assert_eq!(record.data["n"], "42");
+        assert_eq!(record.data["new"], "-3");
+        let before = record.clone();
+        let rejected = ChangeSet::default()
+            .with_set("a", "1")
+            .with_increment("n", 1)
+            .with_increment("text", 1);
+        assert_eq!(
+            rejected.apply_to(&mut record),
+            Err(IncrementError::NotAnInteger)
+        );
+        assert_eq!(record, before, "nothing applied");
+        assert_eq!(
+            ChangeSet::default()
+                .with_increment("max", 1)
+                .apply_to(&mut record),
+            Err(IncrementError::Overflow)
+        );
+        for text in ["1.5", "+1", "", "-", "1e3", "01", "99999999999999999999"] {
+            assert_eq!(
+                add_to_stored(Some(text), 1),
+                Err(IncrementError::NotAnInteger),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_values_or_users() {
+        let mut record = Record::new(
+            HashMap::from([("cart:socks".into(), "\"secret\"".into())]),
+            Metadata::new(Timestamp::default()),
+        );
+        record.metadata.user_id = Some("alice".into());
+        let changes = ChangeSet::default()
+            .with_set("cart:socks", "\"secret\"")
+            .with_user(Some("alice".into()));
+        for text in [format!("{record:?}"), format!("{changes:?}")] {
+            for secret in ["socks", "secret", "alice"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
     }
 }

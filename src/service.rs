@@ -1,18 +1,20 @@
 //! `SessionService`: the middleware itself.
 
+use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::failure::{OnFailure, Protocol};
+use crate::config::Config;
+use crate::failure::OnFailure;
 use crate::future::ResponseFuture;
-use crate::layer::Config;
+use crate::protocol::Protocol;
 use crate::session::Session;
 
 /// Wraps a service with sessions; made by [`SessionLayer`](crate::SessionLayer).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SessionService<S, F> {
     inner: S,
     config: Arc<Config>,
@@ -26,6 +28,21 @@ impl<S, F> SessionService<S, F> {
             config,
             on_failure,
         }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -56,5 +73,15 @@ where
             self.on_failure.clone(),
             protocol,
         )
+    }
+}
+
+impl<S: fmt::Debug, F> fmt::Debug for SessionService<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .field("on_failure", &std::any::type_name::<F>())
+            .finish()
     }
 }

@@ -1,28 +1,33 @@
-//! The `Session` handle that handlers use.
+//! The `Session` handle that handlers use: reads, and writes recorded for write-back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::Poll;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::carrier::RawToken;
-use crate::error::{Error, StoreError};
+use crate::carrier::Found;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind};
+use crate::expiry::Expiry;
 use crate::id::{HashedId, SessionId};
-use crate::keys::Verified;
-use crate::layer::Config;
-use crate::record::{ChangeSet, Lifetime, Record};
+use crate::keys::{Rejected, Verified};
+use crate::metrics;
+use crate::record::{add_to_stored, ChangeSet, Record, UserChange};
+use crate::snapshot::{Seen, Snapshot};
 
 /// The current request's session: a cheap handle (one `Arc`) found in request extensions.
 ///
 /// Nothing is loaded until a read needs it, and writes are only recorded: after the
 /// handler answers, the layer sends the store the changed keys alone, in one call.
 /// Values are stored as JSON through serde.
+///
+/// Two requests writing *different* keys of one session both land; two plain
+/// [`insert`](Self::insert)s of the *same* key are last-writer-wins. For a key that
+/// concurrent requests change, use [`increment`](Self::increment) or
+/// [`update`](Self::update), which run at once and lose no concurrent update.
 ///
 /// ```
 /// # async fn handler(session: tower_stateless::Session) -> Result<(), tower_stateless::Error> {
@@ -39,20 +44,30 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
     /// The token the request carried, verified on first use: requests that never
     /// touch the session never pay for the HMAC.
-    token: Option<RawToken>,
+    token: Found,
     incoming: OnceLock<Option<Incoming>>,
-    pub(crate) state: Mutex<State>,
+    state: Mutex<State>,
     /// The stored record, once something read it; `None` inside if the store had none.
-    pub(crate) loaded: OnceCell<Option<Record>>,
+    loaded: OnceCell<Option<Record>>,
     /// The request's clock reading, taken once: every store call of a request happens
     /// at the same `now`.
-    lifetime: OnceLock<Lifetime>,
+    expiry: OnceLock<Expiry>,
 }
 
+/// A verified session ID: the request's own, or one this request created.
+#[derive(Clone)]
 pub(crate) struct Incoming {
     pub(crate) id: SessionId,
     pub(crate) verified: Verified,
     hashed: OnceLock<HashedId>,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Incoming {
@@ -70,20 +85,25 @@ impl Incoming {
     }
 }
 
-/// What the handler asked for, waiting for write-back.
-#[derive(Debug, Default)]
+/// What the handler did to the session, waiting for write-back.
+#[derive(Default)]
 pub(crate) struct State {
     pub(crate) changes: ChangeSet,
     pub(crate) cycle: bool,
     pub(crate) destroy: bool,
-    /// The store does not know the incoming ID (missing or expired).
-    pub(crate) missing: bool,
+    /// What the request learned of its stored session, by loading it or writing to it.
+    pub(crate) seen: Seen,
+    /// A session this request created at once, because an immediate operation had no
+    /// live session to work on; write-back continues with it and hands out its token.
+    pub(crate) fresh: Option<Incoming>,
+    /// Values immediate operations already wrote: newer than the loaded record.
+    pub(crate) committed: HashMap<String, Option<String>>,
     /// A store failure seen while serving the handler; the response becomes a 503.
     pub(crate) failure: Option<Error>,
 }
 
 impl Session {
-    pub(crate) fn new(config: Arc<Config>, token: Option<RawToken>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, token: Found) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -91,28 +111,35 @@ impl Session {
                 incoming: OnceLock::new(),
                 state: Mutex::new(State::default()),
                 loaded: OnceCell::new(),
-                lifetime: OnceLock::new(),
+                expiry: OnceLock::new(),
             }),
         }
     }
 
-    /// The value under `key`, loading the session on first use.
+    /// The value under `key`, loading the session on first use. It includes what this
+    /// request changed, deferred increments too.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        {
+        let (pending, increment) = {
             let state = self.shared.lock();
-            if let Some(change) = state.changes.fields.get(key) {
-                return decode(change.as_deref());
+            match state.changes.fields.get(key) {
+                Some(change) => return decode(change.as_deref()),
+                None => (
+                    state.changes.clear.then_some(None),
+                    state.changes.increments.get(key).copied(),
+                ),
             }
-            if state.changes.clear {
-                return Ok(None);
+        };
+        let current = match pending {
+            Some(cleared) => cleared,
+            None => self.current(key).await?,
+        };
+        match increment {
+            None => decode(current.as_deref()),
+            Some(delta) => {
+                let sum = add_to_stored(current.as_deref(), delta)?;
+                decode(Some(&sum.to_string()))
             }
         }
-        let record = self.record().await?;
-        decode(
-            record
-                .and_then(|record| record.data.get(key))
-                .map(String::as_str),
-        )
     }
 
     /// Sets `key` to `value`. Recorded now, saved after the handler answers; no store call
@@ -122,18 +149,20 @@ impl Session {
         key: impl Into<String>,
         value: &T,
     ) -> Result<(), Error> {
-        let json = serde_json::to_string(value).map_err(Error::Serde)?;
-        self.shared
-            .lock()
-            .changes
-            .fields
-            .insert(key.into(), Some(json));
+        let json = encode(value)?;
+        let key = key.into();
+        let mut state = self.shared.lock();
+        state.changes.increments.remove(&key);
+        state.changes.fields.insert(key, Some(json));
         Ok(())
     }
 
     /// Removes `key`.
     pub fn remove(&self, key: impl Into<String>) {
-        self.shared.lock().changes.fields.insert(key.into(), None);
+        let key = key.into();
+        let mut state = self.shared.lock();
+        state.changes.increments.remove(&key);
+        state.changes.fields.insert(key, None);
     }
 
     /// Removes every key (the session itself, its ID and user stay).
@@ -141,6 +170,31 @@ impl Session {
         let mut state = self.shared.lock();
         state.changes.clear = true;
         state.changes.fields.clear();
+        state.changes.increments.clear();
+    }
+
+    /// Adds `delta` to the integer under `key` (absent counts as 0) when the session is
+    /// saved, in the same store call as the request's other changes, all or nothing:
+    /// after a 5xx nothing is added, and if the stored value is not an integer or the sum
+    /// would overflow, nothing of the request is saved and the response becomes a 409.
+    /// Concurrent increments of one key all count. For an increment that happens at once
+    /// and returns the new value, see [`increment`](Self::increment).
+    pub fn increment_later(&self, key: impl Into<String>, delta: i64) -> Result<(), Error> {
+        let key = key.into();
+        let mut state = self.shared.lock();
+        let changes = &mut state.changes;
+        // A value this request set (or removed) is final: add to it here.
+        if let Some(pending) = changes.fields.get(&key) {
+            let sum = add_to_stored(pending.as_deref(), delta)?;
+            changes.fields.insert(key, Some(sum.to_string()));
+            return Ok(());
+        }
+        let total = changes.increments.get(&key).copied().unwrap_or(0);
+        let total = total
+            .checked_add(delta)
+            .ok_or_else(|| Error::of_kind(ErrorKind::Overflow))?;
+        changes.increments.insert(key, total);
+        Ok(())
     }
 
     /// The session's keys, sorted, loading the session on first use.
@@ -153,13 +207,16 @@ impl Session {
         let mut keys: BTreeSet<String> = record
             .map(|record| record.data.keys().cloned().collect())
             .unwrap_or_default();
-        for (key, value) in &self.shared.lock().changes.fields {
+        let state = self.shared.lock();
+        let committed = state.committed.iter().filter(|_| !state.changes.clear);
+        for (key, value) in committed.chain(&state.changes.fields) {
             if value.is_some() {
                 keys.insert(key.clone());
             } else {
                 keys.remove(key);
             }
         }
+        keys.extend(state.changes.increments.keys().cloned());
         Ok(keys.into_iter().collect())
     }
 
@@ -177,18 +234,22 @@ impl Session {
         state.cycle = false;
         // Reads now see nothing stored (see `record`), only what is inserted afterwards.
         state.changes = ChangeSet::default();
+        state.committed.clear();
     }
 
     /// Ties the session to `user_id`, so that the store can list the user's sessions
-    /// and log them all out ([`SessionStore::destroy_sessions_of_user`](crate::SessionStore::destroy_sessions_of_user)).
+    /// and log them all out
+    /// ([`SessionStore::destroy_sessions_of_user`](crate::store::SessionStore::destroy_sessions_of_user)).
     pub fn set_user_id(&self, user_id: impl Into<String>) {
-        self.shared.lock().changes.user_id = Some(Some(user_id.into()));
+        self.shared.lock().changes.user = UserChange::Bind(user_id.into());
     }
 
     /// The user the session is tied to, loading the session on first use.
     pub async fn user_id(&self) -> Result<Option<String>, Error> {
-        if let Some(user) = &self.shared.lock().changes.user_id {
-            return Ok(user.clone());
+        match &self.shared.lock().changes.user {
+            UserChange::Bind(user) => return Ok(Some(user.clone())),
+            UserChange::Unbind => return Ok(None),
+            UserChange::Keep => {}
         }
         Ok(self
             .record()
@@ -196,40 +257,106 @@ impl Session {
             .and_then(|record| record.metadata.user_id.clone()))
     }
 
-    /// The stored record, loaded once per request.
+    /// The stored value of `key`, as immediate operations left it or as loaded.
+    pub(crate) async fn current(&self, key: &str) -> Result<Option<String>, Error> {
+        if let Some(value) = self.shared.lock().committed.get(key) {
+            return Ok(value.clone());
+        }
+        let record = self.record().await?;
+        Ok(record.and_then(|record| record.data.get(key).cloned()))
+    }
+
+    /// The stored record, loaded once per request; `None` for a session that this
+    /// request destroyed or created, or that the store does not know.
     async fn record(&self) -> Result<Option<&Record>, Error> {
         let shared = &*self.shared;
         let Some(incoming) = shared.incoming() else {
             return Ok(None);
         };
-        if shared.lock().destroy {
-            return Ok(None);
+        {
+            let state = shared.lock();
+            if state.destroy || state.fresh.is_some() || state.seen == Seen::Missing {
+                return Ok(None);
+            }
         }
         let loaded = shared
             .loaded
             .get_or_try_init(|| async {
-                let config = &shared.config;
-                let load = config.store.load(incoming.hashed(), shared.lifetime());
-                match within(config.store_timeout, load).await {
-                    Ok(record) => {
-                        shared.lock().missing = record.is_none();
-                        Ok(record)
+                let expiry = shared.expiry();
+                let load = shared.config.store.load(incoming.hashed(), expiry);
+                let loaded = load
+                    .await
+                    .inspect_err(|error| shared.remember_failure(error))?;
+                let mut state = shared.lock();
+                match &loaded {
+                    Some(record) => {
+                        if state.seen == Seen::NotLoaded {
+                            let needs_refresh =
+                                (shared.config.expiry).needs_refresh(&record.metadata, &expiry);
+                            state.seen = Seen::Live { needs_refresh };
+                        }
                     }
-                    Err(error) => {
-                        shared.remember_failure(&error);
-                        Err(error)
+                    None => {
+                        metrics::rejected_token(Rejected::Unknown);
+                        // Seen live by an earlier write: it ended during the request.
+                        if state.seen == Seen::NotLoaded {
+                            state.seen = Seen::Missing;
+                        }
                     }
                 }
+                Ok::<_, Error>(loaded)
             })
             .await?;
         Ok(loaded.as_ref())
+    }
+
+    /// What the handler left for write-back: the session's state, taken once the
+    /// handler's response is ready. A session the handler never touched is not even
+    /// verified.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        let touched = !state.changes.is_empty()
+            || state.destroy
+            || state.cycle
+            || state.seen != Seen::NotLoaded
+            || state.fresh.is_some()
+            || state.failure.is_some();
+        Snapshot {
+            failure: state.failure.take(),
+            incoming: if touched {
+                shared.incoming().cloned()
+            } else {
+                None
+            },
+            fresh: state.fresh.take(),
+            seen: state.seen,
+            changes: std::mem::take(&mut state.changes),
+            cycle: state.cycle,
+            destroy: state.destroy,
+        }
+    }
+
+    /// The layer's configuration, for write-back.
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The layer's configuration, for a write-back that outlives this borrow.
+    pub(crate) fn config_arc(&self) -> Arc<Config> {
+        self.shared.config.clone()
+    }
+
+    /// The request's clock reading, for write-back.
+    pub(crate) fn expiry(&self) -> Expiry {
+        self.shared.expiry()
     }
 }
 
 impl Shared {
     /// The expiry rules at this request's `now`.
-    pub(crate) fn lifetime(&self) -> Lifetime {
-        *self.lifetime.get_or_init(|| self.config.expiry.lifetime())
+    pub(crate) fn expiry(&self) -> Expiry {
+        *self.expiry.get_or_init(|| self.config.expiry.at_now())
     }
 
     /// The request's verified ID. The tag is checked here, before any store call, so a
@@ -237,8 +364,14 @@ impl Shared {
     pub(crate) fn incoming(&self) -> Option<&Incoming> {
         self.incoming
             .get_or_init(|| {
-                let token = self.token.as_ref()?;
-                let (id, verified) = self.config.keys.verify(self.config.carrier.name(), token)?;
+                let verdict = match &self.token {
+                    Found::Absent => return None,
+                    Found::Malformed => Err(Rejected::Malformed),
+                    Found::Token(token) => {
+                        self.config.keys.verify(self.config.carrier.name(), token)
+                    }
+                };
+                let (id, verified) = metrics::token_verdict(verdict)?;
                 Some(Incoming::new(id, verified))
             })
             .as_ref()
@@ -251,45 +384,33 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn remember_failure(&self, error: &Error) {
+    /// Keeps a store failure so that the response becomes a 503 even if the handler
+    /// swallows the error.
+    pub(crate) fn remember_failure(&self, error: &Error) {
         let mut state = self.lock();
-        if state.failure.is_none() {
-            state.failure = error.copy_if_unavailable();
+        if state.failure.is_none() && error.is_unavailable() {
+            state.failure = Some(error.clone());
         }
     }
 }
 
-/// Runs one store call under the layer's timeout.
-pub(crate) async fn within<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, Error> {
-    let mut call = std::pin::pin!(call);
-    // A store that answers on the first poll (one in memory) needs no timer; one that
-    // does I/O has only just sent its request when the timer starts.
-    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-    let result = match first {
-        Poll::Ready(result) => result,
-        Poll::Pending => match tokio::time::timeout(limit, call).await {
-            Ok(result) => result,
-            Err(_) => return Err(Error::Timeout(limit)),
-        },
-    };
-    result.map_err(Error::Store)
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|error| Error::new(ErrorKind::Serialization, error))
 }
 
-fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<Option<T>, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<Option<T>, Error> {
     json.map(serde_json::from_str)
         .transpose()
-        .map_err(Error::Serde)
+        .map_err(|error| Error::new(ErrorKind::Serialization, error))
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.lock();
         f.debug_struct("Session")
-            .field("token", &self.shared.token.as_ref().map(|_| "<redacted>"))
-            .field("changed_keys", &state.changes.fields.len())
+            .field("token", &self.shared.token)
+            .field("changes", &state.changes)
+            .field("seen", &state.seen)
             .field("cycle", &state.cycle)
             .field("destroy", &state.destroy)
             .finish_non_exhaustive()

@@ -1,10 +1,3 @@
-//! `MemoryStore` against the store conformance suite.
+//! `MemoryStore` against the store conformance suite: one test per case.
 
-#![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
-
-mod conformance;
-
-#[tokio::test]
-async fn memory_store_conforms() {
-    conformance::run(std::sync::Arc::new(tower_stateless::MemoryStore::new())).await;
-}
+tower_stateless::conformance_tests!(async { tower_stateless::MemoryStore::new() });

@@ -4,7 +4,6 @@
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod conformance;
 mod support;
 
 use std::collections::HashMap;
@@ -15,16 +14,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use support::{RedisCluster, RedisServer};
-use tower_stateless::{
-    Applied, ChangeSet, Created, Cycled, HashedId, Lifetime, Metadata, Record, RedisStore,
+use tower_stateless::store::{
+    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Metadata, Record,
     SessionStore, StoreError, Timestamp,
 };
+use tower_stateless::{conformance, RedisStore};
 
 const IDLE: Duration = Duration::from_secs(30 * 60);
 const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 
-fn now() -> Lifetime {
-    Lifetime::new(
+fn now() -> Expiry {
+    Expiry::new(
         Timestamp::from_system_time(SystemTime::now()),
         IDLE,
         ABSOLUTE,
@@ -41,7 +41,7 @@ fn raw_and_hashed() -> (String, HashedId) {
     (raw, hashed)
 }
 
-fn record(pairs: &[(&str, &str)], user: Option<&str>, lifetime: Lifetime) -> Record {
+fn record(pairs: &[(&str, &str)], user: Option<&str>, lifetime: Expiry) -> Record {
     let data = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -56,7 +56,7 @@ async fn store_with_session(
     server: &RedisServer,
     pairs: &[(&str, &str)],
     user: Option<&str>,
-) -> (RedisStore, HashedId, Lifetime) {
+) -> (RedisStore, HashedId, Expiry) {
     let store = RedisStore::connect(&server.url()).await.unwrap();
     let lifetime = now();
     let (_, id) = raw_and_hashed();
@@ -120,7 +120,7 @@ async fn single_server_conforms() {
         return;
     };
     let store = RedisStore::connect(&server.url()).await.unwrap();
-    conformance::run(Arc::new(store.clone())).await;
+    conformance::all(Arc::new(store.clone())).await;
     writes_racing_a_cycle_are_kept(&store).await;
 
     // Whatever the suite left behind is laid out as documented: session keys under the
@@ -155,7 +155,8 @@ async fn cluster_conforms() {
     let store = RedisStore::connect_cluster(urls)
         .await
         .unwrap()
-        .with_prefix("c:");
+        .with_prefix("c:")
+        .unwrap();
     let debug = format!("{store:?}");
     assert!(
         debug.contains("cluster: true") && !debug.contains("pw@"),
@@ -165,7 +166,7 @@ async fn cluster_conforms() {
         store.check_eviction_policy().await.as_deref(),
         Some("noeviction")
     );
-    conformance::run(Arc::new(store.clone())).await;
+    conformance::all(Arc::new(store.clone())).await;
     user_index_spans_nodes(&cluster, &store).await;
     writes_racing_a_cycle_are_kept(&store).await;
 }
@@ -345,7 +346,7 @@ async fn ttls_follow_the_lifetime() {
 
     // Near the end of the absolute lifetime, the key lives only until then.
     // (An idle timeout as long as the absolute lifetime keeps it alive until then.)
-    let late = Lifetime::new(
+    let late = Expiry::new(
         lifetime
             .now
             .saturating_add(ABSOLUTE - Duration::from_secs(60)),
@@ -361,7 +362,7 @@ async fn ttls_follow_the_lifetime() {
 
     // A write sets the full idle timeout again.
     let changes = ChangeSet::default().with_set("b", "2");
-    let mid = Lifetime::new(
+    let mid = Expiry::new(
         lifetime.now.saturating_add(Duration::from_secs(60)),
         IDLE,
         ABSOLUTE,
@@ -392,7 +393,8 @@ async fn keys_and_values_hold_no_raw_ids() {
     let store = RedisStore::connect(&server.url())
         .await
         .unwrap()
-        .with_prefix("ts:");
+        .with_prefix("ts:")
+        .unwrap();
     let lifetime = now();
     let user = "erin-4242";
     let (raw_a, a) = raw_and_hashed();
@@ -594,7 +596,7 @@ async fn acl_user_without_config_rights_and_a_redacted_password() {
         !debug.contains("s3cret-pw") && debug.contains("127.0.0.1"),
         "{debug}"
     );
-    conformance::run(Arc::new(store.clone())).await;
+    conformance::all(Arc::new(store.clone())).await;
     writes_racing_a_cycle_are_kept(&store).await;
 
     let wrong = format!("redis://app:wrong-pw@127.0.0.1:{}", server.port());
@@ -822,7 +824,7 @@ async fn touch_writes_no_data() {
         .arg(&key)
         .query(&mut inspect(&server))
         .unwrap();
-    let later = Lifetime::new(
+    let later = Expiry::new(
         lifetime.now.saturating_add(Duration::from_secs(5)),
         IDLE,
         ABSOLUTE,
@@ -832,16 +834,122 @@ async fn touch_writes_no_data() {
         .arg(&key)
         .query(&mut inspect(&server))
         .unwrap();
+    let meta = |hash: &mut HashMap<String, String>| -> Vec<String> {
+        let packed = hash.remove(":m").expect("layout 2 metadata");
+        packed.split('.').map(str::to_owned).collect()
+    };
+    let (was, now) = (meta(&mut before.clone()), meta(&mut after));
+    assert_eq!(now[1], later.now.as_millis().to_string(), "refreshed now");
     assert_eq!(
-        after.remove(":refreshed"),
-        Some(later.now.as_millis().to_string())
+        (&now[0], &now[2]),
+        (&was[0], &was[2]),
+        "creation time and write counter untouched"
     );
     let mut unchanged = before;
-    unchanged.remove(":refreshed");
+    unchanged.remove(":m");
+    assert_eq!(after, unchanged, "only the refresh time moved");
+}
+
+/// A session written in layout 1 (by the previous version) is read, updated, cycled,
+/// listed, logged out everywhere and destroyed by this version; its first write turns it
+/// into layout 2, keeping its data, user and deadlines.
+#[tokio::test]
+async fn layout_1_sessions_survive_the_upgrade() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let expiry = now();
+    let created = expiry.now.as_millis() - 1000;
+    let user = format!("upgraded-{created}");
+    let mut old_ids = Vec::new();
+    for _ in 0..2 {
+        let (_, id) = raw_and_hashed();
+        let key = format!("session:{{{}}}", id.as_str());
+        // Exactly what the previous version wrote: reserved fields, the user index entry.
+        server.cli(&[
+            "HSET",
+            &key,
+            ":created",
+            &created.to_string(),
+            ":refreshed",
+            &created.to_string(),
+            ":user",
+            &user,
+            ":v",
+            "1",
+            ":gen",
+            "4",
+            "cart:socks",
+            "2",
+            "::odd",
+            "\"x\"",
+        ]);
+        server.cli(&["PEXPIRE", &key, "3600000"]);
+        let index = format!(
+            "session:user:{{{}}}",
+            URL_SAFE_NO_PAD.encode(Sha256::digest(user.as_bytes()))
+        );
+        server.cli(&["ZADD", &index, &created.to_string(), id.as_str()]);
+        old_ids.push(id);
+    }
+    let (first, second) = (&old_ids[0], &old_ids[1]);
+
+    let loaded = store.load(first, expiry).await.unwrap().expect("read");
+    assert_eq!(loaded.metadata.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(loaded.metadata.created_at.as_millis(), created);
+    assert_eq!(loaded.data["cart:socks"], "2");
+    assert_eq!(loaded.data[":odd"], "\"x\"");
+
+    let changes = ChangeSet::default().with_set("note", "1");
     assert_eq!(
-        after, unchanged,
-        "only the refresh time moved (the write counter too is untouched)"
+        store.apply(first, &changes, expiry).await.unwrap(),
+        Applied::Saved
     );
+    assert_eq!(
+        store
+            .increment(first, "cart:socks", 3, expiry)
+            .await
+            .unwrap(),
+        Incremented::Value(5)
+    );
+    let key = format!("session:{{{}}}", first.as_str());
+    let fields: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query(&mut inspect(&server))
+        .unwrap();
+    for old in [":created", ":refreshed", ":user", ":v", ":gen"] {
+        assert!(!fields.contains_key(old), "{old} is gone after a write");
+    }
+    assert_eq!(fields[":u"], user);
+    assert!(
+        fields[":m"].starts_with(&format!("{created}.")),
+        "{}",
+        fields[":m"]
+    );
+    let reloaded = store
+        .load(first, expiry)
+        .await
+        .unwrap()
+        .expect("still live");
+    assert_eq!(reloaded.metadata.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(reloaded.metadata.created_at.as_millis(), created);
+    assert_eq!(reloaded.data["cart:socks"], "5");
+    assert_eq!(reloaded.data["note"], "1");
+
+    // The second one, still in layout 1: cycled, then found by log-out-everywhere.
+    let (_, moved) = raw_and_hashed();
+    let cycled = store
+        .cycle_id(second, &moved, &ChangeSet::default(), expiry)
+        .await
+        .unwrap();
+    assert_eq!(cycled, Cycled::Saved);
+    let listed = store.sessions_of_user(&user, expiry).await.unwrap();
+    assert_eq!(listed.len(), 2, "both sessions listed under the user");
+    assert_eq!(store.destroy_sessions_of_user(&user).await.unwrap(), 2);
+    for id in [first, second, &moved] {
+        assert_eq!(store.load(id, expiry).await.unwrap(), None);
+    }
 }
 
 /// The harness's extra arguments reach the server: with an fsynced append-only file, a

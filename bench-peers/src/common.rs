@@ -75,6 +75,10 @@ pub(crate) fn with_instance_header(router: Router, instance: &str) -> Router {
 }
 
 /// Serves `app` on `settings.address()` until SIGTERM or Ctrl-C.
+#[expect(
+    clippy::exit,
+    reason = "a benchmark server that cannot listen has nothing to do"
+)]
 pub(crate) async fn serve(program: &str, settings: &Settings, app: Router) {
     let address = settings.address();
     let listener = match tokio::net::TcpListener::bind(address).await {
@@ -101,6 +105,10 @@ async fn shutdown() {
 }
 
 /// Exits with a message when Redis cannot be reached at start.
+#[expect(
+    clippy::exit,
+    reason = "a benchmark server without Redis has nothing to do"
+)]
 pub(crate) fn connected<T, E: std::fmt::Display>(program: &str, result: Result<T, E>) -> T {
     result.unwrap_or_else(|error| {
         eprintln!("{program}: cannot connect to Redis: {error}");

@@ -3,10 +3,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Applied, Created, Cycled, SessionStore, SessionSummary};
-use crate::error::StoreError;
-use crate::id::HashedId;
-use crate::record::{ChangeSet, Lifetime, Record};
+use super::{
+    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
+    SessionSummary, StoreError, Swapped,
+};
+use crate::record::add_to_stored;
 
 /// Below this many sessions, never sweep.
 const MIN_SWEEP_AT: usize = 1024;
@@ -60,8 +61,8 @@ impl MemoryStore {
 
 impl Inner {
     /// The session if it is live; an expired one is removed on sight.
-    fn live(&mut self, id: &HashedId, lifetime: Lifetime) -> Option<&mut Record> {
-        let expired = !lifetime.is_live(&self.sessions.get(id)?.metadata);
+    fn live(&mut self, id: &HashedId, expiry: Expiry) -> Option<&mut Record> {
+        let expired = !expiry.is_live(&self.sessions.get(id)?.metadata);
         if expired {
             self.remove(id);
             return None;
@@ -96,13 +97,15 @@ impl Inner {
         }
     }
 
-    fn apply(&mut self, id: &HashedId, changes: &ChangeSet, lifetime: Lifetime) -> Applied {
-        let Some(record) = self.live(id, lifetime) else {
+    fn apply(&mut self, id: &HashedId, changes: &ChangeSet, expiry: Expiry) -> Applied {
+        let Some(record) = self.live(id, expiry) else {
             return Applied::Gone;
         };
         let old_user = record.metadata.user_id.clone();
-        changes.apply_to(record);
-        record.metadata.refreshed_at = lifetime.now;
+        if let Err(error) = changes.apply_to(record) {
+            return Applied::Rejected(error);
+        }
+        record.metadata.refreshed_at = expiry.now;
         let new_user = record.metadata.user_id.clone();
         if old_user != new_user {
             if let Some(old) = old_user {
@@ -115,14 +118,14 @@ impl Inner {
         Applied::Saved
     }
 
-    fn sweep_now_and_then(&mut self, lifetime: Lifetime) {
+    fn sweep_now_and_then(&mut self, expiry: Expiry) {
         if self.sessions.len() < self.sweep_at.max(MIN_SWEEP_AT) {
             return;
         }
         let expired: Vec<HashedId> = self
             .sessions
             .iter()
-            .filter(|(_, record)| !lifetime.is_live(&record.metadata))
+            .filter(|(_, record)| !expiry.is_live(&record.metadata))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
@@ -133,19 +136,19 @@ impl Inner {
 }
 
 impl SessionStore for MemoryStore {
-    async fn load(&self, id: &HashedId, lifetime: Lifetime) -> Result<Option<Record>, StoreError> {
-        Ok(self.lock().live(id, lifetime).cloned())
+    async fn load(&self, id: &HashedId, expiry: Expiry) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock().live(id, expiry).cloned())
     }
 
     async fn create(
         &self,
         id: &HashedId,
         record: &Record,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> Result<Created, StoreError> {
         let mut inner = self.lock();
-        inner.sweep_now_and_then(lifetime);
-        if inner.live(id, lifetime).is_some() {
+        inner.sweep_now_and_then(expiry);
+        if inner.live(id, expiry).is_some() {
             return Ok(Created::IdInUse);
         }
         inner.insert(id.clone(), record.clone());
@@ -156,9 +159,9 @@ impl SessionStore for MemoryStore {
         &self,
         id: &HashedId,
         changes: &ChangeSet,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> Result<Applied, StoreError> {
-        Ok(self.lock().apply(id, changes, lifetime))
+        Ok(self.lock().apply(id, changes, expiry))
     }
 
     async fn cycle_id(
@@ -166,20 +169,71 @@ impl SessionStore for MemoryStore {
         old: &HashedId,
         new: &HashedId,
         changes: &ChangeSet,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> Result<Cycled, StoreError> {
         let mut inner = self.lock();
-        if inner.live(old, lifetime).is_none() {
+        if inner.live(old, expiry).is_none() {
             return Ok(Cycled::Gone);
         }
-        if inner.live(new, lifetime).is_some() {
+        if inner.live(new, expiry).is_some() {
             return Ok(Cycled::IdInUse);
         }
-        let mut record = inner.remove(old).expect("checked live above");
-        changes.apply_to(&mut record);
-        record.metadata.refreshed_at = lifetime.now;
+        let mut record = inner
+            .live(old, expiry)
+            .cloned()
+            .expect("checked live above");
+        if let Err(error) = changes.apply_to(&mut record) {
+            return Ok(Cycled::Rejected(error));
+        }
+        inner.remove(old);
+        record.metadata.refreshed_at = expiry.now;
         inner.insert(new.clone(), record);
         Ok(Cycled::Saved)
+    }
+
+    async fn increment(
+        &self,
+        id: &HashedId,
+        field: &str,
+        delta: i64,
+        expiry: Expiry,
+    ) -> Result<Incremented, StoreError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.live(id, expiry) else {
+            return Ok(Incremented::Gone);
+        };
+        match add_to_stored(record.data.get(field).map(String::as_str), delta) {
+            Ok(sum) => {
+                record.data.insert(field.to_owned(), sum.to_string());
+                record.metadata.refreshed_at = expiry.now;
+                Ok(Incremented::Value(sum))
+            }
+            Err(error) => Ok(Incremented::Rejected(error)),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        id: &HashedId,
+        field: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expiry: Expiry,
+    ) -> Result<Swapped, StoreError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.live(id, expiry) else {
+            return Ok(Swapped::Gone);
+        };
+        let current = record.data.get(field).map(String::as_str);
+        if current != expected {
+            return Ok(Swapped::Conflict(current.map(str::to_owned)));
+        }
+        match new {
+            Some(value) => record.data.insert(field.to_owned(), value.to_owned()),
+            None => record.data.remove(field),
+        };
+        record.metadata.refreshed_at = expiry.now;
+        Ok(Swapped::Saved)
     }
 
     async fn destroy(&self, id: &HashedId) -> Result<(), StoreError> {
@@ -190,7 +244,7 @@ impl SessionStore for MemoryStore {
     async fn sessions_of_user(
         &self,
         user_id: &str,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         let mut inner = self.lock();
         let ids: Vec<HashedId> = inner
@@ -202,7 +256,7 @@ impl SessionStore for MemoryStore {
             .collect();
         let mut sessions = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(record) = inner.live(&id, lifetime) {
+            if let Some(record) = inner.live(&id, expiry) {
                 sessions.push(SessionSummary::new(id, record.metadata.clone()));
             }
         }

@@ -1,19 +1,23 @@
-//! The store contract and the stores that implement it.
+//! For store authors: the [`SessionStore`] contract and its vocabulary.
+//!
+//! Applications need none of this beyond picking a store ([`MemoryStore`](crate::MemoryStore),
+//! `RedisStore`); a crate that keeps sessions somewhere else implements [`SessionStore`]
+//! and runs the conformance suite (feature `conformance`) against it.
 
 use std::future::Future;
-use std::pin::Pin;
 
-use crate::error::StoreError;
-use crate::id::HashedId;
-use crate::record::{ChangeSet, Lifetime, Metadata, Record};
-
-mod memory;
+mod dyn_store;
+mod handle;
+pub(crate) mod memory;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 
-#[cfg(feature = "redis")]
-pub use self::redis::{RedisConnection, RedisStore};
-pub use memory::MemoryStore;
+pub(crate) use self::dyn_store::BoxFuture;
+pub(crate) use self::handle::StoreHandle;
+pub use crate::error::StoreError;
+pub use crate::expiry::{Expiry, Timestamp};
+pub use crate::id::HashedId;
+pub use crate::record::{ChangeSet, Metadata, Record, UserChange};
 
 /// Outcome of [`SessionStore::create`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +32,21 @@ pub enum Created {
 /// Outcome of [`SessionStore::apply`] and [`SessionStore::touch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Applied {
     /// The changes were applied and the session refreshed.
     Saved,
     /// The session no longer exists (destroyed or expired); nothing was written.
     Gone,
+    /// An increment in the change set met a stored value that is not an integer, or
+    /// would overflow; nothing was written.
+    Rejected(IncrementError),
 }
 
 /// Outcome of [`SessionStore::cycle_id`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Cycled {
     /// The session now lives under the new ID only.
     Saved,
@@ -45,6 +54,44 @@ pub enum Cycled {
     Gone,
     /// The new ID is taken; nothing was written.
     IdInUse,
+    /// An increment in the change set was rejected; nothing was written.
+    Rejected(IncrementError),
+}
+
+/// Outcome of [`SessionStore::increment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum Incremented {
+    /// The field now holds this value; the session was refreshed.
+    Value(i64),
+    /// The session no longer exists; nothing was written.
+    Gone,
+    /// The increment was rejected; nothing was written.
+    Rejected(IncrementError),
+}
+
+/// Why an increment was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IncrementError {
+    /// The stored value is not a JSON integer within `i64`.
+    NotAnInteger,
+    /// The result would not fit in an `i64`.
+    Overflow,
+}
+
+/// Outcome of [`SessionStore::compare_and_set`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum Swapped {
+    /// The field held the expected value and now holds the new one; the session was refreshed.
+    Saved,
+    /// The field held something else (here, `None` for absent); nothing was written.
+    Conflict(Option<String>),
+    /// The session no longer exists; nothing was written.
+    Gone,
 }
 
 /// One session of a user, as listed by [`SessionStore::sessions_of_user`].
@@ -66,20 +113,21 @@ impl SessionSummary {
 
 /// Where sessions live: shared by every instance of a service.
 ///
-/// Stores only ever see [`HashedId`]s. Every call takes the layer's [`Lifetime`]:
+/// Stores only ever see [`HashedId`]s. Every call takes the layer's [`Expiry`]:
 /// a session it reports as expired must behave exactly like a missing one, and
 /// writes refresh the session's expiry. Writes that target an existing session
 /// (`apply`, `touch`, `cycle_id`) are atomic and never recreate a session that has
 /// been destroyed or has expired: that is what keeps a logout from being undone by
 /// a request still in flight.
 ///
-/// Every store must pass the crate's conformance suite (`tests/conformance/`).
+/// Every store must pass the conformance suite: see `tower_stateless::conformance`
+/// (feature `conformance`).
 pub trait SessionStore: Send + Sync + 'static {
     /// Loads a live session, or `None` if it is missing or expired.
     fn load(
         &self,
         id: &HashedId,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
 
     /// Stores a new session; never overwrites an existing one.
@@ -87,7 +135,7 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         id: &HashedId,
         record: &Record,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> impl Future<Output = Result<Created, StoreError>> + Send;
 
     /// Applies `changes` and refreshes the session, atomically, only if it is live.
@@ -95,16 +143,16 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         id: &HashedId,
         changes: &ChangeSet,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// Refreshes a live session's idle timeout without touching its data.
     fn touch(
         &self,
         id: &HashedId,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send {
-        self.apply(id, &EMPTY_CHANGES, lifetime)
+        self.apply(id, &EMPTY_CHANGES, expiry)
     }
 
     /// Moves a live session from `old` to `new` with `changes` applied; `old` is dead
@@ -114,8 +162,33 @@ pub trait SessionStore: Send + Sync + 'static {
         old: &HashedId,
         new: &HashedId,
         changes: &ChangeSet,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> impl Future<Output = Result<Cycled, StoreError>> + Send;
+
+    /// Adds `delta` to the integer under `field` (absent counts as 0) and refreshes the
+    /// session, atomically, only if it is live; returns the new value. A stored value
+    /// that is not a JSON integer within `i64`, or a result outside `i64`, is rejected
+    /// and nothing is written.
+    fn increment(
+        &self,
+        id: &HashedId,
+        field: &str,
+        delta: i64,
+        expiry: Expiry,
+    ) -> impl Future<Output = Result<Incremented, StoreError>> + Send;
+
+    /// Sets `field` to `new` (`None` removes it) and refreshes the session, atomically,
+    /// only if the session is live and `field` holds exactly `expected` (`None`: absent).
+    /// Otherwise nothing is written and the current value comes back, so a caller can
+    /// retry a read-modify-write without losing a concurrent update.
+    fn compare_and_set(
+        &self,
+        id: &HashedId,
+        field: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expiry: Expiry,
+    ) -> impl Future<Output = Result<Swapped, StoreError>> + Send;
 
     /// Deletes a session (a no-op if it does not exist).
     fn destroy(&self, id: &HashedId) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -124,7 +197,7 @@ pub trait SessionStore: Send + Sync + 'static {
     fn sessions_of_user(
         &self,
         user_id: &str,
-        lifetime: Lifetime,
+        expiry: Expiry,
     ) -> impl Future<Output = Result<Vec<SessionSummary>, StoreError>> + Send;
 
     /// Deletes every session bound to `user_id` ("log out everywhere"); returns how many.
@@ -140,87 +213,6 @@ pub trait SessionStore: Send + Sync + 'static {
 static EMPTY_CHANGES: ChangeSet = ChangeSet {
     clear: false,
     fields: std::collections::BTreeMap::new(),
-    user_id: None,
+    increments: std::collections::BTreeMap::new(),
+    user: UserChange::Keep,
 };
-
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Object-safe mirror of the per-request half of [`SessionStore`], so that `Session` and `SessionLayer` need no
-/// store type parameter. Boxing happens only on calls that do I/O anyway.
-pub(crate) trait DynStore: Send + Sync + 'static {
-    fn load<'a>(
-        &'a self,
-        id: &'a HashedId,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
-    fn create<'a>(
-        &'a self,
-        id: &'a HashedId,
-        record: &'a Record,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Created, StoreError>>;
-    fn apply<'a>(
-        &'a self,
-        id: &'a HashedId,
-        changes: &'a ChangeSet,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>>;
-    fn touch<'a>(
-        &'a self,
-        id: &'a HashedId,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>>;
-    fn cycle_id<'a>(
-        &'a self,
-        old: &'a HashedId,
-        new: &'a HashedId,
-        changes: &'a ChangeSet,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Cycled, StoreError>>;
-    fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>>;
-}
-
-impl<S: SessionStore> DynStore for S {
-    fn load<'a>(
-        &'a self,
-        id: &'a HashedId,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, id, lifetime))
-    }
-    fn create<'a>(
-        &'a self,
-        id: &'a HashedId,
-        record: &'a Record,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Created, StoreError>> {
-        Box::pin(SessionStore::create(self, id, record, lifetime))
-    }
-    fn apply<'a>(
-        &'a self,
-        id: &'a HashedId,
-        changes: &'a ChangeSet,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>> {
-        Box::pin(SessionStore::apply(self, id, changes, lifetime))
-    }
-    fn touch<'a>(
-        &'a self,
-        id: &'a HashedId,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>> {
-        Box::pin(SessionStore::touch(self, id, lifetime))
-    }
-    fn cycle_id<'a>(
-        &'a self,
-        old: &'a HashedId,
-        new: &'a HashedId,
-        changes: &'a ChangeSet,
-        lifetime: Lifetime,
-    ) -> BoxFuture<'a, Result<Cycled, StoreError>> {
-        Box::pin(SessionStore::cycle_id(self, old, new, changes, lifetime))
-    }
-    fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(SessionStore::destroy(self, id))
-    }
-}

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tower_stateless::{
-    Applied, ChangeSet, Created, Cycled, HashedId, Lifetime, MemoryStore, Record, SessionStore,
-    SessionSummary, StoreError,
+use tower_stateless::store::{
+    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
+    SessionSummary, StoreError, Swapped,
 };
+use tower_stateless::MemoryStore;
 
 /// Code run inside a store call, to interleave another request's effect.
 type Hook = Box<dyn Fn() + Send + Sync>;
@@ -21,7 +22,8 @@ pub struct Instrumented {
     calls: Arc<Mutex<Vec<&'static str>>>,
     failing: Arc<AtomicBool>,
     stall: Arc<Mutex<Option<Duration>>>,
-    /// Runs just before `apply`/`cycle_id`, to interleave a concurrent logout.
+    /// Runs just before a write to a stored session (`apply`, `cycle_id`, `increment`,
+    /// `compare_and_set`), to interleave a concurrent logout.
     before_write: Arc<Mutex<Option<Hook>>>,
 }
 
@@ -56,7 +58,7 @@ impl Instrumented {
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::backend("injected store failure"));
         }
-        if matches!(call, "apply" | "cycle_id") {
+        if matches!(call, "apply" | "cycle_id" | "increment" | "compare_and_set") {
             if let Some(hook) = &*self.before_write.lock().unwrap() {
                 hook();
             }
@@ -66,7 +68,7 @@ impl Instrumented {
 }
 
 impl SessionStore for Instrumented {
-    async fn load(&self, id: &HashedId, lifetime: Lifetime) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, id: &HashedId, lifetime: Expiry) -> Result<Option<Record>, StoreError> {
         self.enter("load").await?;
         self.memory.load(id, lifetime).await
     }
@@ -75,7 +77,7 @@ impl SessionStore for Instrumented {
         &self,
         id: &HashedId,
         record: &Record,
-        lifetime: Lifetime,
+        lifetime: Expiry,
     ) -> Result<Created, StoreError> {
         self.enter("create").await?;
         self.memory.create(id, record, lifetime).await
@@ -85,13 +87,38 @@ impl SessionStore for Instrumented {
         &self,
         id: &HashedId,
         changes: &ChangeSet,
-        lifetime: Lifetime,
+        lifetime: Expiry,
     ) -> Result<Applied, StoreError> {
         self.enter("apply").await?;
         self.memory.apply(id, changes, lifetime).await
     }
 
-    async fn touch(&self, id: &HashedId, lifetime: Lifetime) -> Result<Applied, StoreError> {
+    async fn increment(
+        &self,
+        id: &HashedId,
+        field: &str,
+        delta: i64,
+        expiry: Expiry,
+    ) -> Result<Incremented, StoreError> {
+        self.enter("increment").await?;
+        self.memory.increment(id, field, delta, expiry).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        id: &HashedId,
+        field: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expiry: Expiry,
+    ) -> Result<Swapped, StoreError> {
+        self.enter("compare_and_set").await?;
+        self.memory
+            .compare_and_set(id, field, expected, new, expiry)
+            .await
+    }
+
+    async fn touch(&self, id: &HashedId, lifetime: Expiry) -> Result<Applied, StoreError> {
         self.enter("touch").await?;
         self.memory.touch(id, lifetime).await
     }
@@ -101,7 +128,7 @@ impl SessionStore for Instrumented {
         old: &HashedId,
         new: &HashedId,
         changes: &ChangeSet,
-        lifetime: Lifetime,
+        lifetime: Expiry,
     ) -> Result<Cycled, StoreError> {
         self.enter("cycle_id").await?;
         self.memory.cycle_id(old, new, changes, lifetime).await
@@ -115,7 +142,7 @@ impl SessionStore for Instrumented {
     async fn sessions_of_user(
         &self,
         user_id: &str,
-        lifetime: Lifetime,
+        lifetime: Expiry,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         self.enter("sessions_of_user").await?;
         self.memory.sessions_of_user(user_id, lifetime).await

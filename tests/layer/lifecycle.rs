@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
-use tower_stateless::{Keys, SameSite, SessionStore};
+use tower_stateless::store::SessionStore;
+use tower_stateless::{Keys, SameSite};
 
 use crate::{key, App};
 
@@ -44,13 +45,19 @@ async fn unknown_ids_are_never_adopted() {
     let fresh = reply.cookie().expect("a fresh, server-generated ID");
     assert_ne!(fresh, stale);
 
-    // A blind write to it is dropped rather than adopting the ID.
+    // A blind write to it lands in another fresh session rather than adopting the ID.
     app.store.take_calls();
     let reply = app.send("POST", "/set/a/1", Some(&stale)).await;
-    assert_eq!(app.store.calls(), ["apply"]);
-    assert_eq!(reply.status, StatusCode::CONFLICT);
-    assert!(reply.removes_cookie());
-    assert!(app.store.memory.len() == 1, "only the fresh session exists");
+    assert_eq!(app.store.calls(), ["apply", "create"]);
+    assert_eq!(reply.status, StatusCode::OK);
+    let second = reply.cookie().expect("a new, server-generated ID");
+    assert!(second != stale && second != fresh);
+    assert_eq!(app.store.memory.len(), 2, "never the stale ID");
+    assert_eq!(
+        app.send("GET", "/get/a", Some(&second)).await.body,
+        "\"1\"",
+        "the write was kept"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +85,10 @@ async fn cycling_the_id_kills_the_old_one() {
     );
     let old = app.send("GET", "/get/cart", Some(&before)).await;
     assert_eq!(old.status, StatusCode::NOT_FOUND, "the old ID is dead");
-    assert!(old.removes_cookie());
+    assert!(
+        old.set_cookies().is_empty(),
+        "a dead cookie is left alone: removing it could delete the login's"
+    );
 }
 
 #[tokio::test]
@@ -114,8 +124,8 @@ async fn user_binding_enables_logout_everywhere() {
     let phone = app.login("alice").await;
     let laptop = app.login("alice").await;
     let bob = app.login("bob").await;
-    let lifetime = tower_stateless::Lifetime::new(
-        tower_stateless::Timestamp::from_system_time(app.clock.now()),
+    let lifetime = tower_stateless::store::Expiry::new(
+        tower_stateless::store::Timestamp::from_system_time(app.clock.now()),
         24 * HOUR,
         7 * 24 * HOUR,
     );
@@ -209,7 +219,27 @@ async fn idle_timeout_is_enforced_on_the_server() {
     app.clock.advance(HOUR);
     let reply = app.send("GET", "/get/user", Some(&cookie)).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "idle for an hour");
-    assert!(reply.removes_cookie());
+    assert!(
+        reply.set_cookies().is_empty(),
+        "only destroy() removes a cookie"
+    );
+
+    // A write that never saw it live lands in a new session, never on the old ID.
+    app.store.take_calls();
+    let reply = app.send("POST", "/set/cart/socks", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(app.store.calls(), ["apply", "create"]);
+    let fresh = reply.cookie().expect("a new session");
+    assert_ne!(fresh, cookie);
+    assert_eq!(
+        app.send("GET", "/get/cart", Some(&fresh)).await.body,
+        "\"socks\""
+    );
+    assert_eq!(
+        app.send("GET", "/get/user", Some(&fresh)).await.status,
+        StatusCode::NOT_FOUND,
+        "the new session is not the old one revived"
+    );
 }
 
 #[tokio::test]
@@ -235,7 +265,14 @@ async fn absolute_lifetime_is_enforced_however_active() {
         StatusCode::NOT_FOUND
     );
     let reply = app.send("POST", "/set/seen/again", Some(&cookie)).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "no write revives it");
+    assert_eq!(reply.status, StatusCode::OK, "the write lands...");
+    let fresh = reply.cookie().expect("...in a new session");
+    assert_ne!(fresh, cookie);
+    assert_eq!(
+        app.send("GET", "/get/user", Some(&fresh)).await.status,
+        StatusCode::NOT_FOUND,
+        "no write revives the old one"
+    );
 }
 
 #[tokio::test]
@@ -285,6 +322,7 @@ async fn cookie_attributes_are_configurable() {
             .with_http_only(false)
             .with_same_site(SameSite::Strict)
             .with_persistent_cookie(true)
+            .with_idle_timeout(Duration::from_secs(3600))
             .with_absolute_lifetime(Duration::from_secs(7200))
     });
     let reply = app.send("POST", "/set/a/1", None).await;

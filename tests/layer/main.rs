@@ -2,6 +2,7 @@
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod atomic;
 mod calls;
 mod failures;
 mod hostile;
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_stateless::{Key, Keys, Session, SessionLayer};
+use tower_stateless::{Key, Keys, Session, SessionLayer, SessionLayerBuilder};
 
 use instrumented::Instrumented;
 
@@ -80,6 +81,62 @@ fn routes() -> Router {
             "/incr/{key}",
             post(|session: Session, Path(key): Path<String>| async move {
                 let n: u64 = session.get(&key).await?.unwrap_or(0) + 1;
+                session.insert(key, &n)?;
+                Ok::<_, tower_stateless::Error>(n.to_string())
+            }),
+        )
+        .route(
+            "/add/{key}/{delta}",
+            post(
+                |session: Session, Path((key, delta)): Path<(String, i64)>| async move {
+                    session.increment(&key, delta).await.map(|n| n.to_string())
+                },
+            ),
+        )
+        .route(
+            "/add-later/{key}/{delta}",
+            post(
+                |session: Session, Path((key, delta)): Path<(String, i64)>| async move {
+                    session.increment_later(key, delta)
+                },
+            ),
+        )
+        .route(
+            "/add-then-fail/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                session.increment(&key, 1).await.unwrap();
+                session.increment_later("later", 1).unwrap();
+                StatusCode::INTERNAL_SERVER_ERROR
+            }),
+        )
+        .route(
+            "/append/{key}/{item}",
+            post(
+                |session: Session, Path((key, item)): Path<(String, String)>| async move {
+                    let list = session
+                        .update(&key, |list: Option<Vec<String>>| {
+                            let mut list = list.unwrap_or_default();
+                            list.push(item.clone());
+                            Some(list)
+                        })
+                        .await?;
+                    Ok::<_, tower_stateless::Error>(list.unwrap_or_default().len().to_string())
+                },
+            ),
+        )
+        .route(
+            "/read-then-add/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                session.get::<serde_json::Value>("user").await?;
+                session.increment(&key, 1).await.map(|n| n.to_string())
+            }),
+        )
+        .route(
+            "/slow-incr/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                let n: u64 = session.get(&key).await?.unwrap_or(0) + 1;
+                atomic::SLOW_LOADED.notify_one();
+                atomic::SLOW_RELEASE.notified().await;
                 session.insert(key, &n)?;
                 Ok::<_, tower_stateless::Error>(n.to_string())
             }),
@@ -180,11 +237,14 @@ impl App {
         Self::default()
     }
 
-    pub fn with(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+    pub fn with(configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder) -> Self {
         Self::with_keys(Keys::new(key(1)), configure)
     }
 
-    pub fn with_keys(keys: Keys, configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Self {
+    pub fn with_keys(
+        keys: Keys,
+        configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    ) -> Self {
         Self::sharing(Instrumented::default(), keys, configure)
     }
 
@@ -192,11 +252,14 @@ impl App {
     pub fn sharing(
         store: Instrumented,
         keys: Keys,
-        configure: impl FnOnce(SessionLayer) -> SessionLayer,
+        configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
     ) -> Self {
         let clock = ManualClock::default();
         let now = clock.clone();
-        let layer = configure(SessionLayer::new(store.clone(), keys).with_clock(move || now.now()));
+        let layer =
+            configure(SessionLayer::builder(store.clone(), keys).with_clock(move || now.now()))
+                .build()
+                .unwrap();
         Self {
             store,
             clock,

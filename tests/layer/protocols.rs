@@ -140,7 +140,10 @@ async fn the_extractor_names_the_missing_layer() {
 async fn tokens_can_travel_in_a_header() {
     let store = Instrumented::default();
     let name = header::HeaderName::from_static("x-session");
-    let layer = SessionLayer::new(store.clone(), Keys::new(key(1))).with_header(name.clone());
+    let layer = SessionLayer::builder(store.clone(), Keys::new(key(1)))
+        .with_header(name.clone())
+        .build()
+        .unwrap();
     let service = layer.layer(service_fn(counter));
     let with_token = |token: Option<&str>| {
         let mut request = request(None, Some("0"));

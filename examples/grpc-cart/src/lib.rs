@@ -40,7 +40,8 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
-use tower_stateless::{Keys, Session, SessionLayer, SessionStore};
+use tower_stateless::store::SessionStore;
+use tower_stateless::{Keys, Session, SessionLayer, SessionLayerBuilder};
 
 pub use crate::client::{connect, SessionChannel, TokenJar};
 pub use crate::config::Config;
@@ -73,7 +74,17 @@ const MAX_NAME_LEN: usize = 64;
 
 /// The session layer configured for gRPC: tokens in [`SESSION_HEADER`], signed with `keys`.
 pub fn session_layer(store: impl SessionStore, keys: impl Into<Keys>) -> SessionLayer {
-    SessionLayer::new(store, keys).with_header(HeaderName::from_static(SESSION_HEADER))
+    session_layer_builder(store, keys)
+        .build()
+        .expect("the default settings with a header carrier are valid")
+}
+
+/// [`session_layer`]'s settings, to change more of them.
+pub fn session_layer_builder(
+    store: impl SessionStore,
+    keys: impl Into<Keys>,
+) -> SessionLayerBuilder {
+    SessionLayer::builder(store, keys).with_header(HeaderName::from_static(SESSION_HEADER))
 }
 
 /// Serves `service` on `listener` behind `layer` until `shutdown` completes.
@@ -226,7 +237,7 @@ fn check_name(what: &str, value: &str) -> Result<(), Status> {
 fn to_status(error: tower_stateless::Error) -> Status {
     if error.is_unavailable() {
         Status::unavailable("session store unavailable")
-    } else if matches!(error, tower_stateless::Error::Ended) {
+    } else if error.kind() == tower_stateless::ErrorKind::Ended {
         Status::aborted("the session ended during the request")
     } else {
         tracing::error!(%error, "session data unusable");

@@ -58,6 +58,7 @@ async fn main() {
     }
 }
 
+#[expect(clippy::exit, reason = "the binary's one way out on a startup failure")]
 fn fail(code: i32, message: &str) -> ! {
     eprintln!("grpc-cart: {message}");
     std::process::exit(code)

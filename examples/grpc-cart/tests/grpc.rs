@@ -245,8 +245,10 @@ async fn redis_outage_is_unavailable() {
         return;
     };
     let store = RedisStore::connect(&redis.url()).await.unwrap();
-    let layer: SessionLayer =
-        grpc_cart::session_layer(store, keys()).with_store_timeout(Duration::from_millis(500));
+    let layer: SessionLayer = grpc_cart::session_layer_builder(store, keys())
+        .with_store_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     let server = TestServer::start(layer, "a").await;
     let jar = TokenJar::new();
     let mut client = server.client(&jar).await;

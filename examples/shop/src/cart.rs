@@ -1,15 +1,19 @@
-//! The cart: one session key per SKU, so concurrent adds of different SKUs never collide.
+//! The cart: one session key per SKU, each an integer changed only by atomic increments,
+//! so concurrent adds, of one SKU or of several, from any instance, all count.
 
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tower_stateless::Session;
+use tower_stateless::{ErrorKind, Session};
 
-use crate::{current_user, parse, ApiError};
+use crate::account::current_user;
+use crate::error::{parse, ApiError};
 
 const ITEM_PREFIX: &str = "cart:";
 const MAX_SKU_LEN: usize = 64;
+/// The most units one add may carry.
+const MAX_QTY: u64 = 1000;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Item {
@@ -34,8 +38,8 @@ fn item_key(sku: &str) -> String {
 
 pub(crate) async fn add(session: Session, body: Bytes) -> Result<Json<Item>, ApiError> {
     let Item { sku, qty } = parse(&body)?;
-    if qty < 1 {
-        return Err(ApiError::BadRequest("qty must be at least 1".into()));
+    if !(1..=MAX_QTY).contains(&qty) {
+        return Err(ApiError::BadRequest(format!("qty must be 1 to {MAX_QTY}")));
     }
     if sku.is_empty() || sku.len() > MAX_SKU_LEN {
         return Err(ApiError::BadRequest(format!(
@@ -43,14 +47,20 @@ pub(crate) async fn add(session: Session, body: Bytes) -> Result<Json<Item>, Api
         )));
     }
     current_user(&session).await?;
-    let key = item_key(&sku);
-    let qty = session
-        .get::<u64>(&key)
-        .await?
-        .unwrap_or(0)
-        .saturating_add(qty);
-    session.insert(key, &qty)?;
-    Ok(Json(Item { sku, qty }))
+    let delta = i64::try_from(qty).expect("qty is at most 1000");
+    let total = match session.increment(&item_key(&sku), delta).await {
+        Ok(total) => total,
+        Err(error) if error.kind() == ErrorKind::Overflow => {
+            return Err(ApiError::BadRequest(format!(
+                "the cart cannot hold that many of {sku}"
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok(Json(Item {
+        sku,
+        qty: u64::try_from(total).unwrap_or(0),
+    }))
 }
 
 pub(crate) async fn item(
@@ -62,16 +72,19 @@ pub(crate) async fn item(
     Ok(Json(Item { sku, qty }))
 }
 
-/// Every cart line, sorted by SKU (session keys come back sorted).
+/// Every cart line holding at least one unit, sorted by SKU (session keys come back
+/// sorted).
 async fn items(session: &Session) -> Result<Vec<Item>, ApiError> {
     let mut items = Vec::new();
     for key in session.keys().await? {
         if let Some(sku) = key.strip_prefix(ITEM_PREFIX) {
-            let qty = session.get::<u64>(&key).await?.unwrap_or(0);
-            items.push(Item {
-                sku: sku.to_owned(),
-                qty,
-            });
+            let qty = session.get::<i64>(&key).await?.unwrap_or(0);
+            if let Ok(qty @ 1..) = u64::try_from(qty) {
+                items.push(Item {
+                    sku: sku.to_owned(),
+                    qty,
+                });
+            }
         }
     }
     Ok(items)
@@ -90,11 +103,14 @@ pub(crate) async fn checkout(session: Session) -> Result<Json<Order>, ApiError> 
     if items.is_empty() {
         return Err(ApiError::Conflict("the cart is empty"));
     }
+    // Take out exactly what was ordered, in the one write-back, all or nothing: an add
+    // that lands meanwhile stays in the cart.
     for item in &items {
-        session.remove(item_key(&item.sku));
+        let qty = i64::try_from(item.qty).expect("a cart line fits in i64");
+        session.increment_later(item_key(&item.sku), -qty)?;
     }
     Ok(Json(Order {
-        order: crate::random_id("ord"),
+        order: crate::ids::random_id("ord"),
         items,
     }))
 }

@@ -1,8 +1,10 @@
-//! Configuration from the environment.
+//! The shop's settings, checked: what the command line (or its variables) asked for.
 
 use std::net::IpAddr;
 
 use tower_stateless::{Key, Keys};
+
+use crate::cli::ServeArgs;
 
 /// Where sessions live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,40 +31,20 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, String> {
-        Self::from_lookup(|name| {
-            std::env::var(name)
-                .ok()
-                .filter(|value| !value.trim().is_empty())
-        })
-    }
-
-    /// Reads settings through `var` (the environment, or a map in tests).
-    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let port = match var("PORT") {
-            Some(port) => port
-                .trim()
-                .parse()
-                .map_err(|_| format!("PORT={port} is not a port number"))?,
-            None => 3000,
-        };
-        let host = match var("HOST") {
-            Some(host) => host
-                .trim()
-                .parse()
-                .map_err(|_| format!("HOST={host} is not an IP address"))?,
-            None => IpAddr::from([127, 0, 0, 1]),
-        };
-        let instance = var("INSTANCE").unwrap_or_else(|| format!("{}:{port}", hostname()));
-        let (keys, keys_generated) = match var("SESSION_KEYS") {
+    /// Checks what clap parsed. An empty value counts as unset, as it did when the
+    /// settings were read from the environment alone. The error never repeats a key.
+    pub fn from_args(args: ServeArgs) -> Result<Self, String> {
+        let set = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
+        let instance =
+            set(args.instance).unwrap_or_else(|| format!("{}:{}", hostname(), args.port));
+        let (keys, keys_generated) = match set(args.session_keys) {
             Some(list) => (
                 Keys::from_base64_list(&list).map_err(|error| format!("SESSION_KEYS: {error}"))?,
                 false,
             ),
             None => (Keys::new(Key::generate()), true),
         };
-        let store = match (var("REDIS_CLUSTER_NODES"), var("REDIS_URL")) {
+        let store = match (set(args.redis_cluster_nodes), set(args.redis_url)) {
             (Some(nodes), _) => StoreChoice::Cluster(
                 nodes
                     .split(',')
@@ -74,19 +56,14 @@ impl Config {
             (None, Some(url)) => StoreChoice::Redis(url),
             (None, None) => StoreChoice::Memory,
         };
-        let secure_cookies = match var("COOKIE_SECURE").as_deref().map(str::trim) {
-            None | Some("true" | "1") => true,
-            Some("false" | "0") => false,
-            Some(other) => return Err(format!("COOKIE_SECURE={other}: use true or false")),
-        };
         Ok(Self {
-            host,
-            port,
+            host: args.host,
+            port: args.port,
             instance,
             keys,
             keys_generated,
             store,
-            secure_cookies,
+            secure_cookies: args.cookie_secure,
         })
     }
 }
@@ -101,22 +78,19 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
+    use crate::cli::parse_ignoring_env;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| vars.get(name).cloned())
+    fn config<const N: usize>(args: [&str; N]) -> Result<Config, String> {
+        let cli = parse_ignoring_env(args).map_err(|error| error.to_string())?;
+        Config::from_args(cli.serve)
     }
 
     #[test]
     fn defaults() {
-        let config = config(&[]).unwrap();
+        let config = config(["shop"]).unwrap();
         assert_eq!(config.port, 3000);
+        assert_eq!(config.host, IpAddr::from([127, 0, 0, 1]));
         assert!(config.keys_generated);
         assert_eq!(config.store, StoreChoice::Memory);
         assert!(config.instance.ends_with(":3000"));
@@ -126,18 +100,28 @@ mod tests {
     #[test]
     fn explicit_settings() {
         let key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
-        let config = config(&[
-            ("PORT", "4000"),
-            ("INSTANCE", "a"),
-            ("SESSION_KEYS", &format!("{key},{key}")),
-            ("REDIS_URL", "redis://127.0.0.1:6380"),
-            ("COOKIE_SECURE", "false"),
+        let keys = format!("{key},{key}");
+        let config = config([
+            "shop",
+            "--port",
+            "4000",
+            "--host",
+            "0.0.0.0",
+            "--instance",
+            "a",
+            "--session-keys",
+            &keys,
+            "--redis-url",
+            "redis://127.0.0.1:6380",
+            "--cookie-secure",
+            "false",
         ])
         .unwrap();
         assert_eq!(
             (config.port, config.instance.as_str(), config.keys_generated),
             (4000, "a", false)
         );
+        assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(
             config.store,
             StoreChoice::Redis("redis://127.0.0.1:6380".into())
@@ -146,18 +130,34 @@ mod tests {
     }
 
     #[test]
-    fn cluster_wins_and_bad_values_are_errors() {
-        let cluster = config(&[
-            ("REDIS_CLUSTER_NODES", "127.0.0.1:7000, 127.0.0.1:7001"),
-            ("REDIS_URL", "x"),
+    fn cluster_wins_empty_is_unset_and_bad_values_are_errors() {
+        let cluster = config([
+            "shop",
+            "--redis-cluster-nodes",
+            "127.0.0.1:7000, 127.0.0.1:7001",
+            "--redis-url",
+            "x",
         ]);
         assert_eq!(
             cluster.unwrap().store,
             StoreChoice::Cluster(vec!["127.0.0.1:7000".into(), "127.0.0.1:7001".into()])
         );
-        assert!(config(&[("PORT", "x")]).unwrap_err().contains("PORT"));
-        assert!(config(&[("SESSION_KEYS", "c2hvcnQ=")])
+        let empty = config(["shop", "--redis-url", "", "--session-keys", " "]).unwrap();
+        assert_eq!(
+            (empty.store, empty.keys_generated),
+            (StoreChoice::Memory, true)
+        );
+        assert!(config(["shop", "--port", "x"])
             .unwrap_err()
-            .contains("at least 32"));
+            .contains("--port"));
+        assert!(config(["shop", "--cookie-secure", "maybe"])
+            .unwrap_err()
+            .contains("--cookie-secure"));
+        let short = config(["shop", "--session-keys", "c2hvcnQ="]).unwrap_err();
+        assert!(short.contains("at least 32"), "{short}");
+        assert!(
+            !short.contains("c2hvcnQ="),
+            "the key is not repeated: {short}"
+        );
     }
 }

@@ -10,9 +10,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tower_stateless::{Session, SessionStore};
+use tower_stateless::store::SessionStore;
+use tower_stateless::Session;
 
-use crate::{parse, ApiError, AppState};
+use crate::app::AppState;
+use crate::error::{parse, ApiError};
 
 /// The largest chunk accepted.
 pub const MAX_CHUNK: usize = 1024 * 1024;
@@ -80,7 +82,7 @@ pub(crate) async fn create(
             "size must be 1 to {MAX_SIZE} bytes"
         )));
     }
-    let upload = crate::random_id("up");
+    let upload = crate::ids::random_id("up");
     session.insert(meta_key(&upload), &Meta { name, size })?;
     Ok((StatusCode::CREATED, Json(Created { upload })))
 }

@@ -22,7 +22,10 @@ struct Reply {
 impl Client {
     fn new() -> Self {
         let store = MemoryStore::new();
-        let layer = SessionLayer::new(store.clone(), Key::generate()).with_secure(false);
+        let layer = SessionLayer::builder(store.clone(), Key::generate())
+            .with_secure(false)
+            .build()
+            .unwrap();
         Self {
             app: shop::router(
                 shop::AppState {

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http_body_util::BodyExt;
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use shop::{AppState, Chunks};
 use tower::ServiceExt;
 use tower_stateless::{Key, RedisStore, SessionLayer};
@@ -39,8 +42,10 @@ struct Reply {
 impl Shop {
     async fn on(store: RedisStore) -> Self {
         let chunks = Chunks::Redis(store.connection());
-        let layer = SessionLayer::new(store.clone(), Key::from_bytes(&[7; 32]).unwrap())
-            .with_store_timeout(Duration::from_millis(500));
+        let layer = SessionLayer::builder(store.clone(), Key::from_bytes(&[7; 32]).unwrap())
+            .with_store_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
         let app = shop::router(AppState { store, chunks }, layer, "redis-test");
         Self {
             app,
@@ -182,6 +187,35 @@ async fn no_lost_updates(shop: &Shop) -> usize {
     cart.json["items"].as_array().unwrap().len()
 }
 
+/// 16 clients add the same SKU 200 times in all, alternating between two instances on
+/// one store: every acknowledged add counts. Returns the final quantity.
+async fn same_sku_adds_lose_nothing(a: &Shop, b: &Shop) -> u64 {
+    let cookie = a.login("same-sku").await;
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..16 {
+        let (a, b, cookie) = (a.clone(), b.clone(), cookie.clone());
+        clients.spawn(async move {
+            let mut acknowledged = 0;
+            for n in (client..200).step_by(16) {
+                let instance = if n % 2 == 0 { &a } else { &b };
+                let body = json!({"sku": "socks", "qty": 1});
+                let reply = instance
+                    .call("POST", "/cart/items", Some(&cookie), Some(body))
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+                acknowledged += 1;
+            }
+            acknowledged
+        });
+    }
+    let acknowledged: u64 = clients.join_all().await.into_iter().sum();
+    assert_eq!(acknowledged, 200);
+    let item = b
+        .call("GET", "/cart/items/socks", Some(&cookie), None)
+        .await;
+    item.json["qty"].as_u64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_to_one_session_all_land_on_redis() {
     let Some(server) = RedisServer::start() else {
@@ -189,7 +223,94 @@ async fn concurrent_writes_to_one_session_all_land_on_redis() {
     };
     let shop = Shop::single(&server).await;
     assert_eq!(no_lost_updates(&shop).await, 200);
+    let other = Shop::single(&server).await;
+    let qty = same_sku_adds_lose_nothing(&shop, &other).await;
+    eprintln!("same SKU through two instances on one Redis: 200 acknowledged, qty {qty}");
+    assert_eq!(qty, 200, "no acknowledged add of the same SKU is lost");
     assert_no_raw_ids(&server.url(), &shop.raw_ids()).await;
+}
+
+/// Checkout racing adds of the same SKU: what the order took plus what stays in the cart
+/// is every acknowledged add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkout_takes_only_what_it_ordered() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    let cookie = shop.login("checkout").await;
+    let add = json!({"sku": "socks", "qty": 1});
+    for round in 0..20 {
+        let mut adds = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (shop, cookie, add) = (shop.clone(), cookie.clone(), add.clone());
+            adds.spawn(async move {
+                let reply = shop
+                    .call("POST", "/cart/items", Some(&cookie), Some(add))
+                    .await;
+                u64::from(reply.status == StatusCode::OK)
+            });
+        }
+        let order = shop.call("POST", "/checkout", Some(&cookie), None).await;
+        let acknowledged: u64 = adds.join_all().await.into_iter().sum();
+        let ordered = match order.status {
+            StatusCode::OK => order.json["items"][0]["qty"].as_u64().unwrap(),
+            // Checkout ran before any add landed.
+            StatusCode::CONFLICT => 0,
+            other => panic!("round {round}: checkout answered {other}"),
+        };
+        let left = shop
+            .call("GET", "/cart/items/socks", Some(&cookie), None)
+            .await;
+        let left = left.json["qty"].as_u64().unwrap();
+        assert_eq!(
+            ordered + left,
+            acknowledged,
+            "round {round}: an add was lost"
+        );
+        shop.call("POST", "/checkout", Some(&cookie), None).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cart_line_that_would_overflow_is_a_400() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    let cookie = shop.login("greedy").await;
+    let add = |qty: i64| json!({"sku": "socks", "qty": qty});
+    for bad in [0, 1001, -1] {
+        let reply = shop
+            .call("POST", "/cart/items", Some(&cookie), Some(add(bad)))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "qty {bad}");
+    }
+    let reply = shop
+        .call("POST", "/cart/items", Some(&cookie), Some(add(1)))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Push the stored line to the edge of i64 behind the shop's back.
+    let raw = shop.raw_ids().into_iter().next().unwrap();
+    let hashed = URL_SAFE_NO_PAD.encode(Sha256::digest(raw.as_bytes()));
+    server.cli(&[
+        "HSET",
+        &format!("session:{{{hashed}}}"),
+        "cart:socks",
+        &(i64::MAX - 1).to_string(),
+    ]);
+    let reply = shop
+        .call("POST", "/cart/items", Some(&cookie), Some(add(2)))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot hold"),
+        "{}",
+        reply.json
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -199,6 +320,10 @@ async fn concurrent_writes_to_one_session_all_land_on_a_cluster() {
     };
     let shop = Shop::cluster(&cluster).await;
     assert_eq!(no_lost_updates(&shop).await, 200);
+    let other = Shop::cluster(&cluster).await;
+    let qty = same_sku_adds_lose_nothing(&shop, &other).await;
+    eprintln!("same SKU through two instances on a Cluster: 200 acknowledged, qty {qty}");
+    assert_eq!(qty, 200, "no acknowledged add of the same SKU is lost");
     for node in cluster.servers() {
         let raw = shop.raw_ids();
         let keys = node.cli(&["DBSIZE"]);
@@ -318,7 +443,8 @@ async fn round_trips_per_request_read_off_commandstats() {
     };
     let shop = Shop::single(&server).await;
     let cookie = shop.login("counted").await;
-    // Let the first use of the write script load it (EVALSHA, NOSCRIPT, EVAL) unmeasured.
+    // Let the first use of each write script (the increment of an add, the apply of a
+    // blind write) load it (EVALSHA, NOSCRIPT, EVAL) unmeasured.
     let warm_up = shop
         .call(
             "POST",
@@ -328,6 +454,15 @@ async fn round_trips_per_request_read_off_commandstats() {
         )
         .await;
     assert_eq!(warm_up.status, StatusCode::OK);
+    let warm_up = shop
+        .call(
+            "POST",
+            "/uploads",
+            Some(&cookie),
+            Some(json!({"name": "warm", "size": 1})),
+        )
+        .await;
+    assert_eq!(warm_up.status, StatusCode::CREATED);
     // Each measurement starts from zero.
     let measure = async |method: &str, path: &str, cookie: Option<&str>, body: Option<Value>| {
         server.cli(&["CONFIG", "RESETSTAT"]);

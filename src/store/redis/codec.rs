@@ -7,20 +7,26 @@ use std::time::Duration;
 use ::redis::{ScriptInvocation, Value};
 
 use crate::error::StoreError;
-use crate::record::{duration_millis, ChangeSet, Lifetime, Metadata, Record, Timestamp};
+use crate::expiry::duration_millis;
+use crate::store::{ChangeSet, Expiry, IncrementError, Metadata, Record, Timestamp, UserChange};
 
-/// When the session was created, in milliseconds since the epoch.
-pub(super) const CREATED: &str = ":created";
-/// When the session was last refreshed, in milliseconds since the epoch.
-pub(super) const REFRESHED: &str = ":refreshed";
-/// The user the session is bound to; absent when unbound.
-pub(super) const USER: &str = ":user";
-/// Layout version, so that a future layout can tell old hashes apart.
-pub(super) const VERSION: &str = ":v";
-/// Counts data changes, so a cluster `cycle_id` notices a write that raced its copy.
-pub(super) const GENERATION: &str = ":gen";
-/// The only layout this version writes and reads.
-pub(super) const FORMAT_VERSION: &str = "1";
+/// Layout 2's metadata, one field: `<created>.<refreshed>.<generation>` (milliseconds
+/// since the epoch, twice, then a count of data changes, so that a cluster `cycle_id`
+/// notices a write that raced its copy).
+pub(super) const META: &str = ":m";
+/// Layout 2's user the session is bound to; absent when unbound.
+pub(super) const USER: &str = ":u";
+
+/// Layout 1 (still read; any write turns a hash into layout 2): creation time.
+pub(super) const V1_CREATED: &str = ":created";
+/// Layout 1: last refresh.
+pub(super) const V1_REFRESHED: &str = ":refreshed";
+/// Layout 1: the user.
+pub(super) const V1_USER: &str = ":user";
+/// Layout 1: its version, `1`.
+pub(super) const V1_VERSION: &str = ":v";
+/// Layout 1: the write generation.
+pub(super) const V1_GENERATION: &str = ":gen";
 
 /// Durations are capped (about 1,100 years) so that timestamps plus durations stay exact
 /// in Lua's doubles and valid for `PEXPIRE`.
@@ -72,18 +78,69 @@ fn number(bytes: Option<&[u8]>, what: &str) -> Result<u64, StoreError> {
         .ok_or_else(|| corrupt(format!("{what} is not a whole number")))
 }
 
-fn timestamp(bytes: Option<&[u8]>, what: &str) -> Result<Timestamp, StoreError> {
-    number(bytes, what).map(Timestamp::from_millis)
-}
-
-fn check_version(version: Option<&[u8]>) -> Result<(), StoreError> {
+fn check_v1_version(version: Option<&[u8]>) -> Result<(), StoreError> {
     match version {
-        Some(version) if version == FORMAT_VERSION.as_bytes() => Ok(()),
+        Some(b"1") => Ok(()),
         Some(version) => Err(corrupt(format!(
             "unsupported layout version {:?}",
             String::from_utf8_lossy(version)
         ))),
         None => Err(corrupt("layout version is missing")),
+    }
+}
+
+/// The reserved fields of either layout, as stored.
+#[derive(Default)]
+struct Reserved {
+    meta: Option<Vec<u8>>,
+    user: Option<Vec<u8>>,
+    v1_created: Option<Vec<u8>>,
+    v1_refreshed: Option<Vec<u8>>,
+    v1_user: Option<Vec<u8>>,
+    v1_version: Option<Vec<u8>>,
+    v1_generation: Option<Vec<u8>>,
+}
+
+impl Reserved {
+    fn is_empty(&self) -> bool {
+        self.meta.is_none() && self.v1_created.is_none() && self.v1_version.is_none()
+    }
+
+    /// The metadata and write generation, from layout 2 or else layout 1.
+    fn decode(self) -> Result<(Metadata, u64), StoreError> {
+        let (created_at, refreshed_at, generation, user) = match self.meta {
+            Some(meta) => {
+                let text =
+                    std::str::from_utf8(&meta).map_err(|_| corrupt("metadata is not UTF-8"))?;
+                let mut parts = text
+                    .split('.')
+                    .map(|part| number(Some(part.as_bytes()), "metadata"));
+                let (Some(created), Some(refreshed), Some(generation), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(corrupt("metadata is not three numbers"));
+                };
+                (created?, refreshed?, generation?, self.user)
+            }
+            None => {
+                check_v1_version(self.v1_version.as_deref())?;
+                let generation = self
+                    .v1_generation
+                    .map_or(Ok(0), |generation| number(Some(&generation), "generation"))?;
+                (
+                    number(self.v1_created.as_deref(), "creation time")?,
+                    number(self.v1_refreshed.as_deref(), "refresh time")?,
+                    generation,
+                    self.v1_user,
+                )
+            }
+        };
+        let metadata = Metadata {
+            created_at: Timestamp::from_millis(created_at),
+            refreshed_at: Timestamp::from_millis(refreshed_at),
+            user_id: user.map(|user| text(user, "the user")).transpose()?,
+        };
+        Ok((metadata, generation))
     }
 }
 
@@ -121,16 +178,14 @@ pub(super) fn hash_entries(reply: Value) -> Result<Entries, StoreError> {
 
 /// A whole session from `HGETALL`, with its write generation; `None` if the hash is empty
 /// (the key does not exist). Names and values move into the record without copies.
+/// Reads layout 2, and layout 1 as written by earlier versions.
 pub(super) fn decode_record(
     fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<Option<(Record, u64)>, StoreError> {
     let fields = fields.into_iter();
     let mut data = HashMap::with_capacity(fields.size_hint().0);
-    let (mut version, mut created, mut refreshed, mut user, mut generation) =
-        (None, None, None, None, None);
-    let mut empty = true;
+    let mut reserved = Reserved::default();
     for (mut name, value) in fields {
-        empty = false;
         match decode_field(&name) {
             Field::User(_) => {
                 if name.starts_with(b"::") {
@@ -140,64 +195,72 @@ pub(super) fn decode_record(
             }
             // Unknown reserved fields are left to the layout that wrote them.
             Field::Reserved(field) => match std::str::from_utf8(field).unwrap_or_default() {
-                VERSION => version = Some(value),
-                CREATED => created = Some(value),
-                REFRESHED => refreshed = Some(value),
-                USER => user = Some(value),
-                GENERATION => generation = Some(value),
+                META => reserved.meta = Some(value),
+                USER => reserved.user = Some(value),
+                V1_CREATED => reserved.v1_created = Some(value),
+                V1_REFRESHED => reserved.v1_refreshed = Some(value),
+                V1_USER => reserved.v1_user = Some(value),
+                V1_VERSION => reserved.v1_version = Some(value),
+                V1_GENERATION => reserved.v1_generation = Some(value),
                 _ => {}
             },
         }
     }
-    if empty {
-        return Ok(None);
+    if reserved.is_empty() {
+        if data.is_empty() {
+            return Ok(None);
+        }
+        return Err(corrupt("a session without metadata"));
     }
-    check_version(version.as_deref())?;
-    let metadata = Metadata {
-        created_at: timestamp(created.as_deref(), "creation time")?,
-        refreshed_at: timestamp(refreshed.as_deref(), "refresh time")?,
-        user_id: user.map(|user| text(user, "the user")).transpose()?,
-    };
-    let generation =
-        generation.map_or(Ok(0), |generation| number(Some(&generation), "generation"))?;
+    let (metadata, generation) = reserved.decode()?;
     Ok(Some((Record::new(data, metadata), generation)))
 }
 
-/// The reserved fields [`decode_metadata`] reads, in its order.
-pub(super) const METADATA_FIELDS: [&str; 4] = [CREATED, REFRESHED, USER, VERSION];
+/// The reserved fields [`decode_metadata`] reads, in its order: layout 2's, then layout 1's.
+pub(super) const METADATA_FIELDS: [&str; 7] = [
+    META,
+    USER,
+    V1_CREATED,
+    V1_REFRESHED,
+    V1_USER,
+    V1_VERSION,
+    V1_GENERATION,
+];
 
 /// A session's metadata from `HMGET` of [`METADATA_FIELDS`]; `None` if the session is gone.
 pub(super) fn decode_metadata(
     values: Vec<Option<Vec<u8>>>,
 ) -> Result<Option<Metadata>, StoreError> {
-    let [created, refreshed, user, version]: [Option<Vec<u8>>; 4] = values
+    let [meta, user, v1_created, v1_refreshed, v1_user, v1_version, v1_generation]: [Option<
+        Vec<u8>,
+    >; 7] = values
         .try_into()
         .map_err(|_| corrupt("unexpected HMGET reply"))?;
-    if created.is_none() && refreshed.is_none() && version.is_none() {
+    let reserved = Reserved {
+        meta,
+        user,
+        v1_created,
+        v1_refreshed,
+        v1_user,
+        v1_version,
+        v1_generation,
+    };
+    if reserved.is_empty() {
         return Ok(None);
     }
-    check_version(version.as_deref())?;
-    Ok(Some(Metadata {
-        created_at: timestamp(created.as_deref(), "creation time")?,
-        refreshed_at: timestamp(refreshed.as_deref(), "refresh time")?,
-        user_id: user.map(|user| text(user, "the user")).transpose()?,
-    }))
+    reserved.decode().map(|(metadata, _)| Some(metadata))
 }
 
-/// Every field of a new session, reserved ones first, as `HSET` pairs.
+/// Every field of a new session, in layout 2, metadata first, as `HSET` pairs.
 pub(super) fn record_pairs(record: &Record) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     let meta = &record.metadata;
-    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(record.data.len() + 5);
-    pairs.push((
-        CREATED.into(),
-        meta.created_at.as_millis().to_string().into(),
-    ));
-    pairs.push((
-        REFRESHED.into(),
-        meta.refreshed_at.as_millis().to_string().into(),
-    ));
-    pairs.push((VERSION.into(), FORMAT_VERSION.into()));
-    pairs.push((GENERATION.into(), "0".into()));
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(record.data.len() + 2);
+    let packed = format!(
+        "{}.{}.0",
+        meta.created_at.as_millis(),
+        meta.refreshed_at.as_millis()
+    );
+    pairs.push((META.into(), packed.into()));
     if let Some(user) = &meta.user_id {
         pairs.push((USER.into(), user.as_str().into()));
     }
@@ -207,22 +270,22 @@ pub(super) fn record_pairs(record: &Record) -> Vec<(Cow<'_, str>, Cow<'_, str>)>
     pairs
 }
 
-/// Adds `now`, idle timeout and absolute lifetime (milliseconds): `ARGV[1..3]` of every
+/// Adds `now`, idle timeout and absolute expiry (milliseconds): `ARGV[1..3]` of every
 /// session script.
-pub(super) fn push_lifetime(invocation: &mut ScriptInvocation<'_>, lifetime: Lifetime) {
+pub(super) fn push_expiry(invocation: &mut ScriptInvocation<'_>, expiry: Expiry) {
     invocation
-        .arg(lifetime.now.as_millis())
-        .arg(millis(lifetime.idle_timeout))
-        .arg(millis(lifetime.absolute_lifetime));
+        .arg(expiry.now.as_millis())
+        .arg(millis(expiry.idle_timeout))
+        .arg(millis(expiry.absolute_lifetime));
 }
 
-/// Adds a change set in the layout `apply_changes` in `common.lua` reads; it must be last.
+/// Adds a change set in the layout `apply_and_refresh` in `common.lua` reads; it must be last.
 pub(super) fn push_changes(invocation: &mut ScriptInvocation<'_>, changes: &ChangeSet) {
     invocation.arg(if changes.clear { "1" } else { "0" });
-    match &changes.user_id {
-        None => invocation.arg("keep").arg(""),
-        Some(None) => invocation.arg("unbind").arg(""),
-        Some(Some(user)) => invocation.arg("bind").arg(user.as_str()),
+    match &changes.user {
+        UserChange::Keep => invocation.arg("keep").arg(""),
+        UserChange::Unbind => invocation.arg("unbind").arg(""),
+        UserChange::Bind(user) => invocation.arg("bind").arg(user.as_str()),
     };
     let set = changes
         .fields
@@ -232,8 +295,21 @@ pub(super) fn push_changes(invocation: &mut ScriptInvocation<'_>, changes: &Chan
     for (name, value) in set {
         invocation.arg(encode_field(name).as_ref()).arg(value);
     }
+    invocation.arg(changes.increments.len());
+    for (name, delta) in &changes.increments {
+        invocation.arg(encode_field(name).as_ref()).arg(*delta);
+    }
     for (name, _) in changes.fields.iter().filter(|(_, value)| value.is_none()) {
         invocation.arg(encode_field(name).as_ref());
+    }
+}
+
+/// A rejected increment, as the scripts name it.
+pub(super) fn rejection(why: Option<&String>) -> Result<IncrementError, StoreError> {
+    match why.map(String::as_str) {
+        Some("overflow") => Ok(IncrementError::Overflow),
+        Some("not-integer") => Ok(IncrementError::NotAnInteger),
+        _ => Err(corrupt("unexpected rejection from a session script")),
     }
 }
 
@@ -257,7 +333,15 @@ mod tests {
                 "{name:?}"
             );
         }
-        for reserved in [CREATED, REFRESHED, USER, VERSION, GENERATION] {
+        for reserved in [
+            META,
+            USER,
+            V1_CREATED,
+            V1_REFRESHED,
+            V1_USER,
+            V1_VERSION,
+            V1_GENERATION,
+        ] {
             assert!(matches!(
                 decode_field(reserved.as_bytes()),
                 Field::Reserved(_)
@@ -301,21 +385,39 @@ mod tests {
     }
 
     #[test]
+    fn reads_layout_1() {
+        let old = stored(&[
+            (V1_CREATED, "5"),
+            (V1_REFRESHED, "7"),
+            (V1_USER, "u"),
+            (V1_VERSION, "1"),
+            (V1_GENERATION, "3"),
+            ("a", "1"),
+        ]);
+        let (record, generation) = decode_record(old).unwrap().unwrap();
+        assert_eq!(generation, 3);
+        assert_eq!(record.metadata.created_at.as_millis(), 5);
+        assert_eq!(record.metadata.refreshed_at.as_millis(), 7);
+        assert_eq!(record.metadata.user_id.as_deref(), Some("u"));
+        assert_eq!(record.data, HashMap::from([("a".into(), "1".into())]));
+    }
+
+    #[test]
     fn rejects_broken_hashes() {
         assert_eq!(decode_record(HashMap::new()).unwrap(), None);
-        let no_version = stored(&[(CREATED, "1"), (REFRESHED, "1")]);
-        assert!(matches!(
-            decode_record(no_version),
-            Err(StoreError::Corrupt(_))
-        ));
-        let bad_time = stored(&[(CREATED, "x"), (REFRESHED, "1"), (VERSION, "1")]);
-        assert!(matches!(
-            decode_record(bad_time),
-            Err(StoreError::Corrupt(_))
-        ));
-        let future = stored(&[(CREATED, "1"), (REFRESHED, "1"), (VERSION, "2")]);
-        assert!(matches!(decode_record(future), Err(StoreError::Corrupt(_))));
-        let mut not_utf8 = stored(&[(CREATED, "1"), (REFRESHED, "1"), (VERSION, "1")]);
+        let broken = [
+            stored(&[(V1_CREATED, "1"), (V1_REFRESHED, "1")]),
+            stored(&[(V1_CREATED, "x"), (V1_REFRESHED, "1"), (V1_VERSION, "1")]),
+            stored(&[(V1_CREATED, "1"), (V1_REFRESHED, "1"), (V1_VERSION, "2")]),
+            stored(&[(META, "1.2")]),
+            stored(&[(META, "1.2.3.4")]),
+            stored(&[(META, "1.x.3")]),
+            stored(&[("data", "1")]),
+        ];
+        for hash in broken {
+            assert!(matches!(decode_record(hash), Err(StoreError::Corrupt(_))));
+        }
+        let mut not_utf8 = stored(&[(META, "1.1.0")]);
         not_utf8.insert(b"k".to_vec(), vec![0xff]);
         assert!(matches!(
             decode_record(not_utf8),
@@ -325,12 +427,15 @@ mod tests {
 
     #[test]
     fn metadata_of_a_missing_session_is_none() {
-        assert_eq!(decode_metadata(vec![None, None, None, None]).unwrap(), None);
+        assert_eq!(decode_metadata(vec![None; 7]).unwrap(), None);
         let meta = decode_metadata(vec![
-            Some(b"1".to_vec()),
-            Some(b"2".to_vec()),
+            Some(b"1.2.0".to_vec()),
             None,
-            Some(b"1".to_vec()),
+            None,
+            None,
+            None,
+            None,
+            None,
         ])
         .unwrap()
         .unwrap();

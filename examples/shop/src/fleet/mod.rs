@@ -1,18 +1,32 @@
 //! A fleet on one machine: Redis, N shop instances sharing `SESSION_KEYS`, and nginx
 //! in round robin in front. Used by `shop fleet` and by the fleet tests.
+//!
+//! Only processes, ports and files: the fleet knows the shop as a binary to start with
+//! its settings in the environment, never its HTTP code.
 
+mod instance;
+mod net;
 mod nginx;
 mod process;
+mod procfs;
+mod redis;
+mod run;
+mod scratch;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+pub use self::instance::Instance;
+pub use self::net::{free_port, wait_until_ready};
 pub use self::nginx::Nginx;
-pub use self::process::{free_port, on_path, wait_until_ready, ScratchDir, Supervised};
+pub use self::process::{on_path, Started, Supervised};
+pub use self::procfs::{children, group_members, is_alive, survivors};
+pub use self::redis::RedisProcess;
+pub use self::run::run;
+pub use self::scratch::ScratchDir;
 
+/// How long a process of the fleet has to answer its first probe.
 const READY_LIMIT: Duration = Duration::from_secs(20);
-const HEALTH_PROBE: &[u8] = b"GET /healthz HTTP/1.0\r\n\r\n";
 
 /// Where the fleet keeps sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,140 +51,25 @@ pub struct FleetConfig {
     pub env: Vec<(String, String)>,
 }
 
-/// A private redis-server.
-#[derive(Debug)]
-pub struct RedisProcess {
-    process: Option<Supervised>,
-    port: u16,
-    args: Vec<String>,
-    dir: ScratchDir,
-}
-
-impl RedisProcess {
-    pub fn start(args: &[String]) -> std::io::Result<Self> {
-        let mut redis = Self {
-            process: None,
-            port: free_port(None),
-            args: args.to_vec(),
-            dir: ScratchDir::new("redis")?,
-        };
-        redis.restart()?;
-        Ok(redis)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
-    }
-
-    /// Starts (again) on the same port and data directory.
-    pub fn restart(&mut self) -> std::io::Result<()> {
-        self.kill();
-        let mut command = Command::new("redis-server");
-        command
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(&self.args);
-        let log = self.dir.path().join("redis.log");
-        self.process = Some(Supervised::spawn("redis-server", command, &log)?);
-        if wait_until_ready(self.port, b"PING\r\n", b"+PONG", READY_LIMIT) {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "redis-server did not start: see {}",
-                log.display()
-            )))
-        }
-    }
-}
-
-/// One shop process.
-#[derive(Debug)]
-pub struct Instance {
-    pub name: String,
-    pub port: u16,
-    process: Option<Supervised>,
-    command: Vec<(String, String)>,
-    binary: PathBuf,
-    log: PathBuf,
-}
-
-impl Instance {
-    /// SIGKILL: a crash, with no chance to flush anything.
-    pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
-    }
-
-    /// Graceful stop (SIGTERM), as a rolling deploy does.
-    pub fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.terminate(Duration::from_secs(5));
-        }
-    }
-
-    pub fn start(&mut self) -> std::io::Result<()> {
-        self.kill();
-        let mut command = Command::new(&self.binary);
-        command
-            .env_clear()
-            .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "RUST_LOG"));
-        command.envs(self.command.iter().map(|(k, v)| (k, v)));
-        self.process = Some(Supervised::spawn(self.name.clone(), command, &self.log)?);
-        if wait_until_ready(self.port, HEALTH_PROBE, b"HTTP/1.0 200", READY_LIMIT) {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "{} did not become healthy: see {}",
-                self.name,
-                self.log.display()
-            )))
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(Supervised::is_running)
-    }
-
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-}
-
-/// Redis (unless memory), the instances, and nginx in front.
+/// Redis (unless memory), the instances, and nginx in front. Dropping it (a panic
+/// included) stops nginx, then the instances, then Redis; no process it started, nor
+/// anything they forked, outlives it.
 #[derive(Debug)]
 pub struct Fleet {
     pub redis: Option<RedisProcess>,
     pub instances: Vec<Instance>,
     pub nginx: Nginx,
+    started: Started,
     dir: ScratchDir,
 }
 
 impl Fleet {
     pub fn start(config: FleetConfig) -> std::io::Result<Self> {
         let dir = ScratchDir::new("fleet")?;
+        let started = Started::default();
         let (redis, redis_url) = match &config.store {
             FleetStore::OwnRedis(args) => {
-                let redis = RedisProcess::start(args)?;
+                let redis = RedisProcess::start(args, &started)?;
                 let url = redis.url();
                 (Some(redis), Some(url))
             }
@@ -194,14 +93,8 @@ impl Fleet {
             }
             env.extend(config.env.iter().cloned());
             let log = dir.path().join(format!("{name}.log"));
-            let mut instance = Instance {
-                name,
-                port,
-                process: None,
-                command: env,
-                binary: config.shop_binary.clone(),
-                log,
-            };
+            let mut instance =
+                Instance::new(name, port, config.shop_binary.clone(), env, log, &started);
             instance.start()?;
             instances.push(instance);
         }
@@ -211,11 +104,12 @@ impl Fleet {
         } else {
             config.port
         };
-        let nginx = Nginx::start(&ports, port, dir.path())?;
+        let nginx = Nginx::start(&ports, port, dir.path(), &started)?;
         Ok(Self {
             redis,
             instances,
             nginx,
+            started,
             dir,
         })
     }
@@ -228,6 +122,27 @@ impl Fleet {
     /// Where the logs are.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The process group of every process this fleet started so far, restarts included:
+    /// each is the process ID of a child it started (redis-server, a shop, nginx), and
+    /// whatever that child forked is in its group. After the fleet is dropped,
+    /// [`survivors`] of these must be none.
+    pub fn process_groups(&self) -> Vec<u32> {
+        self.started.groups()
+    }
+}
+
+impl Drop for Fleet {
+    /// The front first, so no request reaches a stopping instance, and the store last.
+    fn drop(&mut self) {
+        self.nginx.stop();
+        for instance in &mut self.instances {
+            instance.stop();
+        }
+        if let Some(redis) = &mut self.redis {
+            redis.stop();
+        }
     }
 }
 

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{wait_until_ready, Supervised};
+use super::net::wait_until_ready;
+use super::process::{Signal, Started, Supervised};
 
 /// A running nginx in front of the instances.
 #[derive(Debug)]
@@ -15,8 +16,15 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx on `port`, balancing over `upstreams` (loopback ports), with its
-    /// config, temp files and logs under `dir`.
-    pub fn start(upstreams: &[u16], port: u16, dir: &Path) -> std::io::Result<Self> {
+    /// config, temp files and logs under `dir`, its process group recorded in `started`.
+    /// Stopping it (or dropping it) asks the master for a graceful quit (SIGQUIT), which
+    /// ends its workers too; what is left after 5 s is killed, group and all.
+    pub fn start(
+        upstreams: &[u16],
+        port: u16,
+        dir: &Path,
+        started: &Started,
+    ) -> std::io::Result<Self> {
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(prefix.join("logs"))?;
         let config_path = prefix.join("nginx.conf");
@@ -29,7 +37,13 @@ impl Nginx {
             .arg(&config_path)
             .arg("-e")
             .arg(prefix.join("logs/error.log"));
-        let process = Supervised::spawn("nginx", command, &prefix.join("logs/stdout.log"))?;
+        let process = Supervised::spawn(
+            "nginx",
+            command,
+            &prefix.join("logs/stdout.log"),
+            Signal::SIGQUIT,
+            started,
+        )?;
         let mut nginx = Self { process, port };
         if !wait_until_ready(
             port,
@@ -48,6 +62,17 @@ impl Nginx {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The master's process ID, which is also the process group of its workers, while
+    /// it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Graceful quit (SIGQUIT to the master), then SIGKILL to the group after 5 s.
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
     }
 }
 

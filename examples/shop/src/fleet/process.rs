@@ -1,65 +1,63 @@
-//! Child processes that die with their owner, on free loopback ports.
+//! Child processes that end with their owner. Each one leads a process group of its
+//! own, so whatever it forks (nginx's workers) is stopped with it: first a graceful
+//! signal to the child, then, after a grace period, SIGKILL to the whole group.
+//!
+//! The child is reaped only after its group was killed: until then its process ID, which
+//! is the group's ID, cannot be given to another process, so the group signal can hit
+//! nothing else.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (and, with `plus`, `port + plus` free too).
-pub fn free_port(plus: Option<u16>) -> u16 {
-    for _ in 0..100 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local address").port();
-        let partner_free = plus.is_none_or(|plus| {
-            port.checked_add(plus)
-                .is_some_and(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
-        });
-        if partner_free {
-            return port;
-        }
-    }
-    panic!("no free loopback port found");
-}
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, killpg};
+use nix::unistd::Pid;
 
-/// A scratch directory, removed on drop.
-#[derive(Debug)]
-pub struct ScratchDir(PathBuf);
+use super::procfs;
 
-impl ScratchDir {
-    pub fn new(label: &str) -> std::io::Result<Self> {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("shop-{label}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
+/// How long a dropped child has to stop after its graceful signal before its group is
+/// killed.
+const DROP_GRACE: Duration = Duration::from_secs(5);
+
+/// The process groups started through it (one per child, the child's process ID), so a
+/// test can check that none of them outlives its owner.
+#[derive(Debug, Clone, Default)]
+pub struct Started(Arc<Mutex<Vec<u32>>>);
+
+impl Started {
+    fn record(&self, group: u32) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(group);
     }
 
-    pub fn path(&self) -> &Path {
-        &self.0
+    /// Every process group started so far, in order.
+    pub fn groups(&self) -> Vec<u32> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process that is killed (SIGKILL) when dropped.
+/// A child process in its own process group, stopped (see [`Supervised::stop`]) when
+/// dropped, panics included.
 #[derive(Debug)]
 pub struct Supervised {
     name: String,
     child: Option<Child>,
+    /// The signal that asks it to stop gracefully.
+    quit: Signal,
 }
 
 impl Supervised {
-    /// Spawns `command` with its output appended to `log`.
+    /// Spawns `command` as the leader of a new process group, with its output appended
+    /// to `log`; `quit` is the signal that asks it to stop gracefully (SIGTERM; nginx:
+    /// SIGQUIT). The group is recorded in `started`.
     pub fn spawn(
         name: impl Into<String>,
         mut command: Command,
         log: &Path,
+        quit: Signal,
+        started: &Started,
     ) -> std::io::Result<Self> {
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -68,7 +66,8 @@ impl Supervised {
         command
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
-            .stderr(out);
+            .stderr(out)
+            .process_group(0);
         let name = name.into();
         let child = command.spawn().map_err(|error| {
             std::io::Error::new(
@@ -76,9 +75,11 @@ impl Supervised {
                 format!("cannot start {name} ({:?}): {error}", command.get_program()),
             )
         })?;
+        started.record(child.id());
         Ok(Self {
             name,
             child: Some(child),
+            quit,
         })
     }
 
@@ -86,61 +87,46 @@ impl Supervised {
         &self.name
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    /// The child's process ID, which is also its process group's, until it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
-    /// SIGKILL: no graceful shutdown, no flushing, exactly like a crash.
+    /// Whether the child still runs (it is not reaped before it is stopped or killed).
+    pub fn is_running(&self) -> bool {
+        self.pid().is_some_and(procfs::is_alive)
+    }
+
+    /// SIGKILL to the whole group: no graceful shutdown, no flushing, exactly like a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            let _ = killpg(pid(&child), Signal::SIGKILL);
             let _ = child.wait();
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn terminate(&mut self, grace: Duration) {
+    /// The graceful signal to the child, up to `grace` for its whole group to end, then
+    /// [`kill`](Self::kill) for whatever is left.
+    pub fn stop(&mut self, grace: Duration) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            let _ = kill(pid(child), self.quit);
             let deadline = Instant::now() + grace;
-            while Instant::now() < deadline && self.is_running() {
-                std::thread::sleep(Duration::from_millis(20));
+            while Instant::now() < deadline && !procfs::group_members(child.id()).is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
         self.kill();
     }
+}
+
+fn pid(child: &Child) -> Pid {
+    Pid::from_raw(i32::try_from(child.id()).expect("a process ID fits in pid_t"))
 }
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        self.kill();
+        self.stop(DROP_GRACE);
     }
-}
-
-/// Waits until `127.0.0.1:port` accepts connections and `probe` (a request written to it)
-/// gets an answer starting with `expect`.
-pub fn wait_until_ready(port: u16, probe: &[u8], expect: &[u8], limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-            let mut answer = vec![0u8; expect.len()];
-            if stream.write_all(probe).is_ok()
-                && stream.read_exact(&mut answer).is_ok()
-                && answer == expect
-            {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    false
 }
 
 /// Whether `program` can be found on `PATH` (or is a path that exists).

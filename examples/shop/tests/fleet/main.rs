@@ -1,5 +1,6 @@
 //! The fleet, with real processes: redis-server, several shop binaries, nginx in front.
-//! Instances are killed and restarted, and Redis too, under traffic.
+//! Instances are killed and restarted, and Redis too, under traffic. After each test no
+//! process the fleet started, nor any it forked, is left alive.
 
 #![allow(missing_docs)]
 
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shop::fleet::{on_path, Fleet, FleetConfig, FleetStore};
+use shop::fleet::{group_members, on_path, survivors, Fleet, FleetConfig, FleetStore};
 
 use client::{Client, Reply};
 
@@ -58,6 +59,34 @@ fn start(store: FleetStore) -> Arc<Mutex<Fleet>> {
         env: vec![("RUST_LOG".into(), "warn".into())],
     };
     Arc::new(Mutex::new(Fleet::start(config).expect("fleet starts")))
+}
+
+/// Drops the fleet (the test must hold the last handle to it) and checks that it had
+/// started `expected` process groups and that no process of any of them is alive.
+fn stop_and_check(fleet: Arc<Mutex<Fleet>>, expected: usize) {
+    let fleet = Arc::into_inner(fleet)
+        .expect("the test holds the last handle to its fleet")
+        .into_inner()
+        .unwrap();
+    let groups = fleet.process_groups();
+    let nginx = fleet.nginx.pid().expect("nginx runs");
+    // The check below can see a worker left behind: nginx's master and worker are there.
+    assert!(
+        group_members(nginx).len() >= 2,
+        "nginx's group holds its master and a worker: {:?}",
+        group_members(nginx)
+    );
+    drop(fleet);
+    let left = survivors(&groups);
+    report(&format!(
+        "stopped: {} process groups started, survivors {left:?}",
+        groups.len()
+    ));
+    assert_eq!(groups.len(), expected, "process groups started: {groups:?}");
+    assert!(
+        left.is_empty(),
+        "alive after the fleet was dropped: {left:?}"
+    );
 }
 
 fn port(fleet: &Arc<Mutex<Fleet>>) -> u16 {
@@ -185,8 +214,9 @@ impl Tally {
 }
 
 /// 4 writers add 600 distinct SKUs; a third of the way in instance 1 is SIGKILLed,
-/// two thirds in it is started again.
-async fn kill_scenario(store: FleetStore) -> (Arc<Tally>, Option<BTreeSet<String>>) {
+/// two thirds in it is started again. Then the fleet, which started `groups` process
+/// groups, is stopped and checked.
+async fn kill_scenario(store: FleetStore, groups: usize) -> (Arc<Tally>, Option<BTreeSet<String>>) {
     let fleet = start(store);
     let client = Client::new(port(&fleet));
     login(&client).await;
@@ -234,6 +264,7 @@ async fn kill_scenario(store: FleetStore) -> (Arc<Tally>, Option<BTreeSet<String
     .expect("writers finish");
     restarter.await.unwrap().expect("shop-1 restarts");
     let cart = cart(&client).await;
+    stop_and_check(fleet, groups);
     (tally, cart)
 }
 
@@ -243,7 +274,7 @@ async fn killing_an_instance_loses_nothing() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let (tally, cart) = kill_scenario(FleetStore::OwnRedis(Vec::new())).await;
+    let (tally, cart) = kill_scenario(FleetStore::OwnRedis(Vec::new()), 6).await;
     report(&format!("kill test (Redis): {}", tally.summary(&cart)));
     assert_eq!(tally.acked(), 600, "every add was acknowledged");
     assert_eq!(
@@ -269,7 +300,7 @@ async fn the_lesson_in_memory_sessions_lose_users() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let (tally, cart) = kill_scenario(FleetStore::Memory).await;
+    let (tally, cart) = kill_scenario(FleetStore::Memory, 5).await;
     report(&format!(
         "kill test (MemoryStore, expected to fail): {}",
         tally.summary(&cart)
@@ -329,6 +360,7 @@ async fn an_upload_survives_the_death_of_the_instance_that_took_its_first_chunks
         .request_retrying("POST", &format!("/uploads/{id}/complete"), None, false)
         .await;
     let done = done.unwrap();
+    stop_and_check(fleet, 5);
     let expected: String = Sha256::digest(&data)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -407,6 +439,7 @@ async fn a_rolling_restart_loses_nothing() {
     stop.store(true, Ordering::Relaxed);
     while writers.join_next().await.is_some() {}
     let cart = cart(&client).await;
+    stop_and_check(fleet, 8);
     report(&format!("rolling restart test: {}", tally.summary(&cart)));
     assert!(tally.acked() > 0);
     assert_eq!(tally.lost(&cart), 0, "no lost cart items");
@@ -474,10 +507,10 @@ async fn a_redis_restart_under_traffic_is_an_outage_not_a_loss() {
         .lock()
         .unwrap()
         .instances
-        .iter_mut()
-        .map(|i| i.is_running())
-        .filter(|running| *running)
+        .iter()
+        .filter(|i| i.is_running())
         .count();
+    stop_and_check(fleet, 6);
     report(&format!(
         "redis restart test: {} acked_before_kill={acked_at_kill} down_for={:?} recovered_after_restart={:?} 503s_outside_outage={outside} instances_running={running}",
         tally.summary(&cart),
@@ -496,4 +529,139 @@ async fn a_redis_restart_under_traffic_is_an_outage_not_a_loss() {
     assert_eq!(running, 3, "no instance restarted");
     assert_eq!(tally.lost(&cart), 0, "no acknowledged item lost");
     assert_eq!(tally.logged_out.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_test_that_panics_leaves_no_process_behind() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.blocking_lock();
+    let groups = Arc::new(Mutex::new(Vec::new()));
+    let seen = groups.clone();
+    let outcome = std::thread::spawn(move || {
+        let fleet = start(FleetStore::OwnRedis(Vec::new()));
+        *seen.lock().unwrap() = fleet.lock().unwrap().process_groups();
+        panic!("deliberate: a test failing while its fleet runs");
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread panicked");
+    let groups = groups.lock().unwrap().clone();
+    let left = survivors(&groups);
+    report(&format!(
+        "panic test: {} process groups started, survivors {left:?}",
+        groups.len()
+    ));
+    assert_eq!(groups.len(), 5, "redis, 3 shops and nginx: {groups:?}");
+    assert!(left.is_empty(), "alive after the panic: {left:?}");
+}
+
+/// A `shop fleet` process that a failing test does not leave running: on drop it and
+/// every process group it started are killed.
+struct FleetProcess(std::process::Child);
+
+impl Drop for FleetProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            for group in shop::fleet::children(self.0.id()) {
+                let group = nix::unistd::Pid::from_raw(group as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `shop fleet` as a person runs it, stopped by SIGTERM as a service manager would. It
+/// must not read the serving variables (PORT here is not a port).
+#[test]
+fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.blocking_lock();
+    let mut fleet = FleetProcess(
+        Command::new(env!("CARGO_BIN_EXE_shop"))
+            .args(["fleet", "--port", "0"])
+            .env("FLEET_INSTANCES", "2")
+            .env("PORT", "not-a-port")
+            .env("RUST_LOG", "warn")
+            .env_remove("REDIS_URL")
+            .env_remove("FLEET_PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("shop fleet starts"),
+    );
+    let pid = fleet.0.id();
+    // Its output, line by line, read on a thread so that waiting for it is bounded.
+    let (lines, output) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(fleet.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + SCENARIO_LIMIT;
+    let mut printed = Vec::new();
+    while !printed
+        .iter()
+        .any(|line: &String| line.starts_with("Ctrl-C"))
+    {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match output.recv_timeout(wait) {
+            Ok(line) => printed.push(line),
+            Err(_) => panic!("shop fleet did not come up (its errors are above): {printed:?}"),
+        }
+    }
+    let url = printed[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|url| url.strip_prefix("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {:?}", printed[0]));
+    let port: u16 = url.parse().expect("nginx's port");
+    let client = Client::new(port);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (reply, _) = runtime.block_on(client.request_retrying("GET", "/healthz", None, false));
+    assert_eq!(reply.expect("GET /healthz through nginx").status, 200);
+
+    // What it started: its children, each leading a process group.
+    let groups = shop::fleet::children(pid);
+    assert_eq!(
+        groups.len(),
+        4,
+        "redis, 2 shops, nginx: {groups:?} {printed:?}"
+    );
+    assert!(
+        groups.iter().any(|group| group_members(*group).len() >= 2),
+        "one group (nginx's) holds a master and its worker"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM to shop fleet");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = fleet.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shop fleet still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let left = survivors(&groups);
+    report(&format!(
+        "shop fleet: {} children, {status}, survivors {left:?}",
+        groups.len()
+    ));
+    assert!(status.success(), "{status}");
+    assert!(left.is_empty(), "alive after shop fleet stopped: {left:?}");
 }

@@ -1,12 +1,17 @@
 -- apply and touch: KEYS[1] the session; ARGV: now, idle, absolute, then the
--- change set. Returns {'gone'} or {'saved'[, previous user if the user changed]}.
+-- change set. Returns {'gone'}, {'rejected', why} (an increment; nothing written) or
+-- {'saved'[, previous user if the user changed]}.
 local key = KEYS[1]
-local created, generation, previous = live(key, now, idle, absolute)
-if not created then
+local meta = live(key, now, idle, absolute)
+if not meta then
   redis.call('DEL', key)
   return {'gone'}
 end
-apply_and_refresh(key, 4, created, generation, now, idle, absolute)
+local previous = meta.user
+local rejected = apply_and_refresh(key, 4, meta, now, idle, absolute)
+if rejected then
+  return {'rejected', rejected}
+end
 if ARGV[5] ~= 'keep' and previous then
   return {'saved', previous}
 end

@@ -1,6 +1,9 @@
 -- Shared by the session scripts (prepended to each). A session is one hash:
--- reserved fields start with a single ':' (':created', ':refreshed', ':user', ':v',
--- ':gen'); a user field whose name starts with ':' is stored with one more ':'.
+-- reserved fields start with a single ':'; a user field whose name starts with ':' is
+-- stored with one more ':'. Layout 2 keeps the metadata in two reserved fields:
+-- ':m' = '<created>.<refreshed>.<generation>' (milliseconds, milliseconds, a write
+-- counter) and ':u' = the user. Layout 1 (':created', ':refreshed', ':gen', ':user',
+-- ':v' = '1') is still read, and any write turns it into layout 2.
 -- ARGV[1..3] are always now, idle timeout and absolute lifetime, in milliseconds.
 
 local function is_reserved(field)
@@ -12,15 +15,51 @@ local function int(number)
   return string.format('%.0f', number)
 end
 
--- The same rule as Lifetime::is_live. For a live session returns its creation
--- time, write generation and user (false if unbound), read in one call; else nil.
+-- The reserved fields of layout 1, dropped when a write turns a hash into layout 2.
+local LAYOUT_1 = {':created', ':refreshed', ':gen', ':user', ':v'}
+
+-- The same rule as Expiry::is_live. For a live session returns its metadata, read in
+-- one call: {created, generation, user (false if unbound), layout_1 (true for a hash in
+-- the old layout)}; else nil.
 local function live(key, now, idle, absolute)
-  local fields = redis.call('HMGET', key, ':created', ':refreshed', ':gen', ':user')
-  local created, refreshed = tonumber(fields[1]), tonumber(fields[2])
-  if not created or not refreshed or now >= math.min(refreshed + idle, created + absolute) then
+  local f = redis.call('HMGET', key, ':m', ':u', ':created', ':refreshed', ':gen', ':user')
+  local meta, refreshed
+  if f[1] then
+    local created, at, generation = string.match(f[1], '^(%d+)%.(%d+)%.(%d+)$')
+    meta = {created = tonumber(created), generation = tonumber(generation), user = f[2]}
+    refreshed = tonumber(at)
+  elseif f[3] then
+    meta = {created = tonumber(f[3]), generation = tonumber(f[5]) or 0, user = f[6],
+            layout_1 = true}
+    refreshed = tonumber(f[4])
+  end
+  if not meta or not meta.created or not refreshed
+      or now >= math.min(refreshed + idle, meta.created + absolute) then
     return nil
   end
-  return created, tonumber(fields[3]) or 0, fields[4]
+  return meta
+end
+
+-- HSET arguments for the metadata of `meta` refreshed at `now` with `generation`; a
+-- hash still in layout 1 loses its old fields and keeps its user under ':u'.
+local function metadata_args(key, meta, now, generation, args)
+  if meta.layout_1 then
+    redis.call('HDEL', key, unpack(LAYOUT_1))
+    if meta.user then
+      args[#args + 1] = ':u'
+      args[#args + 1] = meta.user
+    end
+  end
+  args[#args + 1] = ':m'
+  args[#args + 1] = string.format('%.0f.%.0f.%.0f', meta.created, now, generation)
+  return args
+end
+
+-- Refreshes a live session whose data a script just changed: new metadata, one more
+-- write generation, and its TTL.
+local function refresh_after_write(key, meta, now, idle, absolute)
+  redis.call('HSET', key, unpack(metadata_args(key, meta, now, meta.generation + 1, {})))
+  redis.call('PEXPIRE', key, int(math.min(idle, meta.created + absolute - now)))
 end
 
 local function is_live(key, now, idle, absolute)
@@ -38,16 +77,61 @@ local function hset_pairs(key, from, count)
   end
 end
 
+-- 'overflow' or 'not-integer', from a failed HINCRBY's error text.
+local function rejection(err)
+  if string.find(err, 'overflow', 1, true) then
+    return 'overflow'
+  end
+  return 'not-integer'
+end
+
+-- Adds each delta to its field (HINCRBY: exact 64-bit integers). All or nothing: on
+-- the first value that is not an integer or would overflow, the fields already
+-- incremented get their old values back and the rejection is returned.
+local function increment_all(key, first, m)
+  local originals = {}
+  for j = 0, m - 1 do
+    local field = ARGV[first + 2 * j]
+    originals[j + 1] = redis.call('HGET', key, field)
+    local reply = redis.pcall('HINCRBY', key, field, ARGV[first + 2 * j + 1])
+    if type(reply) == 'table' and reply.err then
+      for k = 0, j - 1 do
+        local done = ARGV[first + 2 * k]
+        if originals[k + 1] then
+          redis.call('HSET', key, done, originals[k + 1])
+        else
+          redis.call('HDEL', key, done)
+        end
+      end
+      return rejection(reply.err)
+    end
+  end
+  return nil
+end
+
 -- Applies the change set laid out in ARGV from index i (clear flag '1' or '0', user
 -- operation 'keep', 'bind' or 'unbind', user, count n of set fields, n field/value
--- pairs, then the removed fields up to the end of ARGV) to a live session, marks it
--- refreshed now and sets its TTL. The set fields, the user, the refresh time and the
--- new write generation (counted so that a cluster cycle_id notices a change that landed
--- while it copied the session) go in one HSET: a one-field change is HSET + PEXPIRE.
-local function apply_and_refresh(key, i, created, generation, now, idle, absolute)
+-- pairs, count m of incremented fields, m field/delta pairs, then the removed fields up
+-- to the end of ARGV) to a live session, marks it refreshed now and sets its TTL.
+-- Increments go first, so that a rejected one leaves everything as it was; then
+-- returns its rejection ('overflow' or 'not-integer'), else nil. The set fields, the
+-- user, the refresh time and the new write generation (counted so that a cluster
+-- cycle_id notices a change that landed while it copied the session) go in one HSET:
+-- a one-field change is HSET + PEXPIRE.
+local function apply_and_refresh(key, i, meta, now, idle, absolute)
   local clear, user_op, user, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local first_set, first_removed = i + 4, i + 4 + 2 * n
-  local changed = clear == '1' or user_op ~= 'keep' or n > 0 or first_removed <= #ARGV
+  local first_set = i + 4
+  local m = tonumber(ARGV[first_set + 2 * n])
+  local first_increment = first_set + 2 * n + 1
+  local first_removed = first_increment + 2 * m
+  local changed = clear == '1' or user_op ~= 'keep' or n > 0 or m > 0
+    or first_removed <= #ARGV
+  if clear ~= '1' and m > 0 then
+    local rejected = increment_all(key, first_increment, m)
+    if rejected then
+      return rejected
+    end
+  end
   if clear == '1' then
     local doomed = {}
     for _, field in ipairs(redis.call('HKEYS', key)) do
@@ -67,10 +151,11 @@ local function apply_and_refresh(key, i, created, generation, now, idle, absolut
     redis.call('HDEL', key, unpack(ARGV, start, math.min(start + CHUNK - 1, #ARGV)))
   end
   if user_op == 'unbind' then
-    redis.call('HDEL', key, ':user')
+    redis.call('HDEL', key, ':u', ':user')
+    meta.user = false
   end
   -- Whole chunks of set fields first; the rest goes with the metadata.
-  local last_set, start = first_removed - 1, first_set
+  local last_set, start = first_set + 2 * n - 1, first_set
   while last_set - start + 1 > CHUNK do
     redis.call('HSET', key, unpack(ARGV, start, start + CHUNK - 1))
     start = start + CHUNK
@@ -79,18 +164,24 @@ local function apply_and_refresh(key, i, created, generation, now, idle, absolut
   for j = start, last_set do
     args[#args + 1] = ARGV[j]
   end
-  args[#args + 1] = ':refreshed'
-  args[#args + 1] = ARGV[1]
+  if clear == '1' then
+    -- Cleared first, so each incremented field starts from nothing: it becomes its delta.
+    for j = first_increment, first_removed - 1 do
+      args[#args + 1] = ARGV[j]
+    end
+  end
   if user_op == 'bind' then
-    args[#args + 1] = ':user'
+    args[#args + 1] = ':u'
     args[#args + 1] = user
+    meta.user = false
   end
+  local generation = meta.generation
   if changed then
-    args[#args + 1] = ':gen'
-    args[#args + 1] = int(generation + 1)
+    generation = generation + 1
   end
-  redis.call('HSET', key, unpack(args))
-  redis.call('PEXPIRE', key, int(math.min(idle, created + absolute - now)))
+  redis.call('HSET', key, unpack(metadata_args(key, meta, now, generation, args)))
+  redis.call('PEXPIRE', key, int(math.min(idle, meta.created + absolute - now)))
+  return nil
 end
 
 local now, idle, absolute = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

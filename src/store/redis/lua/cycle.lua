@@ -2,10 +2,11 @@
 -- one; ARGV: now, idle, absolute, '1' if ARGV[5] is the user already indexed under
 -- the new ID (else '0'), that user, then the change set. Returns {'gone'},
 -- {'in-use'}, {'index', user} (index the new ID under user first, then call
--- again) or {'saved'[, previous user]}.
+-- again), {'rejected', why} (an increment; nothing written) or {'saved'[, previous user]}.
 local old, new = KEYS[1], KEYS[2]
-local created, generation, previous = live(old, now, idle, absolute)
-if not created then
+local meta = live(old, now, idle, absolute)
+local previous = meta and meta.user
+if not meta then
   redis.call('DEL', old)
   return {'gone'}
 end
@@ -19,7 +20,11 @@ if ARGV[7] == 'keep' and previous and not (ARGV[4] == '1' and ARGV[5] == previou
   return {'index', previous}
 end
 redis.call('RENAME', old, new)
-apply_and_refresh(new, 6, created, generation, now, idle, absolute)
+local rejected = apply_and_refresh(new, 6, meta, now, idle, absolute)
+if rejected then
+  redis.call('RENAME', new, old)
+  return {'rejected', rejected}
+end
 if previous then
   return {'saved', previous}
 end

@@ -1,10 +1,13 @@
 -- Last step of cycle_id on a cluster, once the copy under the new ID exists:
 -- KEYS[1] the old session; ARGV[1] its write generation when it was copied.
 -- Deletes it only if nothing changed it since. Returns 'moved', 'changed' or 'gone'.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local meta = redis.call('HMGET', KEYS[1], ':m', ':gen')
+if not meta[1] and redis.call('EXISTS', KEYS[1]) == 0 then
   return 'gone'
 end
-if (redis.call('HGET', KEYS[1], ':gen') or '0') ~= ARGV[1] then
+-- Layout 2 keeps the generation last in ':m'; layout 1 in ':gen'.
+local generation = meta[1] and string.match(meta[1], '%.(%d+)$') or meta[2] or '0'
+if generation ~= ARGV[1] then
   return 'changed'
 end
 redis.call('DEL', KEYS[1])

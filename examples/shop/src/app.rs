@@ -1,0 +1,86 @@
+//! The HTTP app: the shop's routes, what its handlers share, and its health check.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_stateless::store::SessionStore;
+use tower_stateless::SessionLayer;
+
+use crate::chunks::Chunks;
+use crate::{account, cart, uploads};
+
+/// What handlers share: the session store (for health checks) and the chunk store.
+#[derive(Clone)]
+pub struct AppState<S> {
+    pub store: S,
+    pub chunks: Chunks,
+}
+
+/// The shop's routes behind `layer`.
+pub fn router<S: SessionStore + Clone>(
+    state: AppState<S>,
+    layer: SessionLayer,
+    instance: &str,
+) -> Router {
+    let instance = HeaderValue::from_str(instance).expect("INSTANCE is a valid header value");
+    Router::new()
+        .route("/login", post(account::login))
+        .route("/logout", post(account::logout))
+        .route("/me", get(account::me))
+        .route("/cart", get(cart::list))
+        .route("/cart/items", post(cart::add))
+        .route("/cart/items/{sku}", get(cart::item))
+        .route("/checkout", post(cart::checkout))
+        .route("/uploads", post(uploads::create))
+        .route("/uploads/{id}", get(uploads::status))
+        .route(
+            "/uploads/{id}/chunks/{n}",
+            put(uploads::put_chunk::<S>).layer(DefaultBodyLimit::max(uploads::MAX_CHUNK)),
+        )
+        .route("/uploads/{id}/complete", post(uploads::complete::<S>))
+        .route("/healthz", get(healthz::<S>))
+        .with_state(state)
+        .layer(layer)
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let instance = instance.clone();
+                async move {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static("x-instance"), instance);
+                    response
+                }
+            },
+        ))
+}
+
+/// `router` plus `GET /metrics`: what `recorder` has counted, in Prometheus text format
+/// (the session layer's store calls and latency, failure responses, rejected tokens).
+pub fn with_metrics(router: Router, recorder: PrometheusHandle) -> Router {
+    router.route(
+        "/metrics",
+        get(move || {
+            let recorder = recorder.clone();
+            async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    recorder.render(),
+                )
+            }
+        }),
+    )
+}
+
+async fn healthz<S: SessionStore>(State(state): State<AppState<S>>) -> StatusCode {
+    match state.store.ping().await {
+        Ok(()) => StatusCode::OK,
+        Err(error) => {
+            tracing::warn!(%error, "health check: session store unavailable");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}

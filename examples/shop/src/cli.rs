@@ -1,0 +1,167 @@
+//! The command line: `shop [OPTIONS]` serves, `shop fleet [OPTIONS]` runs a fleet.
+//! Every option can also be given by its environment variable; a flag wins over it.
+
+use std::net::IpAddr;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// The example shop on tower-stateless: login, cart, checkout, uploads.
+///
+/// With no subcommand it serves on one port. Any instance can serve any request
+/// when the instances share SESSION_KEYS and a Redis.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shop",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "RUST_LOG sets the log filter [default: info,tower_stateless=info]."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses this process's arguments and environment; on an error or `--help`, prints
+    /// clap's message and exits (code 2 for an error).
+    ///
+    /// For `shop fleet` the serving options' variables are not read: the fleet gives its
+    /// instances their own, and a `PORT` meant for something else must not stop it.
+    pub fn from_process() -> Self {
+        let fleet = std::env::args_os().nth(1).is_some_and(|arg| arg == "fleet");
+        let mut command = Self::command();
+        if fleet {
+            command = command.mut_args(|arg| arg.env(None::<&str>));
+        }
+        Self::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a fleet on this machine: Redis, N shops and nginx in front.
+    ///
+    /// A private redis-server (unless given a Redis), N shop instances sharing one random
+    /// key, and nginx in round robin in front of them. Ctrl-C stops everything.
+    Fleet(FleetArgs),
+}
+
+/// How `shop` serves.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listening port.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Listening address.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    // (`help` rather than a doc comment: rustdoc would read `<port>` as HTML.)
+    #[arg(
+        long,
+        env = "INSTANCE",
+        help = "Name sent in every response's x-instance header [default: <hostname>:<port>]"
+    )]
+    pub instance: Option<String>,
+
+    /// Comma-separated base64 keys, at least 32 bytes each; the first signs, the others
+    /// only verify [default: a random key, with a warning]. Prefer the variable: a
+    /// command line is visible to every user of the machine.
+    #[arg(long, env = "SESSION_KEYS", hide_env_values = true)]
+    pub session_keys: Option<String>,
+
+    /// Mark the session cookie Secure. Set false only for plain-HTTP clients, which
+    /// drop Secure cookies.
+    #[arg(
+        long,
+        env = "COOKIE_SECURE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub cookie_secure: bool,
+
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        help = "Keep sessions in this Redis: redis://[user:password@]host:port[/db], or \
+                rediss://... for TLS [default: none: in this process's memory]"
+    )]
+    pub redis_url: Option<String>,
+
+    /// Keep sessions in this Redis Cluster: host:port,host:port,... (wins over
+    /// REDIS_URL) [default: none].
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "NODES")]
+    pub redis_cluster_nodes: Option<String>,
+}
+
+/// How `shop fleet` runs.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Number of shop instances.
+    #[arg(
+        long,
+        env = "FLEET_INSTANCES",
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub instances: u16,
+
+    /// nginx's port on 127.0.0.1, where the fleet is reached (0: any free port).
+    #[arg(long, env = "FLEET_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Use this Redis instead of starting a private redis-server [default: a private
+    /// redis-server on a free port].
+    #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+}
+
+/// Parses `args` as the command line with no environment variable read, for tests that
+/// must not depend on the environment they run in.
+#[cfg(test)]
+pub(crate) fn parse_ignoring_env<const N: usize>(args: [&str; N]) -> Result<Cli, clap::Error> {
+    let no_env = |arg: clap::Arg| arg.env(None::<&str>);
+    let matches = Cli::command()
+        .mut_args(no_env)
+        .mut_subcommands(|command| command.mut_args(no_env))
+        .try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_serve_and_fleet_takes_its_own() {
+        let cli = parse_ignoring_env(["shop"]).unwrap();
+        assert!(cli.command.is_none());
+        let cli = parse_ignoring_env(["shop", "fleet", "--instances", "2", "--port", "0"]).unwrap();
+        let Some(Command::Fleet(fleet)) = cli.command else {
+            panic!("fleet expected");
+        };
+        assert_eq!((fleet.instances, fleet.port), (2, 0));
+    }
+
+    #[test]
+    fn serve_flags_do_not_go_with_fleet_and_zero_instances_is_an_error() {
+        let error = parse_ignoring_env(["shop", "--port", "4000", "fleet"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let error = parse_ignoring_env(["shop", "fleet", "--instances", "0"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+    }
+}

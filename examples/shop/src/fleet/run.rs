@@ -1,0 +1,63 @@
+//! `shop fleet`: start a fleet, say where it is, and stop it on Ctrl-C, SIGTERM or
+//! SIGHUP.
+
+use std::process::ExitCode;
+
+use super::{Fleet, FleetConfig, FleetStore};
+use crate::cli::FleetArgs;
+use crate::signals::StopSignals;
+
+/// Starts Redis (unless given one), the instances and nginx, prints the URL, and stops
+/// everything when asked to.
+///
+/// The fleet's processes lead process groups of their own, so the terminal's Ctrl-C or
+/// hangup reaches only this process: it catches them (from before the first start, so
+/// none is lost while starting) and stops the fleet, whose processes end with it.
+pub fn run(args: FleetArgs) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut stop = {
+        let _inside = runtime.enter();
+        StopSignals::catch(true)
+    };
+    let config = FleetConfig {
+        shop_binary: std::env::current_exe().expect("path of this binary"),
+        instances: usize::from(args.instances),
+        store: match args.redis_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) => FleetStore::Redis(url),
+            None => FleetStore::OwnRedis(Vec::new()),
+        },
+        port: args.port,
+        env: Vec::new(),
+    };
+    let fleet = match Fleet::start(config) {
+        Ok(fleet) => fleet,
+        Err(error) => {
+            eprintln!("fleet: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "fleet: {} shop instances behind nginx at {}",
+        fleet.instances.len(),
+        fleet.url()
+    );
+    for instance in &fleet.instances {
+        println!(
+            "  {} on 127.0.0.1:{}  (log: {})",
+            instance.name,
+            instance.port,
+            instance.log().display()
+        );
+    }
+    if let Some(redis) = &fleet.redis {
+        println!("  redis-server on {}", redis.url());
+    }
+    println!("Ctrl-C stops everything.");
+    runtime.block_on(stop.recv());
+    println!("fleet: stopping");
+    drop(fleet);
+    ExitCode::SUCCESS
+}

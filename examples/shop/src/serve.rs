@@ -1,0 +1,94 @@
+//! `shop`: one instance serving the HTTP app until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tower_stateless::store::{SessionStore, StoreError};
+use tower_stateless::{MemoryStore, RedisStore, SessionLayer};
+
+use crate::signals::StopSignals;
+use crate::{AppState, Chunks, Config, StoreChoice};
+
+/// Serves as `config` says. A store that cannot be reached or a port that cannot be
+/// bound at start is said on stderr, and the exit code is 1.
+pub fn run(config: Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_stateless=info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(serve_on_its_store(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shop: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_on_its_store(config: Config) -> Result<(), String> {
+    if config.keys_generated {
+        tracing::warn!(
+            "SESSION_KEYS is not set: using a random key, so instances will not share sessions \
+             and every session dies with this process"
+        );
+    }
+    match config.store.clone() {
+        StoreChoice::Memory => {
+            tracing::warn!(
+                "no REDIS_URL or REDIS_CLUSTER_NODES: sessions are kept in this process's memory \
+                 (MemoryStore), which one instance only can see and a restart loses"
+            );
+            serve(config, MemoryStore::new(), Chunks::memory()).await
+        }
+        StoreChoice::Redis(url) => serve_redis(config, RedisStore::connect(&url).await).await,
+        StoreChoice::Cluster(nodes) => {
+            serve_redis(config, RedisStore::connect_cluster(&nodes).await).await
+        }
+    }
+}
+
+/// Sessions and upload chunks share the store's connection. A Redis that cannot be
+/// reached at start is a configuration error: say so and stop.
+async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> Result<(), String> {
+    let store = store.map_err(|error| {
+        let cause = std::error::Error::source(&error)
+            .map(|cause| format!(": {cause}"))
+            .unwrap_or_default();
+        format!("cannot connect to Redis: {error}{cause}")
+    })?;
+    let chunks = Chunks::Redis(store.connection());
+    serve(config, store, chunks).await
+}
+
+async fn serve<S: SessionStore + Clone>(
+    config: Config,
+    store: S,
+    chunks: Chunks,
+) -> Result<(), String> {
+    let layer = SessionLayer::builder(store.clone(), config.keys.clone())
+        .with_secure(config.secure_cookies)
+        .build()
+        .map_err(|error| format!("session settings: {error}"))?;
+    let recorder = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
+    let app = crate::router(AppState { store, chunks }, layer, &config.instance);
+    let app = crate::with_metrics(app, recorder);
+    let address = SocketAddr::new(config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let mut stop = StopSignals::catch(false);
+    tracing::info!(instance = %config.instance, "shop listening on http://{address}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.recv().await;
+            tracing::info!("shutting down");
+        })
+        .await
+        .map_err(|error| format!("server failed: {error}"))
+}

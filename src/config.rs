@@ -1,0 +1,116 @@
+//! The layer's configuration, shared by every request, and the checks it passes when built.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::carrier::Carrier;
+use crate::expiry::ExpirySettings;
+use crate::keys::Keys;
+use crate::store::StoreHandle;
+
+/// Everything a request needs from the layer, shared by all requests behind one `Arc`.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) store: StoreHandle,
+    pub(crate) keys: Keys,
+    pub(crate) carrier: Carrier,
+    pub(crate) expiry: ExpirySettings,
+}
+
+impl Config {
+    /// Every rule a setting must follow, checked once when the layer is built, so that a
+    /// bad setting is an error at startup and never a panic while answering a request.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let cookie = &self.carrier.cookie;
+        if !is_token(&cookie.name) {
+            return Err(ConfigError::CookieName);
+        }
+        if !cookie.path.starts_with('/') || !is_attribute_text(&cookie.path) {
+            return Err(ConfigError::CookiePath);
+        }
+        if let Some(domain) = &cookie.domain {
+            if domain.is_empty() || !is_attribute_text(domain) || domain.contains(' ') {
+                return Err(ConfigError::CookieDomain);
+            }
+        }
+        let expiry = &self.expiry;
+        for (setting, duration) in [
+            ("idle timeout", Some(expiry.idle_timeout)),
+            ("absolute lifetime", Some(expiry.absolute_lifetime)),
+            ("refresh interval", expiry.refresh_after),
+            ("store timeout", Some(self.store.timeout())),
+        ] {
+            if duration == Some(Duration::ZERO) {
+                return Err(ConfigError::ZeroDuration(setting));
+            }
+        }
+        if expiry.idle_timeout > expiry.absolute_lifetime {
+            return Err(ConfigError::IdleExceedsAbsolute);
+        }
+        Ok(())
+    }
+}
+
+/// An RFC 6265 cookie name: an RFC 9110 token.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Text allowed in a cookie attribute value: no control characters and no `;`.
+fn is_attribute_text(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b';')
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("carrier", &self.carrier)
+            .field("expiry", &self.expiry)
+            .finish()
+    }
+}
+
+/// A setting the layer (or a store) cannot work with, reported when it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or not an RFC 6265 token (letters, digits and
+    /// ``!#$%&'*+-.^_`|~``).
+    CookieName,
+    /// The cookie path does not start with `/`, or holds a control character or `;`.
+    CookiePath,
+    /// The cookie domain is empty, or holds a space, a control character or `;`.
+    CookieDomain,
+    /// This duration setting is zero.
+    ZeroDuration(&'static str),
+    /// The idle timeout is longer than the absolute lifetime.
+    IdleExceedsAbsolute,
+    /// A store's key prefix holds `{` or `}`, which would change Redis Cluster hash tags.
+    KeyPrefix,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CookieName => f.write_str("the cookie name must be a non-empty RFC 6265 token"),
+            Self::CookiePath => f.write_str(
+                "the cookie path must start with '/' and hold no control character or ';'",
+            ),
+            Self::CookieDomain => f.write_str(
+                "the cookie domain must be non-empty and hold no space, control character or ';'",
+            ),
+            Self::ZeroDuration(setting) => write!(f, "the {setting} must not be zero"),
+            Self::IdleExceedsAbsolute => {
+                f.write_str("the idle timeout must not exceed the absolute lifetime")
+            }
+            Self::KeyPrefix => f.write_str("the key prefix must not hold '{' or '}'"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,17 @@
+-- increment: KEYS[1] the session; ARGV: now, idle, absolute, field, delta. Adds delta
+-- to the field (absent counts as 0) with HINCRBY's exact 64-bit arithmetic and refreshes
+-- the session. Returns {'gone'}, {'rejected', why} (nothing written) or {'value', the
+-- new value as text}.
+local key, field = KEYS[1], ARGV[4]
+local meta = live(key, now, idle, absolute)
+if not meta then
+  redis.call('DEL', key)
+  return {'gone'}
+end
+local reply = redis.pcall('HINCRBY', key, field, ARGV[5])
+if type(reply) == 'table' and reply.err then
+  return {'rejected', rejection(reply.err)}
+end
+refresh_after_write(key, meta, now, idle, absolute)
+-- Read back as text: a Lua number would round values beyond 2^53.
+return {'value', redis.call('HGET', key, field)}

@@ -1,0 +1,360 @@
+//! `RedisStore`: the store, its keys, and the per-session calls.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ::redis::Value;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::codec;
+use super::conn::{self, Conn, RedisConnection};
+use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
+use crate::config::ConfigError;
+use crate::store::{
+    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
+    SessionSummary, StoreError, Swapped, UserChange,
+};
+
+/// Sessions in Redis: one hash per session, shared by every instance of a service.
+///
+/// Connects to a single server ([`connect`](Self::connect)) or to a Redis Cluster
+/// ([`connect_cluster`](Self::connect_cluster)) over one multiplexed connection that
+/// reconnects by itself: while Redis is down every call fails fast with a
+/// [`StoreError`], and calls succeed again once it is back, with the same store.
+/// Clones are cheap and share the connection.
+///
+/// # Layout
+///
+/// With the default prefix `session:`:
+///
+/// - `session:{<hashed ID>}` — a hash per session: each data field under its own name
+///   (a name starting with `:` gets one more `:` in front), plus the reserved fields
+///   `:created` and `:refreshed` (milliseconds since the epoch), `:user`, `:v` (layout
+///   version) and `:gen` (a write counter). Its TTL is what is left of the session's
+///   life, so Redis drops dead sessions by itself.
+/// - `session:user:{<base64url SHA-256 of the user ID>}` — a sorted set of the user's
+///   hashed session IDs, for [`sessions_of_user`](SessionStore::sessions_of_user) and
+///   [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user), scored by
+///   when the entry was added (the index node's clock). Listing or destroying a user's
+///   sessions prunes entries whose session is gone or rebound, once they are a minute
+///   old: a younger one may belong to a login still being written. Its TTL outlasts
+///   every session in it. Raw session IDs and user IDs never appear in key names.
+///
+/// The braces are cluster hash tags. Every write to a session is one Lua script (one
+/// round trip), checked against the layer's [`Expiry`], so a destroyed or expired
+/// session is never revived. Binding a session to a user first adds it to the user's
+/// index (one more round trip), so that "log out everywhere" cannot miss it.
+///
+/// # Requirements
+///
+/// Redis 5 or later (scripts replicated by effect); tested with Redis 7. Run Redis with
+/// `maxmemory-policy noeviction`: an evicting Redis silently logs users out. The store
+/// checks this when it connects (see [`check_eviction_policy`](Self::check_eviction_policy)).
+/// `rediss://` uses rustls with the *ring* provider; if another crate in the program
+/// enables rustls's aws-lc-rs provider too, install a process-wide default provider.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(super) conn: Conn,
+    pub(super) prefix: Arc<str>,
+    /// Where it connects, credentials redacted, for `Debug`.
+    target: Arc<str>,
+}
+
+impl RedisStore {
+    /// The key prefix used unless [`with_prefix`](Self::with_prefix) sets another.
+    pub const DEFAULT_PREFIX: &'static str = "session:";
+
+    /// The commands a store runs, directly or in its scripts, as Redis ACL rules: a
+    /// least-privilege user is `ACL SETUSER <user> on ><password> resetkeys ~<prefix>*`
+    /// followed by these. Add `+config|get` to let it check the eviction policy.
+    pub const ACL_COMMANDS: &'static str = "+ping +time +evalsha +script|load +cluster|slots \
+        +hgetall +hmget +hget +hset +hdel +hkeys +hincrby +exists +del +rename +pexpire \
+        +zadd +zrem +zrange +zscore";
+
+    /// Connects to a single Redis server.
+    ///
+    /// `url` is `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. Fails
+    /// if the server cannot be reached now, so that a misconfigured service does not start.
+    ///
+    /// Speaks RESP3 where the server offers it (Redis 6+): the connection then hears of a
+    /// server restart even while idle and reconnects before the next call, instead of
+    /// failing it. `?protocol=resp2` in the URL keeps to RESP2.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let conn = Conn::single(url).await?;
+        let store = Self::new(conn, conn::redact(url));
+        store.check_eviction_policy().await;
+        Ok(store)
+    }
+
+    /// Connects to a Redis Cluster through some of its nodes (`host:port`, or URLs for
+    /// credentials or TLS); the rest of the cluster is discovered from them.
+    ///
+    /// On a cluster, [`cycle_id`](SessionStore::cycle_id) is not atomic: the old and new
+    /// keys live in different slots. It copies the session to the new key (only if that
+    /// is free) and then deletes the old key, only if no write changed it meanwhile
+    /// (else it starts over). For that moment both keys exist; the old one dies right after.
+    pub async fn connect_cluster<I, S>(nodes: I) -> Result<Self, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let urls: Vec<String> = nodes
+            .into_iter()
+            .map(|node| conn::node_url(node.as_ref()))
+            .collect();
+        let conn = Conn::cluster(&urls).await?;
+        let target = urls
+            .iter()
+            .map(|url| conn::redact(url))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let store = Self::new(conn, target);
+        store.check_eviction_policy().await;
+        Ok(store)
+    }
+
+    pub(super) fn new(conn: Conn, target: String) -> Self {
+        Self {
+            conn,
+            prefix: Self::DEFAULT_PREFIX.into(),
+            target: target.into(),
+        }
+    }
+
+    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX),
+    /// e.g. to share one Redis between services. A prefix holding `{` or `}` is an
+    /// error: it would change the cluster hash tags that keep each key's slot.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
+        let prefix = prefix.into();
+        if prefix.contains(['{', '}']) {
+            return Err(ConfigError::KeyPrefix);
+        }
+        self.prefix = prefix.into();
+        Ok(self)
+    }
+
+    /// The key prefix in use.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The store's connection, for the application's own commands. Keep them out of the
+    /// store's prefix.
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection(self.conn.clone())
+    }
+
+    pub(super) fn session_key(&self, hashed: &str) -> String {
+        format!("{}{{{hashed}}}", self.prefix)
+    }
+
+    pub(super) fn user_key(&self, user_id: &str) -> String {
+        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(user_id.as_bytes()));
+        format!("{}user:{{{digest}}}", self.prefix)
+    }
+
+    /// Writes a new session unless a live one has its ID; touches no index.
+    pub(super) async fn write_new(
+        &self,
+        id: &HashedId,
+        record: &Record,
+        expiry: Expiry,
+    ) -> Result<Created, StoreError> {
+        let ttl = codec::millis(
+            expiry
+                .expires_at(&record.metadata)
+                .saturating_since(expiry.now),
+        );
+        let mut invocation = CREATE.key(self.session_key(id.as_str()));
+        codec::push_expiry(&mut invocation, expiry);
+        invocation.arg(ttl);
+        for (name, value) in codec::record_pairs(record) {
+            invocation.arg(name.as_ref()).arg(value.as_ref());
+        }
+        let reply: String = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        match reply.as_str() {
+            "saved" => Ok(Created::Saved),
+            "in-use" => Ok(Created::IdInUse),
+            _ => Err(unexpected_reply()),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.target)
+            .field("cluster", &self.conn.is_cluster())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+pub(super) fn unexpected_reply() -> StoreError {
+    StoreError::backend("unexpected reply from a session script")
+}
+
+impl SessionStore for RedisStore {
+    async fn load(&self, id: &HashedId, expiry: Expiry) -> Result<Option<Record>, StoreError> {
+        let mut command = ::redis::cmd("HGETALL");
+        command.arg(self.session_key(id.as_str()));
+        let reply: Value = command
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        let record = codec::decode_record(codec::hash_entries(reply)?)?.map(|(record, _)| record);
+        Ok(record.filter(|record| expiry.is_live(&record.metadata)))
+    }
+
+    async fn create(
+        &self,
+        id: &HashedId,
+        record: &Record,
+        expiry: Expiry,
+    ) -> Result<Created, StoreError> {
+        if let Some(user) = &record.metadata.user_id {
+            self.index_add(user, id, expiry).await?;
+        }
+        self.write_new(id, record, expiry).await
+    }
+
+    async fn apply(
+        &self,
+        id: &HashedId,
+        changes: &ChangeSet,
+        expiry: Expiry,
+    ) -> Result<Applied, StoreError> {
+        if let UserChange::Bind(user) = &changes.user {
+            self.index_add(user, id, expiry).await?;
+        }
+        let mut invocation = APPLY.key(self.session_key(id.as_str()));
+        codec::push_expiry(&mut invocation, expiry);
+        codec::push_changes(&mut invocation, changes);
+        let reply: Vec<String> = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("gone"), _) => Ok(Applied::Gone),
+            (Some("rejected"), why) => Ok(Applied::Rejected(codec::rejection(why)?)),
+            (Some("saved"), previous) => {
+                // The script names the previous user only when the change set set one.
+                let rebound = match &changes.user {
+                    UserChange::Keep => false,
+                    UserChange::Bind(now) => previous.is_some_and(|previous| previous != now),
+                    UserChange::Unbind => true,
+                };
+                if let (true, Some(previous)) = (rebound, previous) {
+                    self.index_remove(previous, id).await;
+                }
+                Ok(Applied::Saved)
+            }
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn cycle_id(
+        &self,
+        old: &HashedId,
+        new: &HashedId,
+        changes: &ChangeSet,
+        expiry: Expiry,
+    ) -> Result<Cycled, StoreError> {
+        if self.conn.is_cluster() {
+            self.cycle_by_copy(old, new, changes, expiry).await
+        } else {
+            self.cycle_atomically(old, new, changes, expiry).await
+        }
+    }
+
+    async fn increment(
+        &self,
+        id: &HashedId,
+        field: &str,
+        delta: i64,
+        expiry: Expiry,
+    ) -> Result<Incremented, StoreError> {
+        let mut invocation = INCREMENT.key(self.session_key(id.as_str()));
+        codec::push_expiry(&mut invocation, expiry);
+        invocation
+            .arg(codec::encode_field(field).as_ref())
+            .arg(delta);
+        let reply: Vec<String> = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("gone"), _) => Ok(Incremented::Gone),
+            (Some("rejected"), why) => Ok(Incremented::Rejected(codec::rejection(why)?)),
+            (Some("value"), Some(value)) => value
+                .parse()
+                .map(Incremented::Value)
+                .map_err(|_| unexpected_reply()),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        id: &HashedId,
+        field: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        expiry: Expiry,
+    ) -> Result<Swapped, StoreError> {
+        let mut invocation = COMPARE_AND_SET.key(self.session_key(id.as_str()));
+        codec::push_expiry(&mut invocation, expiry);
+        invocation.arg(codec::encode_field(field).as_ref());
+        for value in [expected, new] {
+            match value {
+                Some(value) => invocation.arg("1").arg(value),
+                None => invocation.arg("0").arg(""),
+            };
+        }
+        let reply: Vec<String> = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("gone"), _) => Ok(Swapped::Gone),
+            (Some("saved"), _) => Ok(Swapped::Saved),
+            (Some("conflict"), current) => Ok(Swapped::Conflict(current.cloned())),
+            _ => Err(unexpected_reply()),
+        }
+    }
+
+    async fn destroy(&self, id: &HashedId) -> Result<(), StoreError> {
+        // The user index keeps a stale entry; listing or destroying that user's sessions
+        // prunes it.
+        let mut command = ::redis::cmd("DEL");
+        command.arg(self.session_key(id.as_str()));
+        command
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    async fn sessions_of_user(
+        &self,
+        user_id: &str,
+        expiry: Expiry,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        self.list_user_sessions(user_id, expiry).await
+    }
+
+    async fn destroy_sessions_of_user(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.destroy_user_sessions(user_id).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        ::redis::cmd("PING")
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)
+    }
+}

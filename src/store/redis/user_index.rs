@@ -1,0 +1,147 @@
+//! The per-user index behind log-out-everywhere: a sorted set of the user's hashed
+//! session IDs, added to before any write that binds a session, pruned when read.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+
+use super::codec;
+use super::scripts::{DESTROY_IF_USER, INDEX_ADD, INDEX_PRUNE};
+use super::store::RedisStore;
+use crate::store::{Expiry, HashedId, SessionSummary, StoreError};
+
+/// A user-index entry younger than this is never pruned, even if its session is not
+/// (yet) there: it may belong to a write still in flight. Far longer than any request.
+const INDEX_GRACE: Duration = Duration::from_secs(60);
+/// Listings of a user's index that log-out-everywhere makes at most, chasing sessions
+/// that move to new IDs while it runs.
+const DESTROY_PASSES: usize = 8;
+
+impl RedisStore {
+    /// Adds `id` to `user`'s index; done before any write that binds `id` to `user`.
+    pub(super) async fn index_add(
+        &self,
+        user: &str,
+        id: &HashedId,
+        expiry: Expiry,
+    ) -> Result<(), StoreError> {
+        // Every session in the index dies within its absolute expiry from now.
+        let ttl = codec::millis(expiry.absolute_lifetime) + codec::millis(INDEX_GRACE);
+        let mut invocation = INDEX_ADD.key(self.user_key(user));
+        invocation.arg(id.as_str()).arg(ttl);
+        invocation
+            .invoke_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// Drops `id` from `user`'s index after the session left that user. Only tidies up:
+    /// a stale entry is harmless, so a failure is logged, not returned.
+    pub(super) async fn index_remove(&self, user: &str, id: &HashedId) {
+        let mut command = ::redis::cmd("ZREM");
+        command.arg(self.user_key(user)).arg(id.as_str());
+        if let Err(error) = command.query_async::<()>(&mut self.conn.clone()).await {
+            tracing::debug!(%error, session = ?id, "could not drop a stale user-index entry");
+        }
+    }
+
+    /// Drops index entries: `deleted` outright, `maybe_stale` only past [`INDEX_GRACE`].
+    /// Also only tidying up, so failures are logged.
+    async fn index_prune(&self, index: String, deleted: &[String], maybe_stale: &[String]) {
+        if deleted.is_empty() && maybe_stale.is_empty() {
+            return;
+        }
+        let mut invocation = INDEX_PRUNE.key(index);
+        invocation
+            .arg(codec::millis(INDEX_GRACE))
+            .arg(deleted.len())
+            .arg(deleted)
+            .arg(maybe_stale);
+        if let Err(error) = invocation.invoke_async::<()>(&mut self.conn.clone()).await {
+            tracing::debug!(%error, "could not prune a user index");
+        }
+    }
+
+    async fn members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        let mut command = ::redis::cmd("ZRANGE");
+        command.arg(index).arg(0).arg(-1);
+        command
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// The live sessions bound to `user_id`, pruning stale index entries.
+    pub(super) async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        expiry: Expiry,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let index = self.user_key(user_id);
+        let members = self.members(&index).await?;
+        // One request per session, all in flight at once on the multiplexed connection.
+        let reads = members.iter().map(|member| {
+            let mut command = ::redis::cmd("HMGET");
+            command
+                .arg(self.session_key(member))
+                .arg(&codec::METADATA_FIELDS[..]);
+            let mut conn = self.conn.clone();
+            async move { command.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await }
+        });
+        let replies = try_join_all(reads).await.map_err(StoreError::backend)?;
+        let mut sessions = Vec::new();
+        let mut stale = Vec::new();
+        for (member, reply) in members.into_iter().zip(replies) {
+            match codec::decode_metadata(reply)? {
+                Some(metadata)
+                    if metadata.user_id.as_deref() == Some(user_id)
+                        && expiry.is_live(&metadata) =>
+                {
+                    sessions.push(SessionSummary::new(HashedId::from_stored(member), metadata));
+                }
+                _ => stale.push(member),
+            }
+        }
+        self.index_prune(index, &[], &stale).await;
+        Ok(sessions)
+    }
+
+    /// Deletes every session still bound to `user_id`; returns how many.
+    ///
+    /// A session may be moving to a new ID (`cycle_id`) meanwhile. Its new ID is always
+    /// in the index before the move completes, so if the move beat our delete of the old
+    /// ID, the new ID is in the next listing: the index is listed again after every pass,
+    /// and passes go on while a listing shows members not seen before. A login that
+    /// lands during such a further pass is logged out too: it raced this call.
+    pub(super) async fn destroy_user_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
+        let index = self.user_key(user_id);
+        let (mut seen, mut gone, mut others) = (HashSet::new(), Vec::new(), Vec::new());
+        for _ in 0..DESTROY_PASSES {
+            let unseen: Vec<String> = (self.members(&index).await?.into_iter())
+                .filter(|member| seen.insert(member.clone()))
+                .collect();
+            if unseen.is_empty() {
+                break;
+            }
+            let deletions = unseen.iter().map(|member| {
+                let mut invocation = DESTROY_IF_USER.key(self.session_key(member));
+                invocation.arg(user_id);
+                let mut conn = self.conn.clone();
+                async move { invocation.invoke_async::<i64>(&mut conn).await }
+            });
+            let deleted = try_join_all(deletions).await.map_err(StoreError::backend)?;
+            for (member, deleted) in unseen.into_iter().zip(deleted) {
+                if deleted > 0 {
+                    gone.push(member);
+                } else {
+                    others.push(member);
+                }
+            }
+        }
+        // A member left in place belongs to another user, is gone, or is being bound
+        // right now (that login counts as after this call): pruned only past the grace.
+        self.index_prune(index, &gone, &others).await;
+        Ok(gone.len())
+    }
+}
