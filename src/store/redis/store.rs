@@ -31,9 +31,11 @@ use crate::store::{
 ///
 /// - `session:{<hashed ID>}` — a hash per session: each data field under its own name
 ///   (a name starting with `:` gets one more `:` in front), plus the reserved fields
-///   `:created` and `:refreshed` (milliseconds since the epoch), `:user`, `:v` (layout
-///   version) and `:gen` (a write counter). Its TTL is what is left of the session's
-///   life, so Redis drops dead sessions by itself.
+///   `:m` (`<created>.<refreshed>.<generation>`: milliseconds since the epoch twice, then
+///   a write counter) and `:u` (the bound user, when there is one). Its TTL is what is
+///   left of the session's life, so Redis drops dead sessions by itself. Hashes in the
+///   older layout (`:created`, `:refreshed`, `:user`, `:v`, `:gen`) are still read, and
+///   any write converts them.
 /// - `session:user:{<base64url SHA-256 of the user ID>}` — a sorted set of the user's
 ///   hashed session IDs, for [`sessions_of_user`](SessionStore::sessions_of_user) and
 ///   [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user), scored by
