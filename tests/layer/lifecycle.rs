@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use tower_stateless::store::SessionStore;
-use tower_stateless::{Keys, SameSite};
+use tower_stateless::{
+    ConfigError, Keys, MemoryStore, SameSite, SessionLayer, SessionLayerBuilder,
+};
 
 use crate::{key, App};
 
@@ -101,7 +103,8 @@ async fn destroy_deletes_and_removes_the_cookie() {
     let cookie = app.login("alice").await;
     let reply = app.send("POST", "/logout", Some(&cookie)).await;
     let removal = reply.set_cookies().pop().unwrap();
-    assert!(removal.starts_with("id=;"), "{removal}");
+    // A path or domain rules out `__Host-`: the default name falls back to `__Secure-`.
+    assert!(removal.starts_with("__Secure-id=;"), "{removal}");
     for attribute in [
         "Max-Age=0",
         "Path=/app",
@@ -306,6 +309,7 @@ async fn cookie_defaults_are_secure() {
     let reply = app.send("POST", "/set/a/1", None).await;
     let set = reply.set_cookies();
     assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("__Host-id="), "{}", set[0]);
     let attributes: Vec<&str> = set[0].split("; ").skip(1).collect();
     assert_eq!(attributes, ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"]);
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
@@ -345,17 +349,49 @@ async fn cookie_attributes_are_configurable() {
 }
 
 #[tokio::test]
-async fn host_prefix_cookies() {
-    let app = App::with(|layer| {
-        layer
-            .with_cookie_name("__Host-id")
-            .with_secure(false)
-            .with_cookie_domain("x.com")
-    });
+async fn cookie_name_defaults_follow_secure() {
+    // Without Secure a prefixed name would be dropped by browsers: plain `id`.
+    let plain = App::with(|layer| layer.with_secure(false));
+    let reply = plain.send("POST", "/set/a/1", None).await;
+    let cookie = reply.cookie().unwrap();
+    assert!(cookie.starts_with("id="), "{cookie}");
+    assert_eq!(
+        plain.send("GET", "/get/a", Some(&cookie)).await.body,
+        "\"1\""
+    );
+    // A token is bound to the name it was issued under.
+    let renamed = cookie.replacen("id=", "__Host-id=", 1);
+    let secure = App::sharing(plain.store.clone(), Keys::new(key(1)), |l| l);
+    assert_eq!(
+        secure.send("GET", "/get/a", Some(&renamed)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn host_prefix_rules_are_checked_when_built() {
+    let build = |configure: fn(SessionLayerBuilder) -> SessionLayerBuilder| {
+        configure(SessionLayer::builder(MemoryStore::new(), Keys::new(key(1))))
+            .build()
+            .err()
+    };
+    assert_eq!(
+        build(|l| l.with_cookie_name("__host-id").with_secure(false)),
+        Some(ConfigError::CookiePrefix)
+    );
+    assert_eq!(
+        build(|l| l.with_cookie_name("__Host-id").with_cookie_domain("x.com")),
+        Some(ConfigError::CookiePrefix)
+    );
+    assert_eq!(
+        build(|l| l.with_cookie_name("__SECURE-id").with_secure(false)),
+        Some(ConfigError::CookiePrefix)
+    );
+    let app = App::with(|layer| layer.with_cookie_name("__HOST-sid"));
     let reply = app.send("POST", "/set/a/1", None).await;
     let set = &reply.set_cookies()[0];
     assert!(
-        set.starts_with("__Host-id=") && set.ends_with("; Secure; Path=/"),
+        set.starts_with("__HOST-sid=") && set.ends_with("; Secure; Path=/"),
         "{set}"
     );
     assert_eq!(

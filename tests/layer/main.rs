@@ -212,7 +212,7 @@ impl Reply {
             .collect()
     }
 
-    /// The `id=...` pair to send back, if the response set a (non-removal) cookie.
+    /// The `name=token` pair to send back, if the response set a (non-removal) cookie.
     pub fn cookie(&self) -> Option<String> {
         self.set_cookies()
             .into_iter()

@@ -74,8 +74,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSION_KEYS", hide_env_values = true)]
     pub session_keys: Option<String>,
 
-    /// Mark the session cookie Secure. Set false only for plain-HTTP clients, which
-    /// drop Secure cookies.
+    /// Mark the session cookie Secure (it is then named `__Host-id`, else `id`). Set
+    /// false only for plain-HTTP clients, which drop Secure cookies.
     #[arg(
         long,
         env = "COOKIE_SECURE",
