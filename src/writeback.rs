@@ -155,10 +155,59 @@ impl Outcome {
             }
             CookieUpdate::Remove => config.carrier.remove(headers),
         }
-        // A response that sets a session cookie must never be cached for someone else.
+        // A response that sets a session cookie must never be cached for someone else:
+        // a shared cache would hand the token to the next client.
         if !headers.contains_key(CACHE_CONTROL) {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        } else if headers.get_all(CACHE_CONTROL).iter().any(shared_cacheable) {
+            tracing::warn!(
+                "the handler made a response that sets or removes the session token cacheable \
+                 by shared caches (public or s-maxage); sending Cache-Control: private, no-store"
+            );
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
         }
         response
+    }
+}
+
+/// Whether a `Cache-Control` value lets a shared cache store the response: `public` or
+/// `s-maxage`, in any case. Works on bytes: a non-UTF-8 value cannot hide a directive.
+fn shared_cacheable(value: &HeaderValue) -> bool {
+    value.as_bytes().split(|&b| b == b',').any(|directive| {
+        let name = directive.split(|&b| b == b'=').next().unwrap_or_default();
+        let name = name.trim_ascii();
+        name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"s-maxage")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_and_s_maxage_are_shared_cacheable() {
+        for value in [
+            "public",
+            "public, max-age=3600",
+            "max-age=60,PUBLIC",
+            "s-maxage=60",
+            "private, S-MaxAge = 5",
+            " public ",
+        ] {
+            let value = HeaderValue::from_static(value);
+            assert!(shared_cacheable(&value), "{value:?}");
+        }
+        for value in [
+            "private, max-age=5",
+            "no-store",
+            "no-cache",
+            "max-age=60",
+            "",
+            "publicity",
+            "x-public=1",
+        ] {
+            let value = HeaderValue::from_static(value);
+            assert!(!shared_cacheable(&value), "{value:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use tower_stateless::{
     ConfigError, Keys, MemoryStore, SameSite, SessionLayer, SessionLayerBuilder,
 };
 
+use crate::logs::Logs;
 use crate::{key, App};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -408,4 +409,48 @@ async fn handler_cache_control_is_kept() {
     let reply = app.send("POST", "/cached/a", None).await;
     assert!(reply.cookie().is_some());
     assert_eq!(reply.headers[header::CACHE_CONTROL], "private, max-age=5");
+}
+
+#[tokio::test]
+async fn shared_cacheable_responses_carrying_a_token_become_private_no_store() {
+    let app = App::new();
+    for path in ["/public/a", "/shared/a"] {
+        let (reply, logs) = Logs::capture(app.send("POST", path, None)).await;
+        let cookie = reply.cookie().expect("a fresh token");
+        let cache_control: Vec<_> = reply
+            .headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .collect();
+        assert_eq!(cache_control, ["private, no-store"], "{path}");
+        let warnings = logs.lines_with("WARN");
+        assert_eq!(warnings.len(), 1, "{}", logs.text());
+        assert!(warnings[0].contains("private, no-store"), "{}", warnings[0]);
+        let token = cookie.split_once('=').unwrap().1;
+        assert!(!logs.text().contains(token));
+    }
+    // A removal cookie too.
+    let cookie = app.login("alice").await;
+    let other = app.login("bob").await;
+    let reply = app.send("POST", "/logout-public", Some(&other)).await;
+    assert!(reply.removes_cookie());
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "private, no-store");
+    let reply = app.send("POST", "/public/a", Some(&cookie)).await;
+    assert!(reply.set_cookies().is_empty(), "a kept token is not resent");
+    assert_eq!(
+        reply.headers[header::CACHE_CONTROL],
+        "public, max-age=3600",
+        "a response that hands out no token keeps the handler's caching"
+    );
+    // A read with an old key's token re-issues it: the response is private again.
+    let rotated = App::sharing(
+        app.store.clone(),
+        Keys::new(key(2)).with_verify_only(key(1)),
+        |l| l,
+    );
+    let reply = rotated
+        .send("GET", "/public-read/user", Some(&cookie))
+        .await;
+    assert!(reply.cookie().is_some(), "re-issued");
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "private, no-store");
 }
