@@ -395,13 +395,13 @@ impl Shared {
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|error| Error::new(ErrorKind::Serialization, error))
+    serde_json::to_string(value).map_err(Error::serde)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<Option<T>, Error> {
     json.map(serde_json::from_str)
         .transpose()
-        .map_err(|error| Error::new(ErrorKind::Serialization, error))
+        .map_err(Error::serde)
 }
 
 impl fmt::Debug for Session {
