@@ -218,7 +218,7 @@ impl Session {
         );
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))?;
-            let fresh = Incoming::new(id, Verified::BySigningKey);
+            let fresh = Incoming::new(id, Verified::Signing);
             let create = shared.config.store.create(fresh.hashed(), &record, expiry);
             match create
                 .await

@@ -214,6 +214,8 @@ pub enum KeyError {
     NotBase64,
     /// A key list held no key.
     Empty,
+    /// A key list's first key, the signing key, is marked `upcoming:` or `retiring:`.
+    MarkedSigningKey,
 }
 
 impl fmt::Display for KeyError {
@@ -226,6 +228,9 @@ impl fmt::Display for KeyError {
             ),
             Self::NotBase64 => f.write_str("session key is not valid base64"),
             Self::Empty => f.write_str("no session key given"),
+            Self::MarkedSigningKey => {
+                f.write_str("the first session key signs: it cannot be upcoming or retiring")
+            }
         }
     }
 }

@@ -163,10 +163,10 @@ async fn key_rotation_in_two_phases() {
     let old_fleet = App::sharing(store.clone(), Keys::new(key(1)), |l| l);
     let cookie = old_fleet.login("alice").await;
 
-    // Phase 1: the new key is deployed verify-only; old tokens still sign and verify.
+    // Phase 1: the new key is deployed as upcoming; old tokens still sign and verify.
     let phase1 = App::sharing(
         store.clone(),
-        Keys::new(key(1)).with_verify_only(key(2)),
+        Keys::new(key(1)).with_upcoming(key(2)),
         |l| l,
     );
     let reply = phase1.send("GET", "/get/user", Some(&cookie)).await;
@@ -176,7 +176,7 @@ async fn key_rotation_in_two_phases() {
     // Phase 2: the new key signs; old tokens verify once and are re-issued.
     let phase2 = App::sharing(
         store.clone(),
-        Keys::new(key(2)).with_verify_only(key(1)),
+        Keys::new(key(2)).with_retiring(key(1)),
         |l| l,
     );
     let reply = phase2.send("GET", "/get/user", Some(&cookie)).await;
@@ -203,6 +203,69 @@ async fn key_rotation_in_two_phases() {
         retired.send("GET", "/get/user", Some(&cookie)).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn key_rollout_does_not_flap_across_a_mixed_fleet() {
+    // Two instances on one store, mid-rollout: phase 1 has the new key (2) as upcoming,
+    // phase 2 already signs with it and has the old key (1) as retiring.
+    let store = crate::instrumented::Instrumented::default();
+    let phase1 = App::sharing(
+        store.clone(),
+        Keys::new(key(1)).with_upcoming(key(2)),
+        |l| l,
+    );
+    let phase2 = App::sharing(
+        store.clone(),
+        Keys::new(key(2)).with_retiring(key(1)),
+        |l| l,
+    );
+
+    // A token signed by the new key is accepted by phase 1 and never re-issued there:
+    // not on a read, a write, nor a refresh.
+    let new = phase2.login("alice").await;
+    let read = phase1.send("GET", "/get/user", Some(&new)).await;
+    assert_eq!(read.body, "\"alice\"");
+    assert!(read.set_cookies().is_empty(), "{:?}", read.set_cookies());
+    let write = phase1.send("POST", "/set/a/1", Some(&new)).await;
+    assert_eq!(write.status, StatusCode::OK);
+    assert!(write.set_cookies().is_empty(), "{:?}", write.set_cookies());
+    assert_eq!(phase2.send("GET", "/get/a", Some(&new)).await.body, "\"1\"");
+    phase1.clock.advance(4 * HOUR); // past the refresh interval: a touch
+    store.take_calls();
+    let refresh = phase1.send("GET", "/get/a", Some(&new)).await;
+    assert_eq!(store.take_calls(), ["load", "touch"]);
+    assert!(refresh.set_cookies().is_empty());
+
+    // Had phase 1 treated the new key as retiring, it would have re-signed the token
+    // under the old key, and phase 2 back under the new one: the flapping avoided above.
+    let flapping = App::sharing(
+        store.clone(),
+        Keys::new(key(1)).with_retiring(key(2)),
+        |l| l,
+    );
+    let back = flapping.send("GET", "/get/user", Some(&new)).await;
+    let old_again = back.cookie().expect("re-issued under the old key");
+    assert!(phase2
+        .send("GET", "/get/user", Some(&old_again))
+        .await
+        .cookie()
+        .is_some());
+
+    // A token from phase 1 (old key) is re-issued once by phase 2, then stays put.
+    let old = phase1.login("bob").await;
+    let reissued = phase2
+        .send("GET", "/get/user", Some(&old))
+        .await
+        .cookie()
+        .expect("re-issued under the new key");
+    for _ in 0..3 {
+        for instance in [&phase1, &phase2] {
+            let reply = instance.send("GET", "/get/user", Some(&reissued)).await;
+            assert_eq!(reply.body, "\"bob\"");
+            assert!(reply.set_cookies().is_empty());
+        }
+    }
 }
 
 #[tokio::test]
@@ -445,7 +508,7 @@ async fn shared_cacheable_responses_carrying_a_token_become_private_no_store() {
     // A read with an old key's token re-issues it: the response is private again.
     let rotated = App::sharing(
         app.store.clone(),
-        Keys::new(key(2)).with_verify_only(key(1)),
+        Keys::new(key(2)).with_retiring(key(1)),
         |l| l,
     );
     let reply = rotated
