@@ -1,9 +1,11 @@
 //! The layer's configuration, shared by every request, and the checks it passes when built.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::carrier::Carrier;
+use crate::events::SecurityEvents;
 use crate::expiry::ExpirySettings;
 use crate::keys::Keys;
 use crate::store::StoreHandle;
@@ -15,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) keys: Keys,
     pub(crate) carrier: Carrier,
     pub(crate) expiry: ExpirySettings,
+    /// Rejected tokens, counted and logged at a bounded rate per layer.
+    pub(crate) events: Arc<SecurityEvents>,
 }
 
 impl Config {

@@ -97,8 +97,27 @@ pub(crate) enum Rejected {
     Malformed,
     /// Token-shaped, but no key made its tag.
     Forged,
-    /// A valid token whose session the store does not know (ended or never existed).
+    /// A valid token whose session the store does not know: never created, expired, or
+    /// ended by a logout before the request (stores delete ended sessions, so these
+    /// cannot be told apart).
     Unknown,
+    /// A valid token whose session the request saw live, then found ended by a logout
+    /// (or log-out-everywhere) while it ran.
+    Revoked,
+}
+
+impl Rejected {
+    pub(crate) const ALL: [Self; 4] = [Self::Malformed, Self::Forged, Self::Unknown, Self::Revoked];
+
+    /// The metric label and log field.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Forged => "forged",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+        }
+    }
 }
 
 /// Which key verified a token.

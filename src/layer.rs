@@ -70,6 +70,7 @@ fn default_config(store: impl SessionStore, keys: Keys) -> Config {
         keys,
         carrier: Carrier::default(),
         expiry: ExpirySettings::default(),
+        events: Arc::default(),
     }
 }
 

@@ -9,9 +9,11 @@ use http::{HeaderValue, Response};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
+use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::failure::OnFailure;
 use crate::id::SessionId;
+use crate::keys::Rejected;
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
@@ -58,7 +60,12 @@ async fn execute(config: &Config, write: Write, expiry: Expiry) -> Result<Cookie
         }
         Write::Touch(target) => match store.touch(target.session.hashed(), expiry).await? {
             Applied::Saved => Ok(target.kept()),
-            Applied::Gone | Applied::Rejected(_) => Ok(CookieUpdate::Keep),
+            // Loaded live, gone now: ended meanwhile. Nothing to refresh, nothing to fail.
+            Applied::Gone => {
+                rejected(config, Rejected::Revoked, &target);
+                Ok(CookieUpdate::Keep)
+            }
+            Applied::Rejected(_) => Ok(CookieUpdate::Keep),
         },
         Write::Cycle(target, changes) => {
             for _ in 0..ID_ATTEMPTS {
@@ -89,12 +96,19 @@ async fn gone(
     expiry: Expiry,
 ) -> Result<CookieUpdate, Error> {
     if target.seen_live {
+        rejected(config, Rejected::Revoked, target);
         return Err(Error::of_kind(ErrorKind::Ended));
     }
+    rejected(config, Rejected::Unknown, target);
     if !changes.adds_anything() {
         return Ok(CookieUpdate::Keep);
     }
     create(config, changes, expiry).await
+}
+
+fn rejected(config: &Config, reason: Rejected, target: &Target) {
+    let hashed = target.session.hashed();
+    (config.events).rejected(reason, Clue::Session(hashed.as_str()));
 }
 
 /// Stores `changes` as a new session under a fresh ID.

@@ -4,6 +4,7 @@
 
 mod atomic;
 mod calls;
+mod events;
 mod failures;
 mod hostile;
 mod instrumented;
