@@ -375,4 +375,123 @@ mod tests {
     fn debug_redacts() {
         assert_eq!(format!("{:?}", key(7)), "Key(<redacted>)");
     }
+
+    mod properties {
+        //! Properties over any ID, key set and cookie name (`cargo test keys::tests::properties`).
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_key() -> impl Strategy<Value = Key> {
+            vec(any::<u8>(), MIN_KEY_LEN..=96).prop_map(|bytes| Key::from_bytes(&bytes).unwrap())
+        }
+
+        fn any_id() -> impl Strategy<Value = SessionId> {
+            any::<[u8; 24]>().prop_map(|bytes| {
+                SessionId::parse(URL_SAFE_NO_PAD.encode(bytes).as_bytes()).unwrap()
+            })
+        }
+
+        /// An RFC 6265 token, as the layer's checks allow.
+        fn any_name() -> impl Strategy<Value = String> {
+            let chars = b"abcXYZ019!#$%&'*+-.^_`|~";
+            vec(proptest::sample::select(chars.as_slice()), 1..24)
+                .prop_map(|bytes| String::from_utf8(bytes).unwrap())
+        }
+
+        /// A key set, and which of its keys signs the token: 0 the signing key, then the
+        /// upcoming keys, then the retiring ones.
+        fn any_keys() -> impl Strategy<Value = (Vec<Key>, usize, usize, usize)> {
+            (0..3usize, 0..3usize).prop_flat_map(|(upcoming, retiring)| {
+                let total = 1 + upcoming + retiring;
+                (
+                    vec(any_key(), total),
+                    Just(upcoming),
+                    Just(retiring),
+                    0..total,
+                )
+            })
+        }
+
+        fn keys_of(all: &[Key], upcoming: usize) -> Keys {
+            let mut keys = Keys::new(all[0].clone());
+            for key in &all[1..=upcoming] {
+                keys = keys.with_upcoming(key.clone());
+            }
+            for key in &all[1 + upcoming..] {
+                keys = keys.with_retiring(key.clone());
+            }
+            keys
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn sign_then_verify_round_trips(
+                id in any_id(),
+                name in any_name(),
+                (all, upcoming, _retiring, signer) in any_keys(),
+            ) {
+                let keys = keys_of(&all, upcoming);
+                let token = Keys::new(all[signer].clone()).sign(&name, &id);
+                prop_assert_eq!(token.len(), TOKEN_LEN);
+                let expected = match signer {
+                    0 => Verified::Signing,
+                    i if i <= upcoming => Verified::Upcoming,
+                    _ => Verified::Retiring,
+                };
+                prop_assert_eq!(keys.verify(&name, token.as_bytes()), Ok((id, expected)));
+            }
+
+            #[test]
+            fn any_single_byte_change_is_rejected(
+                id in any_id(),
+                (all, upcoming, _retiring, signer) in any_keys(),
+                at in 0..TOKEN_LEN,
+                byte in any::<u8>(),
+            ) {
+                let keys = keys_of(&all, upcoming);
+                let mut token = Keys::new(all[signer].clone()).sign("id", &id).into_bytes();
+                prop_assume!(token[at] != byte);
+                token[at] = byte;
+                prop_assert!(keys.verify("id", &token).is_err());
+            }
+
+            #[test]
+            fn truncation_and_extension_are_rejected(
+                id in any_id(),
+                key in any_key(),
+                keep in 0..TOKEN_LEN,
+                extra in vec(any::<u8>(), 1..64),
+            ) {
+                let keys = Keys::new(key);
+                let token = keys.sign("id", &id).into_bytes();
+                prop_assert_eq!(keys.verify("id", &token[..keep]), Err(Rejected::Malformed));
+                let extended = [token.as_slice(), &extra].concat();
+                prop_assert_eq!(keys.verify("id", &extended), Err(Rejected::Malformed));
+            }
+
+            #[test]
+            fn another_name_or_key_is_forged(
+                id in any_id(),
+                key in any_key(),
+                other in any_key(),
+                name in any_name(),
+            ) {
+                let token = Keys::new(key.clone()).sign("id", &id);
+                prop_assume!(name != "id");
+                prop_assert_eq!(
+                    Keys::new(key).verify(&name, token.as_bytes()),
+                    Err(Rejected::Forged)
+                );
+                prop_assert_eq!(
+                    Keys::new(other).verify("id", token.as_bytes()),
+                    Err(Rejected::Forged)
+                );
+            }
+        }
+    }
 }
