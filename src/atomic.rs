@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::id::SessionId;
-use crate::keys::Verified;
+use crate::keys::{Rejected, Verified};
 use crate::record::{add_to_stored, Metadata, Record};
 use crate::session::{decode, encode, Incoming, Session};
 use crate::snapshot::Seen;
@@ -191,9 +191,13 @@ impl Session {
             .as_ref()
             .is_some_and(|fresh| fresh.id == target.id);
         if is_fresh || matches!(state.seen, Seen::Live { .. }) {
+            drop(state);
+            self.shared.rejected(Rejected::Revoked, target);
             return Err(Error::of_kind(ErrorKind::Ended));
         }
         state.seen = Seen::Missing;
+        drop(state);
+        self.shared.rejected(Rejected::Unknown, target);
         Ok(())
     }
 
@@ -218,7 +222,7 @@ impl Session {
         );
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))?;
-            let fresh = Incoming::new(id, Verified::BySigningKey);
+            let fresh = Incoming::new(id, Verified::Signing);
             let create = shared.config.store.create(fresh.hashed(), &record, expiry);
             match create
                 .await

@@ -45,7 +45,7 @@ impl Carrier {
     pub(crate) fn name(&self) -> &str {
         self.header
             .as_ref()
-            .map_or(self.cookie.name.as_str(), HeaderName::as_str)
+            .map_or(self.cookie.name(), HeaderName::as_str)
     }
 
     /// The request's token, if there is exactly one of the right size.

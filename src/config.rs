@@ -1,9 +1,11 @@
 //! The layer's configuration, shared by every request, and the checks it passes when built.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::carrier::Carrier;
+use crate::events::SecurityEvents;
 use crate::expiry::ExpirySettings;
 use crate::keys::Keys;
 use crate::store::StoreHandle;
@@ -15,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) keys: Keys,
     pub(crate) carrier: Carrier,
     pub(crate) expiry: ExpirySettings,
+    /// Rejected tokens, counted and logged at a bounded rate per layer.
+    pub(crate) events: Arc<SecurityEvents>,
 }
 
 impl Config {
@@ -22,7 +26,7 @@ impl Config {
     /// bad setting is an error at startup and never a panic while answering a request.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let cookie = &self.carrier.cookie;
-        if !is_token(&cookie.name) {
+        if !is_token(cookie.name()) {
             return Err(ConfigError::CookieName);
         }
         if !cookie.path.starts_with('/') || !is_attribute_text(&cookie.path) {
@@ -32,6 +36,9 @@ impl Config {
             if domain.is_empty() || !is_attribute_text(domain) || domain.contains(' ') {
                 return Err(ConfigError::CookieDomain);
             }
+        }
+        if !cookie.follows_prefix_rules() {
+            return Err(ConfigError::CookiePrefix);
         }
         let expiry = &self.expiry;
         for (setting, duration) in [
@@ -86,6 +93,10 @@ pub enum ConfigError {
     CookiePath,
     /// The cookie domain is empty, or holds a space, a control character or `;`.
     CookieDomain,
+    /// The cookie name's prefix (`__Host-` or `__Secure-`, in any case) asks for
+    /// attributes the settings do not have, so browsers would drop the cookie: `__Secure-`
+    /// needs `Secure`; `__Host-` needs `Secure`, `Path=/` and no `Domain`.
+    CookiePrefix,
     /// This duration setting is zero.
     ZeroDuration(&'static str),
     /// The idle timeout is longer than the absolute lifetime.
@@ -103,6 +114,9 @@ impl fmt::Display for ConfigError {
             ),
             Self::CookieDomain => f.write_str(
                 "the cookie domain must be non-empty and hold no space, control character or ';'",
+            ),
+            Self::CookiePrefix => f.write_str(
+                "a __Secure- cookie name needs Secure; a __Host- name needs Secure, Path=/ and no Domain",
             ),
             Self::ZeroDuration(setting) => write!(f, "the {setting} must not be zero"),
             Self::IdleExceedsAbsolute => {

@@ -9,10 +9,45 @@ use http::{HeaderMap, HeaderValue};
 /// Cookies longer than this are rejected unread, as browsers would.
 pub(crate) const MAX_COOKIE_LEN: usize = 4096;
 
+/// The default name of a `Secure` cookie on `Path=/` with no `Domain`: the `__Host-`
+/// prefix makes browsers refuse it from plain HTTP, other paths or a sibling domain.
+const HOST_NAME: &str = "__Host-id";
+/// The default name of a `Secure` cookie with a `Path` or `Domain` (no `__Host-` then).
+const SECURE_NAME: &str = "__Secure-id";
+/// The default name without `Secure`, where browsers would reject either prefix.
+const PLAIN_NAME: &str = "id";
+
+/// A cookie name prefix that browsers enforce (RFC 6265bis 4.1.3), matched
+/// case-insensitively as they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// `__Host-`: `Secure`, `Path=/`, no `Domain`.
+    Host,
+    /// `__Secure-`: `Secure`.
+    Secure,
+}
+
+impl Prefix {
+    pub(crate) fn of(name: &str) -> Option<Self> {
+        let starts = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        if starts("__Host-") {
+            Some(Self::Host)
+        } else if starts("__Secure-") {
+            Some(Self::Secure)
+        } else {
+            None
+        }
+    }
+}
+
 /// The session cookie's name and attributes.
 #[derive(Debug, Clone)]
 pub(crate) struct CookieConfig {
-    pub(crate) name: String,
+    /// Set by the application; `None` takes the default of [`name`](Self::name).
+    pub(crate) name: Option<String>,
     pub(crate) path: String,
     pub(crate) domain: Option<String>,
     pub(crate) secure: bool,
@@ -25,7 +60,7 @@ pub(crate) struct CookieConfig {
 impl Default for CookieConfig {
     fn default() -> Self {
         Self {
-            name: "id".to_owned(),
+            name: None,
             path: "/".to_owned(),
             domain: None,
             secure: true,
@@ -37,13 +72,24 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
+    /// The cookie's name: the application's, or the strongest prefix the other
+    /// attributes allow (`__Host-id`, `__Secure-id`, else `id`).
+    pub(crate) fn name(&self) -> &str {
+        match &self.name {
+            Some(name) => name,
+            None if !self.secure => PLAIN_NAME,
+            None if self.path == "/" && self.domain.is_none() => HOST_NAME,
+            None => SECURE_NAME,
+        }
+    }
+
     /// The one value of our cookie across all `Cookie` headers.
     ///
     /// A duplicated cookie is ambiguous (one may have been planted by a sibling domain),
     /// so it counts as absent, as does an oversized one. Works on bytes: a non-UTF-8
     /// header elsewhere cannot hide or corrupt ours.
     pub(crate) fn find<'h>(&self, headers: &'h HeaderMap) -> Option<&'h [u8]> {
-        let name = self.name.as_bytes();
+        let name = self.name().as_bytes();
         let mut found = None;
         for header in headers.get_all(COOKIE) {
             for pair in header.as_bytes().split(|&b| b == b';') {
@@ -79,20 +125,24 @@ impl CookieConfig {
         append(headers, &cookie);
     }
 
+    /// Whether the attributes follow the name's prefix rules, which browsers enforce by
+    /// dropping the cookie: checked when the layer is built.
+    pub(crate) fn follows_prefix_rules(&self) -> bool {
+        match Prefix::of(self.name()) {
+            None => true,
+            Some(Prefix::Secure) => self.secure,
+            Some(Prefix::Host) => self.secure && self.path == "/" && self.domain.is_none(),
+        }
+    }
+
     fn build<'c>(&'c self, value: &'c str) -> Cookie<'c> {
-        let host_prefixed = self.name.starts_with("__Host-");
-        let mut cookie = Cookie::build((self.name.as_str(), value))
+        let mut cookie = Cookie::build((self.name(), value))
             .http_only(self.http_only)
             .same_site(self.same_site)
-            // The __Host- and __Secure- prefixes are only honoured by browsers with Secure.
-            .secure(self.secure || host_prefixed || self.name.starts_with("__Secure-"))
-            .path(if host_prefixed {
-                "/"
-            } else {
-                self.path.as_str()
-            })
+            .secure(self.secure)
+            .path(self.path.as_str())
             .build();
-        if let (Some(domain), false) = (&self.domain, host_prefixed) {
+        if let Some(domain) = &self.domain {
             cookie.set_domain(domain.as_str());
         }
         cookie
@@ -117,9 +167,17 @@ mod tests {
         map
     }
 
+    /// The plain `id` name, as with `Secure` off.
+    fn plain() -> CookieConfig {
+        CookieConfig {
+            secure: false,
+            ..CookieConfig::default()
+        }
+    }
+
     #[test]
     fn finds_the_cookie_among_others() {
-        let config = CookieConfig::default();
+        let config = plain();
         assert_eq!(
             config.find(&headers(&[b"a=1; id=tok; b=2"])),
             Some(&b"tok"[..])
@@ -137,7 +195,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_oversized_count_as_absent() {
-        let config = CookieConfig::default();
+        let config = plain();
         assert_eq!(config.find(&headers(&[b"id=a; id=b"])), None);
         assert_eq!(config.find(&headers(&[b"id=a", b"id=a"])), None);
         let big = [b"id=".as_slice(), &[b'a'; MAX_COOKIE_LEN]].concat();
@@ -155,9 +213,12 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap())
             .collect();
-        assert_eq!(set[0], "id=tok; HttpOnly; SameSite=Lax; Secure; Path=/");
+        assert_eq!(
+            set[0],
+            "__Host-id=tok; HttpOnly; SameSite=Lax; Secure; Path=/"
+        );
         assert!(
-            set[1].starts_with("id=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0"),
+            set[1].starts_with("__Host-id=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0"),
             "{}",
             set[1]
         );
@@ -175,19 +236,77 @@ mod tests {
     }
 
     #[test]
-    fn host_prefix_forces_its_rules() {
-        let config = CookieConfig {
-            name: "__Host-id".into(),
-            secure: false,
+    fn default_name_follows_secure_path_and_domain() {
+        assert_eq!(CookieConfig::default().name(), "__Host-id");
+        assert_eq!(plain().name(), "id");
+        let with_path = CookieConfig {
             path: "/app".into(),
+            ..CookieConfig::default()
+        };
+        assert_eq!(with_path.name(), "__Secure-id");
+        let with_domain = CookieConfig {
             domain: Some("example.com".into()),
             ..CookieConfig::default()
         };
-        let mut map = HeaderMap::new();
-        config.set(&mut map, "tok", Duration::from_secs(60));
-        assert_eq!(
-            map[SET_COOKIE],
-            "__Host-id=tok; HttpOnly; SameSite=Lax; Secure; Path=/"
-        );
+        assert_eq!(with_domain.name(), "__Secure-id");
+        for config in [CookieConfig::default(), plain(), with_path, with_domain] {
+            assert!(config.follows_prefix_rules(), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_detected_case_insensitively() {
+        for name in ["__Host-id", "__host-id", "__HOST-x", "__hOsT-"] {
+            assert_eq!(Prefix::of(name), Some(Prefix::Host), "{name}");
+        }
+        for name in ["__Secure-id", "__secure-id", "__SECURE-x"] {
+            assert_eq!(Prefix::of(name), Some(Prefix::Secure), "{name}");
+        }
+        for name in [
+            "id",
+            "_Host-id",
+            "__Host",
+            "__Hostid",
+            "x__Host-id",
+            "__Secur-id",
+            "",
+        ] {
+            assert_eq!(Prefix::of(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn prefix_rules() {
+        let named = |name: &str| CookieConfig {
+            name: Some(name.into()),
+            ..CookieConfig::default()
+        };
+        assert!(named("__host-id").follows_prefix_rules());
+        for broken in [
+            CookieConfig {
+                secure: false,
+                ..named("__HOST-id")
+            },
+            CookieConfig {
+                path: "/app".into(),
+                ..named("__host-id")
+            },
+            CookieConfig {
+                domain: Some("example.com".into()),
+                ..named("__Host-id")
+            },
+            CookieConfig {
+                secure: false,
+                ..named("__secure-id")
+            },
+        ] {
+            assert!(!broken.follows_prefix_rules(), "{broken:?}");
+        }
+        let secure_with_domain = CookieConfig {
+            domain: Some("example.com".into()),
+            path: "/app".into(),
+            ..named("__Secure-id")
+        };
+        assert!(secure_with_domain.follows_prefix_rules());
     }
 }

@@ -64,6 +64,21 @@ impl Error {
         }
     }
 
+    /// A (de)serialization failure. serde_json's message quotes the offending value
+    /// ("invalid type: string \"alice\", expected u32"), so only its category and
+    /// position are kept: the error can be logged, even with its causes, and shows no
+    /// session value.
+    pub(crate) fn serde(error: serde_json::Error) -> Self {
+        Self::new(
+            ErrorKind::Serialization,
+            JsonError {
+                category: error.classify(),
+                line: error.line(),
+                column: error.column(),
+            },
+        )
+    }
+
     pub(crate) fn of_kind(kind: ErrorKind) -> Self {
         Self {
             kind,
@@ -159,6 +174,33 @@ impl From<StoreError> for Error {
     }
 }
 
+/// What went wrong in serde_json, without its message (which may quote a value).
+#[derive(Debug)]
+struct JsonError {
+    category: serde_json::error::Category,
+    line: usize,
+    column: usize,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use serde_json::error::Category;
+        let what = match self.category {
+            Category::Io => "an I/O error",
+            Category::Syntax => "invalid JSON",
+            Category::Data => "JSON of another type or shape than expected",
+            Category::Eof => "truncated JSON",
+        };
+        match self.line {
+            // Serializing has no position.
+            0 => f.write_str(what),
+            line => write!(f, "{what} at line {line}, column {}", self.column),
+        }
+    }
+}
+
+impl StdError for JsonError {}
+
 /// A signing key could not be used.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -172,6 +214,8 @@ pub enum KeyError {
     NotBase64,
     /// A key list held no key.
     Empty,
+    /// A key list's first key, the signing key, is marked `upcoming:` or `retiring:`.
+    MarkedSigningKey,
 }
 
 impl fmt::Display for KeyError {
@@ -184,6 +228,9 @@ impl fmt::Display for KeyError {
             ),
             Self::NotBase64 => f.write_str("session key is not valid base64"),
             Self::Empty => f.write_str("no session key given"),
+            Self::MarkedSigningKey => {
+                f.write_str("the first session key signs: it cannot be upcoming or retiring")
+            }
         }
     }
 }
@@ -247,5 +294,40 @@ mod tests {
         let error = Error::new(ErrorKind::Serialization, serde);
         assert!(!format!("{error:?}").contains("secret"));
         assert!(!error.is_unavailable());
+    }
+
+    #[test]
+    fn deserialization_errors_show_no_value_even_in_their_causes() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Cart {
+            sku: u32,
+        }
+        let mut raw_leaks = 0;
+        for json in [
+            r#""secret-value""#,
+            r#"{"sku": "secret-value"}"#,
+            r#"{"secret-value": 1}"#,
+            r#"["secret-value""#,
+            r#"secret-value"#,
+            r#"{"sku": 1, "sku": "secret-value"}"#,
+        ] {
+            let serde = serde_json::from_str::<Cart>(json).unwrap_err();
+            raw_leaks += usize::from(serde.to_string().contains("secret"));
+            let error = Error::serde(serde);
+            assert_eq!(error.kind(), ErrorKind::Serialization);
+            let cause = error.source().expect("a cause");
+            for text in [
+                format!("{error:?}"),
+                format!("{error}"),
+                error.chain(),
+                format!("{cause:?}"),
+                format!("{cause}"),
+            ] {
+                assert!(!text.contains("secret"), "{json}: {text}");
+            }
+            assert!(error.chain().contains("line 1"), "{}", error.chain());
+        }
+        assert!(raw_leaks >= 3, "serde_json's own messages quote values");
     }
 }

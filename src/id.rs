@@ -83,8 +83,10 @@ impl HashedId {
 
 impl fmt::Debug for HashedId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A prefix is enough to correlate log lines without printing whole digests.
-        write!(f, "HashedId({}…)", &self.0[..self.0.len().min(8)])
+        // A prefix is enough to correlate log lines without printing whole digests. By
+        // characters: `from_stored` may hold any text, and slicing bytes could split one.
+        let prefix: String = self.0.chars().take(8).collect();
+        write!(f, "HashedId({prefix}…)")
     }
 }
 
@@ -121,5 +123,24 @@ mod tests {
         let hashed = id.hashed();
         assert_eq!(hashed.as_str().len(), 43);
         assert!(!format!("{hashed:?}").contains(hashed.as_str()));
+    }
+
+    #[test]
+    fn hashed_id_debug_never_panics() {
+        for stored in [
+            "",
+            "a",
+            "ééééééééé",
+            "1234567é9",
+            "🦀🦀🦀🦀🦀🦀🦀🦀🦀",
+            "abcdefg\u{301}x",
+        ] {
+            let text = format!("{:?}", HashedId::from_stored(stored));
+            assert!(text.starts_with("HashedId("), "{text}");
+        }
+        assert_eq!(
+            format!("{:?}", HashedId::from_stored("1234567é9abc")),
+            "HashedId(1234567é…)"
+        );
     }
 }

@@ -70,16 +70,24 @@ impl fmt::Debug for Key {
     }
 }
 
-/// One signing key plus any number of verify-only keys.
+/// One signing key plus keys that only verify: *upcoming* ones, about to sign, and
+/// *retiring* ones, that signed before.
 ///
-/// Rotating across a fleet takes two phases: first deploy the new key as verify-only
-/// everywhere, then make it the signing key (keeping the old one verify-only until
-/// the old tokens have expired). A token verified by an old key is re-issued under
-/// the signing key on its next response.
+/// Rotating across a fleet takes three steps, each deployed everywhere before the next:
+///
+/// 1. Add the new key as upcoming ([`with_upcoming`](Self::with_upcoming)): every
+///    instance accepts its tokens but never signs with it, nor re-signs them.
+/// 2. Make it the signing key and the old one retiring
+///    ([`with_retiring`](Self::with_retiring)): a token verified by a retiring key is
+///    re-issued under the signing key on its next response. Instances still in step 1
+///    accept the new tokens and leave them alone, so a client going back and forth
+///    between the two kinds of instance does not see its token flap.
+/// 3. Once the absolute lifetime has passed, drop the retiring key.
 #[derive(Clone)]
 pub struct Keys {
     signing: Key,
-    verify_only: Vec<Key>,
+    upcoming: Vec<Key>,
+    retiring: Vec<Key>,
 }
 
 /// Why a token was not accepted.
@@ -89,43 +97,90 @@ pub(crate) enum Rejected {
     Malformed,
     /// Token-shaped, but no key made its tag.
     Forged,
-    /// A valid token whose session the store does not know (ended or never existed).
+    /// A valid token whose session the store does not know: never created, expired, or
+    /// ended by a logout before the request (stores delete ended sessions, so these
+    /// cannot be told apart).
     Unknown,
+    /// A valid token whose session the request saw live, then found ended by a logout
+    /// (or log-out-everywhere) while it ran.
+    Revoked,
+}
+
+impl Rejected {
+    pub(crate) const ALL: [Self; 4] = [Self::Malformed, Self::Forged, Self::Unknown, Self::Revoked];
+
+    /// The metric label and log field.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Forged => "forged",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+        }
+    }
 }
 
 /// Which key verified a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verified {
-    BySigningKey,
-    ByOldKey,
+    Signing,
+    /// A key about to sign: accepted as it is, never re-issued.
+    Upcoming,
+    /// A key that signed before: re-issued under the signing key.
+    Retiring,
 }
+
+/// `from_base64_list`'s marks for a verify-only key.
+const UPCOMING: &str = "upcoming:";
+const RETIRING: &str = "retiring:";
 
 impl Keys {
     /// Signs and verifies with `signing`.
     pub fn new(signing: Key) -> Self {
         Self {
             signing,
-            verify_only: Vec::new(),
+            upcoming: Vec::new(),
+            retiring: Vec::new(),
         }
     }
 
-    /// Also accepts tokens signed by `key`, without ever signing with it.
+    /// Also accepts tokens signed by `key`, a key that will sign soon (step 1 of a
+    /// rotation): its tokens are never re-signed under the current signing key.
     #[must_use]
-    pub fn with_verify_only(mut self, key: Key) -> Self {
-        self.verify_only.push(key);
+    pub fn with_upcoming(mut self, key: Key) -> Self {
+        self.upcoming.push(key);
         self
     }
 
-    /// Parses comma-separated base64 keys: the first signs, the rest only verify.
+    /// Also accepts tokens signed by `key`, a key that signed before (step 2 of a
+    /// rotation): its tokens are re-issued under the signing key on their next response.
+    #[must_use]
+    pub fn with_retiring(mut self, key: Key) -> Self {
+        self.retiring.push(key);
+        self
+    }
+
+    /// The same as [`with_retiring`](Self::with_retiring), its earlier name.
+    #[must_use]
+    pub fn with_verify_only(self, key: Key) -> Self {
+        self.with_retiring(key)
+    }
+
+    /// Parses comma-separated base64 keys: the first signs; each other one is retiring,
+    /// or upcoming if written `upcoming:<base64>` (`retiring:<base64>` is accepted too).
     pub fn from_base64_list(list: &str) -> Result<Self, KeyError> {
-        let mut keys = list
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(Key::from_base64);
-        let signing = keys.next().ok_or(KeyError::Empty)??;
-        keys.try_fold(Self::new(signing), |keys, key| {
-            Ok(keys.with_verify_only(key?))
+        let mut entries = list.split(',').map(str::trim).filter(|k| !k.is_empty());
+        let first = entries.next().ok_or(KeyError::Empty)?;
+        if first.starts_with(UPCOMING) || first.starts_with(RETIRING) {
+            return Err(KeyError::MarkedSigningKey);
+        }
+        entries.try_fold(Self::new(Key::from_base64(first)?), |keys, entry| {
+            Ok(match entry.strip_prefix(UPCOMING) {
+                Some(key) => keys.with_upcoming(Key::from_base64(key)?),
+                None => keys.with_retiring(Key::from_base64(
+                    entry.strip_prefix(RETIRING).unwrap_or(entry),
+                )?),
+            })
         })
     }
 
@@ -165,9 +220,11 @@ impl Keys {
                 .is_ok()
         };
         if checks(&self.signing) {
-            Ok((id, Verified::BySigningKey))
-        } else if self.verify_only.iter().any(checks) {
-            Ok((id, Verified::ByOldKey))
+            Ok((id, Verified::Signing))
+        } else if self.upcoming.iter().any(checks) {
+            Ok((id, Verified::Upcoming))
+        } else if self.retiring.iter().any(checks) {
+            Ok((id, Verified::Retiring))
         } else {
             Err(Rejected::Forged)
         }
@@ -184,7 +241,8 @@ impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keys")
             .field("signing", &self.signing)
-            .field("verify_only", &self.verify_only.len())
+            .field("upcoming", &self.upcoming.len())
+            .field("retiring", &self.retiring.len())
             .finish()
     }
 }
@@ -222,7 +280,7 @@ mod tests {
         assert_eq!(token.len(), TOKEN_LEN);
         assert_eq!(
             keys.verify("sid", token.as_bytes()),
-            Ok((id, Verified::BySigningKey))
+            Ok((id, Verified::Signing))
         );
     }
 
@@ -241,15 +299,61 @@ mod tests {
     }
 
     #[test]
-    fn old_keys_verify_but_are_flagged() {
+    fn verify_only_keys_verify_but_are_flagged() {
         let old = Keys::new(key(1));
-        let rotated = Keys::new(key(2)).with_verify_only(key(1));
         let id = SessionId::generate().unwrap();
         let token = old.sign("sid", &id);
+        let rotated = Keys::new(key(2)).with_retiring(key(1));
         assert_eq!(
             rotated.verify("sid", token.as_bytes()),
-            Ok((id, Verified::ByOldKey))
+            Ok((id.clone(), Verified::Retiring))
         );
+        let alias = Keys::new(key(2)).with_verify_only(key(1));
+        assert_eq!(
+            alias.verify("sid", token.as_bytes()),
+            Ok((id.clone(), Verified::Retiring))
+        );
+        let upcoming = Keys::new(key(2)).with_upcoming(key(1));
+        assert_eq!(
+            upcoming.verify("sid", token.as_bytes()),
+            Ok((id, Verified::Upcoming))
+        );
+    }
+
+    #[test]
+    fn key_lists_mark_upcoming_keys() {
+        let b64 = |byte: u8| STANDARD.encode([byte; 32]);
+        let list = format!(
+            "{}, upcoming:{}, {}, retiring:{}",
+            b64(1),
+            b64(2),
+            b64(3),
+            b64(4)
+        );
+        let keys = Keys::from_base64_list(&list).unwrap();
+        assert_eq!(
+            format!("{keys:?}"),
+            "Keys { signing: Key(<redacted>), upcoming: 1, retiring: 2 }"
+        );
+        let id = SessionId::generate().unwrap();
+        let by = |byte: u8| {
+            let token = Keys::new(key(byte)).sign("sid", &id);
+            keys.verify("sid", token.as_bytes())
+                .map(|(_, verified)| verified)
+        };
+        assert_eq!(by(1), Ok(Verified::Signing));
+        assert_eq!(by(2), Ok(Verified::Upcoming));
+        assert_eq!(by(3), Ok(Verified::Retiring));
+        assert_eq!(by(4), Ok(Verified::Retiring));
+        assert_eq!(by(5), Err(Rejected::Forged));
+        assert!(matches!(
+            Keys::from_base64_list(&format!("upcoming:{}", b64(1))),
+            Err(KeyError::MarkedSigningKey)
+        ));
+        assert!(matches!(
+            Keys::from_base64_list(&format!("{}, upcoming:%%", b64(1))),
+            Err(KeyError::NotBase64)
+        ));
     }
 
     #[test]
@@ -270,5 +374,124 @@ mod tests {
     #[test]
     fn debug_redacts() {
         assert_eq!(format!("{:?}", key(7)), "Key(<redacted>)");
+    }
+
+    mod properties {
+        //! Properties over any ID, key set and cookie name (`cargo test keys::tests::properties`).
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_key() -> impl Strategy<Value = Key> {
+            vec(any::<u8>(), MIN_KEY_LEN..=96).prop_map(|bytes| Key::from_bytes(&bytes).unwrap())
+        }
+
+        fn any_id() -> impl Strategy<Value = SessionId> {
+            any::<[u8; 24]>().prop_map(|bytes| {
+                SessionId::parse(URL_SAFE_NO_PAD.encode(bytes).as_bytes()).unwrap()
+            })
+        }
+
+        /// An RFC 6265 token, as the layer's checks allow.
+        fn any_name() -> impl Strategy<Value = String> {
+            let chars = b"abcXYZ019!#$%&'*+-.^_`|~";
+            vec(proptest::sample::select(chars.as_slice()), 1..24)
+                .prop_map(|bytes| String::from_utf8(bytes).unwrap())
+        }
+
+        /// A key set, and which of its keys signs the token: 0 the signing key, then the
+        /// upcoming keys, then the retiring ones.
+        fn any_keys() -> impl Strategy<Value = (Vec<Key>, usize, usize, usize)> {
+            (0..3usize, 0..3usize).prop_flat_map(|(upcoming, retiring)| {
+                let total = 1 + upcoming + retiring;
+                (
+                    vec(any_key(), total),
+                    Just(upcoming),
+                    Just(retiring),
+                    0..total,
+                )
+            })
+        }
+
+        fn keys_of(all: &[Key], upcoming: usize) -> Keys {
+            let mut keys = Keys::new(all[0].clone());
+            for key in &all[1..=upcoming] {
+                keys = keys.with_upcoming(key.clone());
+            }
+            for key in &all[1 + upcoming..] {
+                keys = keys.with_retiring(key.clone());
+            }
+            keys
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn sign_then_verify_round_trips(
+                id in any_id(),
+                name in any_name(),
+                (all, upcoming, _retiring, signer) in any_keys(),
+            ) {
+                let keys = keys_of(&all, upcoming);
+                let token = Keys::new(all[signer].clone()).sign(&name, &id);
+                prop_assert_eq!(token.len(), TOKEN_LEN);
+                let expected = match signer {
+                    0 => Verified::Signing,
+                    i if i <= upcoming => Verified::Upcoming,
+                    _ => Verified::Retiring,
+                };
+                prop_assert_eq!(keys.verify(&name, token.as_bytes()), Ok((id, expected)));
+            }
+
+            #[test]
+            fn any_single_byte_change_is_rejected(
+                id in any_id(),
+                (all, upcoming, _retiring, signer) in any_keys(),
+                at in 0..TOKEN_LEN,
+                byte in any::<u8>(),
+            ) {
+                let keys = keys_of(&all, upcoming);
+                let mut token = Keys::new(all[signer].clone()).sign("id", &id).into_bytes();
+                prop_assume!(token[at] != byte);
+                token[at] = byte;
+                prop_assert!(keys.verify("id", &token).is_err());
+            }
+
+            #[test]
+            fn truncation_and_extension_are_rejected(
+                id in any_id(),
+                key in any_key(),
+                keep in 0..TOKEN_LEN,
+                extra in vec(any::<u8>(), 1..64),
+            ) {
+                let keys = Keys::new(key);
+                let token = keys.sign("id", &id).into_bytes();
+                prop_assert_eq!(keys.verify("id", &token[..keep]), Err(Rejected::Malformed));
+                let extended = [token.as_slice(), &extra].concat();
+                prop_assert_eq!(keys.verify("id", &extended), Err(Rejected::Malformed));
+            }
+
+            #[test]
+            fn another_name_or_key_is_forged(
+                id in any_id(),
+                key in any_key(),
+                other in any_key(),
+                name in any_name(),
+            ) {
+                let token = Keys::new(key.clone()).sign("id", &id);
+                prop_assume!(name != "id");
+                prop_assert_eq!(
+                    Keys::new(key).verify(&name, token.as_bytes()),
+                    Err(Rejected::Forged)
+                );
+                prop_assert_eq!(
+                    Keys::new(other).verify("id", token.as_bytes()),
+                    Err(Rejected::Forged)
+                );
+            }
+        }
     }
 }

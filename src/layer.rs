@@ -46,7 +46,7 @@ pub struct SessionLayer<F = DefaultOnFailure> {
 
 impl SessionLayer {
     /// Sessions in `store`, tokens signed with `keys`, and the secure defaults:
-    /// cookie `id`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, no `Domain`,
+    /// cookie `__Host-id`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, no `Domain`,
     /// no `Max-Age`; 24 h idle timeout, 7 days absolute lifetime; 1 s store timeout.
     pub fn new(store: impl SessionStore, keys: impl Into<Keys>) -> Self {
         Self {
@@ -70,6 +70,7 @@ fn default_config(store: impl SessionStore, keys: Keys) -> Config {
         keys,
         carrier: Carrier::default(),
         expiry: ExpirySettings::default(),
+        events: Arc::default(),
     }
 }
 
@@ -98,9 +99,10 @@ pub struct SessionLayerBuilder<F = DefaultOnFailure> {
 }
 
 impl<F> SessionLayerBuilder<F> {
-    /// The layer, if every setting is usable: the cookie name is an RFC 6265 token, the
-    /// path starts with `/`, path and domain hold no control character or `;`, no
-    /// duration is zero, and the idle timeout is at most the absolute lifetime.
+    /// The layer, if every setting is usable: the cookie name is an RFC 6265 token whose
+    /// `__Host-`/`__Secure-` prefix (any case) the other attributes satisfy, the path
+    /// starts with `/`, path and domain hold no control character or `;`, no duration is
+    /// zero, and the idle timeout is at most the absolute lifetime.
     pub fn build(self) -> Result<SessionLayer<F>, ConfigError> {
         self.config.validate()?;
         Ok(SessionLayer {
@@ -109,10 +111,14 @@ impl<F> SessionLayerBuilder<F> {
         })
     }
 
-    /// The cookie's name (default `id`). A `__Host-` name forces `Secure`, `Path=/`
-    /// and no `Domain`, as browsers require; `__Secure-` forces `Secure`.
+    /// The cookie's name. By default `__Host-id` while the cookie is `Secure` on `Path=/`
+    /// with no `Domain`, `__Secure-id` if `Secure` with a path or domain, and `id`
+    /// without `Secure`. A name with the `__Host-` prefix (in any case) needs `Secure`,
+    /// `Path=/` and no `Domain`, one with `__Secure-` needs `Secure`: else
+    /// [`build`](Self::build) fails with [`ConfigError::CookiePrefix`], since browsers
+    /// would drop the cookie.
     pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.config.carrier.cookie.name = name.into();
+        self.config.carrier.cookie.name = Some(name.into());
         self
     }
 
@@ -128,7 +134,8 @@ impl<F> SessionLayerBuilder<F> {
         self
     }
 
-    /// Whether the cookie is `Secure` (default `true`; turn off only for plain-HTTP development).
+    /// Whether the cookie is `Secure` (default `true`; turn off only for plain-HTTP
+    /// development). Off, the default cookie name is `id` instead of `__Host-id`.
     pub fn with_secure(mut self, secure: bool) -> Self {
         self.config.carrier.cookie.secure = secure;
         self
@@ -249,6 +256,49 @@ mod tests {
                 Some(ConfigError::CookieDomain),
                 "{domain:?}"
             );
+        }
+    }
+
+    #[test]
+    fn cookie_prefix_rules_are_errors_when_built() {
+        for name in ["__Host-id", "__host-id", "__HOST-sid"] {
+            assert!(builder().with_cookie_name(name).build().is_ok(), "{name}");
+            for broken in [
+                builder().with_secure(false),
+                builder().with_cookie_path("/app"),
+                builder().with_cookie_domain("example.com"),
+            ] {
+                assert_eq!(
+                    broken.with_cookie_name(name).build().err(),
+                    Some(ConfigError::CookiePrefix),
+                    "{name}"
+                );
+            }
+        }
+        for name in ["__Secure-id", "__secure-id"] {
+            assert!(builder()
+                .with_cookie_name(name)
+                .with_cookie_path("/app")
+                .with_cookie_domain("example.com")
+                .build()
+                .is_ok());
+            assert_eq!(
+                builder()
+                    .with_cookie_name(name)
+                    .with_secure(false)
+                    .build()
+                    .err(),
+                Some(ConfigError::CookiePrefix),
+                "{name}"
+            );
+        }
+        // The default name always fits: it follows Secure, Path and Domain.
+        for default in [
+            builder().with_secure(false),
+            builder().with_cookie_path("/app"),
+            builder().with_cookie_domain("example.com"),
+        ] {
+            assert!(default.build().is_ok());
         }
     }
 

@@ -37,6 +37,7 @@ mod config;
 pub mod conformance;
 mod cookie;
 mod error;
+mod events;
 mod expiry;
 #[cfg(feature = "axum")]
 mod extract;

@@ -7,13 +7,12 @@
 //! | `tower_stateless_store_calls_total` | `operation`, `outcome` (`ok`, `error`, `timeout`) |
 //! | `tower_stateless_store_call_duration_seconds` (histogram) | `operation` |
 //! | `tower_stateless_failure_responses_total` | `cause` (`store`, `timeout`, `random`, `ended`) |
-//! | `tower_stateless_rejected_tokens_total` | `reason` (`malformed`, `forged`, `unknown`) |
+//! | `tower_stateless_rejected_tokens_total` | `reason` (`malformed`, `forged`, `unknown`, `revoked`) |
 
 use std::time::Duration;
 
 use crate::error::ErrorKind;
-use crate::id::SessionId;
-use crate::keys::{Rejected, Verified};
+use crate::keys::Rejected;
 
 /// How a store call ended, as counted.
 #[derive(Debug, Clone, Copy)]
@@ -68,29 +67,12 @@ pub(crate) fn failure_response(kind: ErrorKind) {
     let _ = kind;
 }
 
-/// Counts a token the layer would not accept, then passes the verdict on.
-pub(crate) fn token_verdict(
-    verdict: Result<(SessionId, Verified), Rejected>,
-) -> Option<(SessionId, Verified)> {
-    match verdict {
-        Ok(verified) => Some(verified),
-        Err(reason) => {
-            rejected_token(reason);
-            None
-        }
-    }
-}
-
 /// A token the layer did not accept, by reason.
 pub(crate) fn rejected_token(reason: Rejected) {
     #[cfg(feature = "metrics")]
     {
-        let reason = match reason {
-            Rejected::Malformed => "malformed",
-            Rejected::Forged => "forged",
-            Rejected::Unknown => "unknown",
-        };
-        metrics::counter!("tower_stateless_rejected_tokens_total", "reason" => reason).increment(1);
+        metrics::counter!("tower_stateless_rejected_tokens_total", "reason" => reason.label())
+            .increment(1);
     }
     #[cfg(not(feature = "metrics"))]
     let _ = reason;

@@ -70,8 +70,10 @@ impl Target {
     /// The token after a write that kept the session's ID.
     pub(crate) fn kept(&self) -> CookieUpdate {
         match (self.fresh, self.session.verified) {
-            (true, _) | (false, Verified::ByOldKey) => CookieUpdate::Set(self.session.id.clone()),
-            (false, Verified::BySigningKey) => CookieUpdate::Keep,
+            (true, _) | (false, Verified::Retiring) => CookieUpdate::Set(self.session.id.clone()),
+            // An upcoming key's token is left alone: re-signing it under this instance's
+            // (older) signing key would flap against instances that already sign with it.
+            (false, Verified::Signing | Verified::Upcoming) => CookieUpdate::Keep,
         }
     }
 }
@@ -165,7 +167,7 @@ mod tests {
     fn snapshot(seen: Seen) -> Snapshot {
         Snapshot {
             failure: None,
-            incoming: Some(incoming(Verified::BySigningKey)),
+            incoming: Some(incoming(Verified::Signing)),
             fresh: None,
             seen,
             changes: ChangeSet::default(),
@@ -220,7 +222,7 @@ mod tests {
     #[test]
     fn a_failed_handler_still_names_a_session_made_at_once() {
         let made = Snapshot {
-            fresh: Some(incoming(Verified::BySigningKey)),
+            fresh: Some(incoming(Verified::Signing)),
             ..changed(Seen::Missing)
         };
         assert!(matches!(
@@ -330,7 +332,7 @@ mod tests {
     #[test]
     fn a_session_made_at_once_takes_the_changes_and_its_token_goes_out() {
         let made = Snapshot {
-            fresh: Some(incoming(Verified::BySigningKey)),
+            fresh: Some(incoming(Verified::Signing)),
             ..snapshot(Seen::Missing)
         };
         assert!(matches!(
@@ -338,7 +340,7 @@ mod tests {
             CookieUpdate::Set(_)
         ));
         let made_then_changed = Snapshot {
-            fresh: Some(incoming(Verified::BySigningKey)),
+            fresh: Some(incoming(Verified::Signing)),
             ..changed(Seen::Missing)
         };
         assert!(matches!(
@@ -373,12 +375,29 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_read_reissues_an_old_key_token() {
+    fn a_fresh_read_reissues_a_retiring_key_token() {
         let old = Snapshot {
-            incoming: Some(incoming(Verified::ByOldKey)),
+            incoming: Some(incoming(Verified::Retiring)),
             ..snapshot(LIVE)
         };
         assert!(matches!(done(plan(old, true)).cookie, CookieUpdate::Set(_)));
+    }
+
+    #[test]
+    fn an_upcoming_key_token_is_never_reissued() {
+        let read = Snapshot {
+            incoming: Some(incoming(Verified::Upcoming)),
+            ..snapshot(LIVE)
+        };
+        assert_eq!(done(plan(read, true)).cookie, CookieUpdate::Keep);
+        let written = Snapshot {
+            incoming: Some(incoming(Verified::Upcoming)),
+            ..changed(LIVE)
+        };
+        let Write::Apply(target, _) = write(plan(written, true)) else {
+            panic!("an apply");
+        };
+        assert_eq!(target.kept(), CookieUpdate::Keep);
     }
 
     #[test]

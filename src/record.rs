@@ -207,6 +207,7 @@ impl fmt::Debug for ChangeSet {
             .field("clear", &self.clear)
             .field("set", &(self.fields.len() - removed))
             .field("removed", &removed)
+            .field("increments", &self.increments.len())
             .field("user", &self.user)
             .finish()
     }
@@ -301,8 +302,19 @@ mod tests {
         record.metadata.user_id = Some("alice".into());
         let changes = ChangeSet::default()
             .with_set("cart:socks", "\"secret\"")
+            .with_removed("cart:secret-hat")
+            .with_increment("socks-count", 7)
             .with_user(Some("alice".into()));
-        for text in [format!("{record:?}"), format!("{changes:?}")] {
+        assert_eq!(
+            format!("{changes:?}"),
+            "ChangeSet { clear: false, set: 1, removed: 1, increments: 1, user: Bind(<redacted>) }"
+        );
+        for text in [
+            format!("{record:?}"),
+            format!("{changes:?}"),
+            format!("{:?}", record.metadata),
+            format!("{record:#?}"),
+        ] {
             for secret in ["socks", "secret", "alice"] {
                 assert!(!text.contains(secret), "{text}");
             }

@@ -11,10 +11,10 @@ use tokio::sync::OnceCell;
 use crate::carrier::Found;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
+use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::id::{HashedId, SessionId};
 use crate::keys::{Rejected, Verified};
-use crate::metrics;
 use crate::record::{add_to_stored, ChangeSet, Record, UserChange};
 use crate::snapshot::{Seen, Snapshot};
 
@@ -297,11 +297,15 @@ impl Session {
                         }
                     }
                     None => {
-                        metrics::rejected_token(Rejected::Unknown);
                         // Seen live by an earlier write: it ended during the request.
-                        if state.seen == Seen::NotLoaded {
+                        let reason = if state.seen == Seen::NotLoaded {
                             state.seen = Seen::Missing;
-                        }
+                            Rejected::Unknown
+                        } else {
+                            Rejected::Revoked
+                        };
+                        drop(state);
+                        shared.rejected(reason, incoming);
                     }
                 }
                 Ok::<_, Error>(loaded)
@@ -366,15 +370,26 @@ impl Shared {
             .get_or_init(|| {
                 let verdict = match &self.token {
                     Found::Absent => return None,
-                    Found::Malformed => Err(Rejected::Malformed),
-                    Found::Token(token) => {
-                        self.config.keys.verify(self.config.carrier.name(), token)
-                    }
+                    Found::Malformed => Err((Rejected::Malformed, Clue::None)),
+                    Found::Token(token) => (self.config.keys)
+                        .verify(self.config.carrier.name(), token)
+                        .map_err(|reason| (reason, Clue::Token(token))),
                 };
-                let (id, verified) = metrics::token_verdict(verdict)?;
-                Some(Incoming::new(id, verified))
+                match verdict {
+                    Ok((id, verified)) => Some(Incoming::new(id, verified)),
+                    Err((reason, clue)) => {
+                        self.config.events.rejected(reason, clue);
+                        None
+                    }
+                }
             })
             .as_ref()
+    }
+
+    /// Reports the request's verified token as rejected: its session is unknown to the
+    /// store, or ended while the request ran.
+    pub(crate) fn rejected(&self, reason: Rejected, incoming: &Incoming) {
+        (self.config.events).rejected(reason, Clue::Session(incoming.hashed().as_str()));
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -395,13 +410,13 @@ impl Shared {
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|error| Error::new(ErrorKind::Serialization, error))
+    serde_json::to_string(value).map_err(Error::serde)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(json: Option<&str>) -> Result<Option<T>, Error> {
     json.map(serde_json::from_str)
         .transpose()
-        .map_err(|error| Error::new(ErrorKind::Serialization, error))
+        .map_err(Error::serde)
 }
 
 impl fmt::Debug for Session {

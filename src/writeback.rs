@@ -9,9 +9,11 @@ use http::{HeaderValue, Response};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
+use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::failure::OnFailure;
 use crate::id::SessionId;
+use crate::keys::Rejected;
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
@@ -58,7 +60,12 @@ async fn execute(config: &Config, write: Write, expiry: Expiry) -> Result<Cookie
         }
         Write::Touch(target) => match store.touch(target.session.hashed(), expiry).await? {
             Applied::Saved => Ok(target.kept()),
-            Applied::Gone | Applied::Rejected(_) => Ok(CookieUpdate::Keep),
+            // Loaded live, gone now: ended meanwhile. Nothing to refresh, nothing to fail.
+            Applied::Gone => {
+                rejected(config, Rejected::Revoked, &target);
+                Ok(CookieUpdate::Keep)
+            }
+            Applied::Rejected(_) => Ok(CookieUpdate::Keep),
         },
         Write::Cycle(target, changes) => {
             for _ in 0..ID_ATTEMPTS {
@@ -89,12 +96,19 @@ async fn gone(
     expiry: Expiry,
 ) -> Result<CookieUpdate, Error> {
     if target.seen_live {
+        rejected(config, Rejected::Revoked, target);
         return Err(Error::of_kind(ErrorKind::Ended));
     }
+    rejected(config, Rejected::Unknown, target);
     if !changes.adds_anything() {
         return Ok(CookieUpdate::Keep);
     }
     create(config, changes, expiry).await
+}
+
+fn rejected(config: &Config, reason: Rejected, target: &Target) {
+    let hashed = target.session.hashed();
+    (config.events).rejected(reason, Clue::Session(hashed.as_str()));
 }
 
 /// Stores `changes` as a new session under a fresh ID.
@@ -155,10 +169,59 @@ impl Outcome {
             }
             CookieUpdate::Remove => config.carrier.remove(headers),
         }
-        // A response that sets a session cookie must never be cached for someone else.
+        // A response that sets a session cookie must never be cached for someone else:
+        // a shared cache would hand the token to the next client.
         if !headers.contains_key(CACHE_CONTROL) {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        } else if headers.get_all(CACHE_CONTROL).iter().any(shared_cacheable) {
+            tracing::warn!(
+                "the handler made a response that sets or removes the session token cacheable \
+                 by shared caches (public or s-maxage); sending Cache-Control: private, no-store"
+            );
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
         }
         response
+    }
+}
+
+/// Whether a `Cache-Control` value lets a shared cache store the response: `public` or
+/// `s-maxage`, in any case. Works on bytes: a non-UTF-8 value cannot hide a directive.
+fn shared_cacheable(value: &HeaderValue) -> bool {
+    value.as_bytes().split(|&b| b == b',').any(|directive| {
+        let name = directive.split(|&b| b == b'=').next().unwrap_or_default();
+        let name = name.trim_ascii();
+        name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"s-maxage")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_and_s_maxage_are_shared_cacheable() {
+        for value in [
+            "public",
+            "public, max-age=3600",
+            "max-age=60,PUBLIC",
+            "s-maxage=60",
+            "private, S-MaxAge = 5",
+            " public ",
+        ] {
+            let value = HeaderValue::from_static(value);
+            assert!(shared_cacheable(&value), "{value:?}");
+        }
+        for value in [
+            "private, max-age=5",
+            "no-store",
+            "no-cache",
+            "max-age=60",
+            "",
+            "publicity",
+            "x-public=1",
+        ] {
+            let value = HeaderValue::from_static(value);
+            assert!(!shared_cacheable(&value), "{value:?}");
+        }
     }
 }

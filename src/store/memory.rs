@@ -1,6 +1,7 @@
 //! A store inside one process, for tests and single-instance development.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -19,13 +20,13 @@ const MIN_SWEEP_AT: usize = 1024;
 /// exactly what this crate exists to avoid. Use it for tests and for a single
 /// development instance; use a shared store (Redis) anywhere else.
 ///
-/// Clones share the same sessions.
-#[derive(Debug, Clone, Default)]
+/// Clones share the same sessions. `Debug` shows only counts.
+#[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     sessions: HashMap<HashedId, Record>,
     by_user: HashMap<String, HashSet<HashedId>>,
@@ -56,6 +57,17 @@ impl MemoryStore {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+// Debug output may reach logs: counts only, never an ID, a user or a value.
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("sessions", &inner.sessions.len())
+            .field("users", &inner.by_user.len())
+            .finish()
     }
 }
 
@@ -274,5 +286,32 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::ExpirySettings;
+    use crate::id::SessionId;
+    use crate::record::Metadata;
+
+    #[tokio::test]
+    async fn debug_shows_only_counts() {
+        let store = MemoryStore::new();
+        let expiry = ExpirySettings::default().at_now();
+        let id = SessionId::generate().unwrap().hashed();
+        let mut record = Record::new(
+            HashMap::from([("cart:socks".to_owned(), "\"secret\"".to_owned())]),
+            Metadata::new(expiry.now),
+        );
+        record.metadata.user_id = Some("alice".to_owned());
+        let created = store.create(&id, &record, expiry).await.unwrap();
+        assert_eq!(created, Created::Saved);
+        let text = format!("{store:?}");
+        assert_eq!(text, "MemoryStore { sessions: 1, users: 1 }");
+        for secret in ["socks", "secret", "alice", &id.as_str()[..8]] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }

@@ -26,7 +26,7 @@ async fn assert_anonymous(app: &App, cookie_header: HeaderValue, what: &str) {
 async fn malformed_and_forged_cookies_are_anonymous_without_store_calls() {
     let app = App::new();
     let genuine = app.send("POST", "/set/a/1", None).await.cookie().unwrap();
-    let token = genuine.strip_prefix("id=").unwrap().to_owned();
+    let token = genuine.strip_prefix("__Host-id=").unwrap().to_owned();
     app.store.take_calls();
 
     let (id, tag) = token.split_once('.').unwrap();
@@ -39,28 +39,39 @@ async fn malformed_and_forged_cookies_are_anonymous_without_store_calls() {
     };
 
     let cases: Vec<(String, &str)> = vec![
-        (format!("id={id}.{flipped_tag}"), "forged tag"),
-        (format!("id={id}"), "missing tag"),
-        (format!("id={}", &token[..token.len() - 1]), "truncated"),
-        (format!("id={token}x"), "extended"),
-        (format!("id={}", "A".repeat(5000)), "oversized"),
+        (format!("__Host-id={id}.{flipped_tag}"), "forged tag"),
+        (format!("__Host-id={id}"), "missing tag"),
         (
-            format!("id={token}{}", "A".repeat(5000)),
+            format!("__Host-id={}", &token[..token.len() - 1]),
+            "truncated",
+        ),
+        (format!("__Host-id={token}x"), "extended"),
+        (format!("__Host-id={}", "A".repeat(5000)), "oversized"),
+        (
+            format!("__Host-id={token}{}", "A".repeat(5000)),
             "oversized with a valid prefix",
         ),
-        ("id=".to_owned(), "empty"),
-        ("id=..".to_owned(), "dots"),
-        ("id=%00%ff".to_owned(), "garbage"),
+        ("__Host-id=".to_owned(), "empty"),
+        ("__Host-id=..".to_owned(), "dots"),
+        ("__Host-id=%00%ff".to_owned(), "garbage"),
         (format!("sid={token}"), "renamed cookie"),
-        (format!("id={token}; id={token}"), "duplicated cookie"),
+        (
+            format!("__Host-id={token}; __Host-id={token}"),
+            "duplicated cookie",
+        ),
+        (format!("id={token}"), "the name without its prefix"),
+        (format!("__host-id={token}"), "the prefix in another case"),
         (other_key_token, "signed by an unknown key"),
-        (format!("id=\"{token}\""), "quoted"),
-        (format!("id={}.{tag}", id.to_lowercase()), "case-changed ID"),
+        (format!("__Host-id=\"{token}\""), "quoted"),
+        (
+            format!("__Host-id={}.{tag}", id.to_lowercase()),
+            "case-changed ID",
+        ),
     ];
     for (cookie, what) in cases {
         assert_anonymous(&app, HeaderValue::from_str(&cookie).unwrap(), what).await;
     }
-    let non_utf8 = [b"id=".as_slice(), &[0xff, 0xfe, 0x80], b".abc"].concat();
+    let non_utf8 = [b"__Host-id=".as_slice(), &[0xff, 0xfe, 0x80], b".abc"].concat();
     assert_anonymous(
         &app,
         HeaderValue::from_bytes(&non_utf8).unwrap(),

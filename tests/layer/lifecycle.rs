@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use tower_stateless::store::SessionStore;
-use tower_stateless::{Keys, SameSite};
+use tower_stateless::{
+    ConfigError, Keys, MemoryStore, SameSite, SessionLayer, SessionLayerBuilder,
+};
 
+use crate::logs::Logs;
 use crate::{key, App};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -101,7 +104,8 @@ async fn destroy_deletes_and_removes_the_cookie() {
     let cookie = app.login("alice").await;
     let reply = app.send("POST", "/logout", Some(&cookie)).await;
     let removal = reply.set_cookies().pop().unwrap();
-    assert!(removal.starts_with("id=;"), "{removal}");
+    // A path or domain rules out `__Host-`: the default name falls back to `__Secure-`.
+    assert!(removal.starts_with("__Secure-id=;"), "{removal}");
     for attribute in [
         "Max-Age=0",
         "Path=/app",
@@ -159,10 +163,10 @@ async fn key_rotation_in_two_phases() {
     let old_fleet = App::sharing(store.clone(), Keys::new(key(1)), |l| l);
     let cookie = old_fleet.login("alice").await;
 
-    // Phase 1: the new key is deployed verify-only; old tokens still sign and verify.
+    // Phase 1: the new key is deployed as upcoming; old tokens still sign and verify.
     let phase1 = App::sharing(
         store.clone(),
-        Keys::new(key(1)).with_verify_only(key(2)),
+        Keys::new(key(1)).with_upcoming(key(2)),
         |l| l,
     );
     let reply = phase1.send("GET", "/get/user", Some(&cookie)).await;
@@ -172,7 +176,7 @@ async fn key_rotation_in_two_phases() {
     // Phase 2: the new key signs; old tokens verify once and are re-issued.
     let phase2 = App::sharing(
         store.clone(),
-        Keys::new(key(2)).with_verify_only(key(1)),
+        Keys::new(key(2)).with_retiring(key(1)),
         |l| l,
     );
     let reply = phase2.send("GET", "/get/user", Some(&cookie)).await;
@@ -199,6 +203,69 @@ async fn key_rotation_in_two_phases() {
         retired.send("GET", "/get/user", Some(&cookie)).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn key_rollout_does_not_flap_across_a_mixed_fleet() {
+    // Two instances on one store, mid-rollout: phase 1 has the new key (2) as upcoming,
+    // phase 2 already signs with it and has the old key (1) as retiring.
+    let store = crate::instrumented::Instrumented::default();
+    let phase1 = App::sharing(
+        store.clone(),
+        Keys::new(key(1)).with_upcoming(key(2)),
+        |l| l,
+    );
+    let phase2 = App::sharing(
+        store.clone(),
+        Keys::new(key(2)).with_retiring(key(1)),
+        |l| l,
+    );
+
+    // A token signed by the new key is accepted by phase 1 and never re-issued there:
+    // not on a read, a write, nor a refresh.
+    let new = phase2.login("alice").await;
+    let read = phase1.send("GET", "/get/user", Some(&new)).await;
+    assert_eq!(read.body, "\"alice\"");
+    assert!(read.set_cookies().is_empty(), "{:?}", read.set_cookies());
+    let write = phase1.send("POST", "/set/a/1", Some(&new)).await;
+    assert_eq!(write.status, StatusCode::OK);
+    assert!(write.set_cookies().is_empty(), "{:?}", write.set_cookies());
+    assert_eq!(phase2.send("GET", "/get/a", Some(&new)).await.body, "\"1\"");
+    phase1.clock.advance(4 * HOUR); // past the refresh interval: a touch
+    store.take_calls();
+    let refresh = phase1.send("GET", "/get/a", Some(&new)).await;
+    assert_eq!(store.take_calls(), ["load", "touch"]);
+    assert!(refresh.set_cookies().is_empty());
+
+    // Had phase 1 treated the new key as retiring, it would have re-signed the token
+    // under the old key, and phase 2 back under the new one: the flapping avoided above.
+    let flapping = App::sharing(
+        store.clone(),
+        Keys::new(key(1)).with_retiring(key(2)),
+        |l| l,
+    );
+    let back = flapping.send("GET", "/get/user", Some(&new)).await;
+    let old_again = back.cookie().expect("re-issued under the old key");
+    assert!(phase2
+        .send("GET", "/get/user", Some(&old_again))
+        .await
+        .cookie()
+        .is_some());
+
+    // A token from phase 1 (old key) is re-issued once by phase 2, then stays put.
+    let old = phase1.login("bob").await;
+    let reissued = phase2
+        .send("GET", "/get/user", Some(&old))
+        .await
+        .cookie()
+        .expect("re-issued under the new key");
+    for _ in 0..3 {
+        for instance in [&phase1, &phase2] {
+            let reply = instance.send("GET", "/get/user", Some(&reissued)).await;
+            assert_eq!(reply.body, "\"bob\"");
+            assert!(reply.set_cookies().is_empty());
+        }
+    }
 }
 
 #[tokio::test]
@@ -306,6 +373,7 @@ async fn cookie_defaults_are_secure() {
     let reply = app.send("POST", "/set/a/1", None).await;
     let set = reply.set_cookies();
     assert_eq!(set.len(), 1);
+    assert!(set[0].starts_with("__Host-id="), "{}", set[0]);
     let attributes: Vec<&str> = set[0].split("; ").skip(1).collect();
     assert_eq!(attributes, ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"]);
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
@@ -345,17 +413,49 @@ async fn cookie_attributes_are_configurable() {
 }
 
 #[tokio::test]
-async fn host_prefix_cookies() {
-    let app = App::with(|layer| {
-        layer
-            .with_cookie_name("__Host-id")
-            .with_secure(false)
-            .with_cookie_domain("x.com")
-    });
+async fn cookie_name_defaults_follow_secure() {
+    // Without Secure a prefixed name would be dropped by browsers: plain `id`.
+    let plain = App::with(|layer| layer.with_secure(false));
+    let reply = plain.send("POST", "/set/a/1", None).await;
+    let cookie = reply.cookie().unwrap();
+    assert!(cookie.starts_with("id="), "{cookie}");
+    assert_eq!(
+        plain.send("GET", "/get/a", Some(&cookie)).await.body,
+        "\"1\""
+    );
+    // A token is bound to the name it was issued under.
+    let renamed = cookie.replacen("id=", "__Host-id=", 1);
+    let secure = App::sharing(plain.store.clone(), Keys::new(key(1)), |l| l);
+    assert_eq!(
+        secure.send("GET", "/get/a", Some(&renamed)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn host_prefix_rules_are_checked_when_built() {
+    let build = |configure: fn(SessionLayerBuilder) -> SessionLayerBuilder| {
+        configure(SessionLayer::builder(MemoryStore::new(), Keys::new(key(1))))
+            .build()
+            .err()
+    };
+    assert_eq!(
+        build(|l| l.with_cookie_name("__host-id").with_secure(false)),
+        Some(ConfigError::CookiePrefix)
+    );
+    assert_eq!(
+        build(|l| l.with_cookie_name("__Host-id").with_cookie_domain("x.com")),
+        Some(ConfigError::CookiePrefix)
+    );
+    assert_eq!(
+        build(|l| l.with_cookie_name("__SECURE-id").with_secure(false)),
+        Some(ConfigError::CookiePrefix)
+    );
+    let app = App::with(|layer| layer.with_cookie_name("__HOST-sid"));
     let reply = app.send("POST", "/set/a/1", None).await;
     let set = &reply.set_cookies()[0];
     assert!(
-        set.starts_with("__Host-id=") && set.ends_with("; Secure; Path=/"),
+        set.starts_with("__HOST-sid=") && set.ends_with("; Secure; Path=/"),
         "{set}"
     );
     assert_eq!(
@@ -372,4 +472,48 @@ async fn handler_cache_control_is_kept() {
     let reply = app.send("POST", "/cached/a", None).await;
     assert!(reply.cookie().is_some());
     assert_eq!(reply.headers[header::CACHE_CONTROL], "private, max-age=5");
+}
+
+#[tokio::test]
+async fn shared_cacheable_responses_carrying_a_token_become_private_no_store() {
+    let app = App::new();
+    for path in ["/public/a", "/shared/a"] {
+        let (reply, logs) = Logs::capture(app.send("POST", path, None)).await;
+        let cookie = reply.cookie().expect("a fresh token");
+        let cache_control: Vec<_> = reply
+            .headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .collect();
+        assert_eq!(cache_control, ["private, no-store"], "{path}");
+        let warnings = logs.lines_with("WARN");
+        assert_eq!(warnings.len(), 1, "{}", logs.text());
+        assert!(warnings[0].contains("private, no-store"), "{}", warnings[0]);
+        let token = cookie.split_once('=').unwrap().1;
+        assert!(!logs.text().contains(token));
+    }
+    // A removal cookie too.
+    let cookie = app.login("alice").await;
+    let other = app.login("bob").await;
+    let reply = app.send("POST", "/logout-public", Some(&other)).await;
+    assert!(reply.removes_cookie());
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "private, no-store");
+    let reply = app.send("POST", "/public/a", Some(&cookie)).await;
+    assert!(reply.set_cookies().is_empty(), "a kept token is not resent");
+    assert_eq!(
+        reply.headers[header::CACHE_CONTROL],
+        "public, max-age=3600",
+        "a response that hands out no token keeps the handler's caching"
+    );
+    // A read with an old key's token re-issues it: the response is private again.
+    let rotated = App::sharing(
+        app.store.clone(),
+        Keys::new(key(2)).with_retiring(key(1)),
+        |l| l,
+    );
+    let reply = rotated
+        .send("GET", "/public-read/user", Some(&cookie))
+        .await;
+    assert!(reply.cookie().is_some(), "re-issued");
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "private, no-store");
 }

@@ -4,10 +4,12 @@
 
 mod atomic;
 mod calls;
+mod events;
 mod failures;
 mod hostile;
 mod instrumented;
 mod lifecycle;
+mod logs;
 mod protocols;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +190,37 @@ fn routes() -> Router {
                 ([(header::CACHE_CONTROL, "private, max-age=5")], "cached")
             }),
         )
+        .route(
+            "/public/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                session.insert(key, "v").unwrap();
+                ([(header::CACHE_CONTROL, "public, max-age=3600")], "public")
+            }),
+        )
+        .route(
+            "/shared/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                session.insert(key, "v").unwrap();
+                let mut headers = axum::http::HeaderMap::new();
+                headers.append(header::CACHE_CONTROL, "max-age=60".parse().unwrap());
+                headers.append(header::CACHE_CONTROL, "S-MAXAGE=600".parse().unwrap());
+                (headers, "shared")
+            }),
+        )
+        .route(
+            "/logout-public",
+            post(|session: Session| async move {
+                session.destroy();
+                ([(header::CACHE_CONTROL, "public")], "bye")
+            }),
+        )
+        .route(
+            "/public-read/{key}",
+            get(|session: Session, Path(key): Path<String>| async move {
+                let _ = session.get::<serde_json::Value>(&key).await;
+                ([(header::CACHE_CONTROL, "public, max-age=3600")], "public")
+            }),
+        )
 }
 
 /// The app, its store, and its clock.
@@ -212,7 +245,7 @@ impl Reply {
             .collect()
     }
 
-    /// The `id=...` pair to send back, if the response set a (non-removal) cookie.
+    /// The `name=token` pair to send back, if the response set a (non-removal) cookie.
     pub fn cookie(&self) -> Option<String> {
         self.set_cookies()
             .into_iter()

@@ -13,7 +13,8 @@ pub struct Config {
     /// `INSTANCE`: the name sent in every reply's `x-instance` metadata
     /// (default `grpc-cart:<port>`).
     pub instance: String,
-    /// `SESSION_KEYS`: comma-separated base64 keys, the first signs (default: a random key).
+    /// `SESSION_KEYS`: comma-separated base64 keys, the first signs, `upcoming:<base64>`
+    /// marks one about to sign (default: a random key).
     pub keys: Keys,
     /// True when `SESSION_KEYS` was unset and a random key is used.
     pub keys_generated: bool,

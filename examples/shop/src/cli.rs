@@ -69,13 +69,14 @@ pub struct ServeArgs {
     pub instance: Option<String>,
 
     /// Comma-separated base64 keys, at least 32 bytes each; the first signs, the others
-    /// only verify [default: a random key, with a warning]. Prefer the variable: a
-    /// command line is visible to every user of the machine.
+    /// only verify (re-issued under the first), or, written `upcoming:<base64>`, are
+    /// about to sign (never re-issued) [default: a random key, with a warning]. Prefer
+    /// the variable: a command line is visible to every user of the machine.
     #[arg(long, env = "SESSION_KEYS", hide_env_values = true)]
     pub session_keys: Option<String>,
 
-    /// Mark the session cookie Secure. Set false only for plain-HTTP clients, which
-    /// drop Secure cookies.
+    /// Mark the session cookie Secure (it is then named `__Host-id`, else `id`). Set
+    /// false only for plain-HTTP clients, which drop Secure cookies.
     #[arg(
         long,
         env = "COOKIE_SECURE",

@@ -83,7 +83,7 @@ async fn metrics_lists_the_session_series() {
     let flipped = if tag.starts_with('A') { "B" } else { "A" };
     let forged = format!("{id}.{flipped}{}", &tag[1..]);
     send(&app, "GET", "/me", Some(&forged), "").await;
-    send(&app, "GET", "/me", Some("id=short"), "").await;
+    send(&app, "GET", "/me", Some("__Host-id=short"), "").await;
     server.stop();
     let (status, _, _) = send(&app, "GET", "/me", Some(&cookie), "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -35,7 +35,7 @@ struct Reply {
     status: StatusCode,
     headers: axum::http::HeaderMap,
     json: Value,
-    /// A new session cookie (`id=...`), if the response set one.
+    /// A new session cookie (`__Host-id=...`), if the response set one.
     cookie: Option<String>,
 }
 
@@ -103,7 +103,10 @@ impl Shop {
             .call("POST", "/login", None, Some(json!({ "user": user })))
             .await;
         assert_eq!(reply.status, StatusCode::OK);
-        reply.cookie.unwrap()
+        let cookie = reply.cookie.unwrap();
+        // The shop keeps the layer's default name for a Secure cookie.
+        assert!(cookie.starts_with("__Host-id="), "{cookie}");
+        cookie
     }
 
     /// The raw session IDs handed out so far (the part of each token before the tag).

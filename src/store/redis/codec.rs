@@ -448,4 +448,80 @@ mod tests {
             (1, 2, None)
         );
     }
+
+    mod properties {
+        //! Round trips for any field name and value (`cargo test codec::tests::properties`).
+
+        use proptest::collection::{hash_map, vec};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn reserved() -> impl Strategy<Value = &'static str> {
+            proptest::sample::select(vec![
+                META,
+                USER,
+                V1_CREATED,
+                V1_REFRESHED,
+                V1_USER,
+                V1_VERSION,
+                V1_GENERATION,
+            ])
+        }
+
+        /// Any text, with names often starting with one or more `:`, or a reserved
+        /// field's name with or without more `:` in front, where a collision would hurt.
+        fn any_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                (0..4usize, any::<String>()).prop_map(|(colons, rest)| ":".repeat(colons) + &rest),
+                (0..3usize, reserved()).prop_map(|(colons, name)| ":".repeat(colons) + name),
+            ]
+        }
+
+        fn any_record() -> impl Strategy<Value = Record> {
+            let millis = 0..=MAX_MILLIS;
+            (
+                hash_map(any_name(), any::<String>(), 0..8),
+                millis.clone(),
+                millis,
+                proptest::option::of(any::<String>()),
+            )
+                .prop_map(|(data, created, refreshed, user)| {
+                    let mut metadata = Metadata::new(Timestamp::from_millis(created));
+                    metadata.refreshed_at = Timestamp::from_millis(refreshed);
+                    metadata.user_id = user;
+                    Record::new(data, metadata)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn records_round_trip(record in any_record()) {
+                let fields: Vec<(Vec<u8>, Vec<u8>)> = record_pairs(&record)
+                    .into_iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                    .collect();
+                prop_assert_eq!(decode_record(fields).unwrap(), Some((record, 0)));
+            }
+
+            #[test]
+            fn field_names_round_trip_and_never_look_reserved(name in any_name()) {
+                let encoded = encode_field(&name);
+                prop_assert_eq!(
+                    decode_field(encoded.as_bytes()),
+                    Field::User(name.as_bytes())
+                );
+            }
+
+            #[test]
+            fn any_hash_decodes_or_is_corrupt_without_panicking(
+                fields in vec((vec(any::<u8>(), 0..12), vec(any::<u8>(), 0..24)), 0..8),
+            ) {
+                let _ = decode_record(fields);
+            }
+        }
+    }
 }
