@@ -225,9 +225,74 @@ fn bench_store(c: &mut Criterion) {
     drop(server);
 }
 
+/// `destroy` on a primary with one healthy replica, as is and with durable revocations
+/// (a `WAIT 1` on a connection of its own after the delete).
+fn bench_durable_revocations(c: &mut Criterion) {
+    let Some(primary) = support::RedisServer::start_with(&["--repl-diskless-sync-delay", "0"])
+    else {
+        return;
+    };
+    let port = primary.port().to_string();
+    let Some(replica) = support::RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])
+    else {
+        return;
+    };
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let plain = runtime
+        .block_on(RedisStore::connect(&primary.url()))
+        .unwrap();
+    let durable = runtime
+        .block_on(
+            plain
+                .clone()
+                .with_durable_revocations(1, Duration::from_secs(1)),
+        )
+        .unwrap();
+    let mut group = c.benchmark_group("durable revocations");
+    for (name, store, base) in [
+        ("destroy", &plain, 1 << 40),
+        ("destroy, durable", &durable, 2 << 40),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let store = store.clone();
+                async move {
+                    timed(
+                        iters,
+                        |i| {
+                            let store = store.clone();
+                            async move {
+                                let doomed = fresh_id(base + i);
+                                let _ = store.create(&doomed, &record(), now()).await.unwrap();
+                                doomed
+                            }
+                        },
+                        |doomed| {
+                            let store = store.clone();
+                            async move { store.destroy(&doomed).await.unwrap() }
+                        },
+                    )
+                    .await
+                }
+            })
+        });
+    }
+    group.finish();
+    drop((replica, primary));
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = bench_store
+    targets = bench_store, bench_durable_revocations
 }
 criterion_main!(benches);

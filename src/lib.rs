@@ -70,7 +70,7 @@ pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use crate::store::redis::{RedisConnection, RedisStore};
+pub use crate::store::redis::{DurableRevocationsError, RedisConnection, RedisStore};
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.

@@ -429,7 +429,7 @@ fn ping(port: u16) -> bool {
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
+pub fn cli(port: u16, args: &[&str]) -> String {
     let output = run(Command::new("redis-cli")
         .arg("-p")
         .arg(port.to_string())

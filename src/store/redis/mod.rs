@@ -2,16 +2,18 @@
 //!
 //! One concept per file: `store.rs` the store and its per-session calls, `user_index.rs`
 //! the per-user index behind log-out-everywhere, `cycle.rs` the two `cycle_id`
-//! algorithms, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
+//! algorithms, `durable.rs` waiting for replicas after revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
 //! `codec.rs` the hash layout, `conn.rs` single and cluster connections.
 
 mod codec;
 mod conn;
 mod cycle;
+mod durable;
 mod eviction;
 mod scripts;
 mod store;
 mod user_index;
 
 pub use self::conn::RedisConnection;
+pub use self::durable::DurableRevocationsError;
 pub use self::store::RedisStore;

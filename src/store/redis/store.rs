@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec;
 use super::conn::{self, Conn, RedisConnection};
+use super::durable::{Durability, Source};
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
 use crate::config::ConfigError;
 use crate::store::{
@@ -62,6 +63,10 @@ pub struct RedisStore {
     pub(super) prefix: Arc<str>,
     /// Where it connects, credentials redacted, for `Debug`.
     target: Arc<str>,
+    /// Where it connects, for a second connection.
+    pub(super) source: Arc<Source>,
+    /// Set by [`with_durable_revocations`](Self::with_durable_revocations).
+    pub(super) durability: Option<Arc<Durability>>,
 }
 
 impl RedisStore {
@@ -85,7 +90,7 @@ impl RedisStore {
     /// failing it. `?protocol=resp2` in the URL keeps to RESP2.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let conn = Conn::single(url).await?;
-        let store = Self::new(conn, conn::redact(url));
+        let store = Self::new(conn, conn::redact(url), Source::Single(url.to_owned()));
         store.check_eviction_policy().await;
         Ok(store)
     }
@@ -112,16 +117,18 @@ impl RedisStore {
             .map(|url| conn::redact(url))
             .collect::<Vec<_>>()
             .join(", ");
-        let store = Self::new(conn, target);
+        let store = Self::new(conn, target, Source::Cluster(urls));
         store.check_eviction_policy().await;
         Ok(store)
     }
 
-    pub(super) fn new(conn: Conn, target: String) -> Self {
+    fn new(conn: Conn, target: String, source: Source) -> Self {
         Self {
             conn,
             prefix: Self::DEFAULT_PREFIX.into(),
             target: target.into(),
+            source: Arc::new(source),
+            durability: None,
         }
     }
 
@@ -193,6 +200,7 @@ impl fmt::Debug for RedisStore {
             .field("target", &self.target)
             .field("cluster", &self.conn.is_cluster())
             .field("prefix", &self.prefix)
+            .field("durable_revocations", &self.durability.is_some())
             .finish()
     }
 }
@@ -267,11 +275,14 @@ impl SessionStore for RedisStore {
         changes: &ChangeSet,
         expiry: Expiry,
     ) -> Result<Cycled, StoreError> {
-        if self.conn.is_cluster() {
-            self.cycle_by_copy(old, new, changes, expiry).await
-        } else {
-            self.cycle_atomically(old, new, changes, expiry).await
-        }
+        self.revoke(|store| async move {
+            if store.conn.is_cluster() {
+                store.cycle_by_copy(old, new, changes, expiry).await
+            } else {
+                store.cycle_atomically(old, new, changes, expiry).await
+            }
+        })
+        .await
     }
 
     async fn increment(
@@ -335,10 +346,13 @@ impl SessionStore for RedisStore {
         // prunes it.
         let mut command = ::redis::cmd("DEL");
         command.arg(self.session_key(id.as_str()));
-        command
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::backend)
+        self.revoke(|store| async move {
+            command
+                .query_async::<()>(&mut store.conn.clone())
+                .await
+                .map_err(StoreError::backend)
+        })
+        .await
     }
 
     async fn sessions_of_user(
@@ -350,7 +364,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn destroy_sessions_of_user(&self, user_id: &str) -> Result<usize, StoreError> {
-        self.destroy_user_sessions(user_id).await
+        self.revoke(|store| async move { store.destroy_user_sessions(user_id).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
