@@ -19,6 +19,8 @@ pub(crate) struct Config {
     pub(crate) expiry: ExpirySettings,
     /// Rejected tokens, counted and logged at a bounded rate per layer.
     pub(crate) events: Arc<SecurityEvents>,
+    /// At most this many live sessions per user; enforced when a session is bound.
+    pub(crate) max_sessions_per_user: Option<usize>,
 }
 
 impl Config {
@@ -53,6 +55,9 @@ impl Config {
         }
         if expiry.idle_timeout > expiry.absolute_lifetime {
             return Err(ConfigError::IdleExceedsAbsolute);
+        }
+        if self.max_sessions_per_user == Some(0) {
+            return Err(ConfigError::ZeroSessionLimit);
         }
         Ok(())
     }
@@ -103,6 +108,8 @@ pub enum ConfigError {
     IdleExceedsAbsolute,
     /// A store's key prefix holds `{` or `}`, which would change Redis Cluster hash tags.
     KeyPrefix,
+    /// The limit on sessions per user is zero.
+    ZeroSessionLimit,
 }
 
 impl fmt::Display for ConfigError {
@@ -123,6 +130,7 @@ impl fmt::Display for ConfigError {
                 f.write_str("the idle timeout must not exceed the absolute lifetime")
             }
             Self::KeyPrefix => f.write_str("the key prefix must not hold '{' or '}'"),
+            Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
         }
     }
 }

@@ -71,6 +71,7 @@ fn default_config(store: impl SessionStore, keys: Keys) -> Config {
         carrier: Carrier::default(),
         expiry: ExpirySettings::default(),
         events: Arc::default(),
+        max_sessions_per_user: None,
     }
 }
 
@@ -197,6 +198,19 @@ impl<F> SessionLayerBuilder<F> {
     /// The limit on each store call (default 1 s); past it the request fails as unavailable.
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
         self.config.store = self.config.store.with_timeout(timeout);
+        self
+    }
+
+    /// Allows each user at most `limit` live sessions (ASVS 5.0 7.1.2). Whenever a
+    /// session is bound to a user ([`Session::set_user_id`](crate::Session::set_user_id),
+    /// usually at login), the user's other sessions beyond `limit - 1` are ended, least
+    /// recently used first (oldest last activity, then oldest creation); the session
+    /// being bound is never ended. Costs the binding request one listing of the user's
+    /// sessions and one `destroy` per session ended. If the store fails during that
+    /// clean-up, the binding still succeeds (it was saved) and the failure is logged; the
+    /// next binding enforces the limit again. Zero is a [`ConfigError`].
+    pub fn with_max_sessions_per_user(mut self, limit: usize) -> Self {
+        self.config.max_sessions_per_user = Some(limit);
         self
     }
 

@@ -46,6 +46,7 @@ mod future;
 mod id;
 mod keys;
 mod layer;
+mod limit;
 mod metrics;
 mod plan;
 mod protocol;

@@ -4,7 +4,7 @@
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::keys::Verified;
-use crate::record::ChangeSet;
+use crate::record::{ChangeSet, UserChange};
 use crate::session::Incoming;
 use crate::snapshot::{Seen, Snapshot};
 
@@ -52,6 +52,34 @@ pub(crate) enum Write {
     Cycle(Target, ChangeSet),
     /// Logout; changes made after `destroy()` go into a new session.
     Destroy(Target, Option<ChangeSet>),
+}
+
+impl Write {
+    /// The user this write binds its session to, if it binds one.
+    pub(crate) fn bound_user(&self) -> Option<&str> {
+        let changes = match self {
+            Self::Create(changes)
+            | Self::Apply(_, changes)
+            | Self::Cycle(_, changes)
+            | Self::Destroy(_, Some(changes)) => changes,
+            Self::Touch(_) | Self::Destroy(_, None) => return None,
+        };
+        match &changes.user {
+            UserChange::Bind(user) => Some(user),
+            UserChange::Keep | UserChange::Unbind => None,
+        }
+    }
+
+    /// The stored session it targets, if any.
+    pub(crate) fn target(&self) -> Option<&Target> {
+        match self {
+            Self::Create(_) => None,
+            Self::Apply(target, _)
+            | Self::Touch(target)
+            | Self::Cycle(target, _)
+            | Self::Destroy(target, _) => Some(target),
+        }
+    }
 }
 
 /// The stored session a write targets.

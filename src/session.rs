@@ -244,6 +244,22 @@ impl Session {
         self.shared.lock().changes.user = UserChange::Bind(user_id.into());
     }
 
+    /// The hashed ID under which the store knows this request's session: the one its
+    /// token names, or one this request already created. `None` without a valid token.
+    ///
+    /// Lets a handler mark the current device among the user's sessions
+    /// ([`SessionStore::sessions_of_user`](crate::store::SessionStore::sessions_of_user))
+    /// or end all the others. It names the session as the request found it: after
+    /// [`cycle_id`](Self::cycle_id) or a login, the next request carries a new one.
+    pub fn hashed_id(&self) -> Option<HashedId> {
+        if let Some(fresh) = &self.shared.lock().fresh {
+            return Some(fresh.hashed().clone());
+        }
+        self.shared
+            .incoming()
+            .map(|incoming| incoming.hashed().clone())
+    }
+
     /// The user the session is tied to, loading the session on first use.
     pub async fn user_id(&self) -> Result<Option<String>, Error> {
         match &self.shared.lock().changes.user {
@@ -351,8 +367,10 @@ impl Session {
         self.shared.config.clone()
     }
 
-    /// The request's clock reading, for write-back.
-    pub(crate) fn expiry(&self) -> Expiry {
+    /// The layer's lifetime rules at this request's time (read once per request): what
+    /// store calls made by the handler itself take, e.g.
+    /// [`SessionStore::sessions_of_user`](crate::store::SessionStore::sessions_of_user).
+    pub fn expiry(&self) -> Expiry {
         self.shared.expiry()
     }
 }

@@ -12,8 +12,9 @@ use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::failure::OnFailure;
-use crate::id::SessionId;
+use crate::id::{HashedId, SessionId};
 use crate::keys::Rejected;
+use crate::limit;
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
@@ -24,8 +25,25 @@ const ID_ATTEMPTS: usize = 3;
 
 /// Runs `write` against the layer's store at the request's `expiry`.
 pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Outcome {
+    let binding = config.max_sessions_per_user.and_then(|limit| {
+        let user = write.bound_user()?.to_owned();
+        let target = write.target().map(|target| target.session.hashed().clone());
+        Some((limit, user, target))
+    });
     match execute(&config, write, expiry).await {
-        Ok(cookie) => Outcome::cookie(cookie),
+        Ok(cookie) => {
+            if let Some((limit, user, target)) = binding {
+                let current = match &cookie {
+                    CookieUpdate::Set(id) => Some(id.hashed()),
+                    CookieUpdate::Keep => target,
+                    CookieUpdate::Remove => None,
+                };
+                if let Some(current) = current {
+                    limit_sessions(&config, &user, &current, limit, expiry).await;
+                }
+            }
+            Outcome::cookie(cookie)
+        }
         // Keep the cookie: an outage must never log anyone out, and a session that ended
         // meanwhile was ended by a request that removed the cookie itself; removing it
         // again here could delete a newer one (a login that raced this request).
@@ -104,6 +122,25 @@ async fn gone(
         return Ok(CookieUpdate::Keep);
     }
     create(config, changes, expiry).await
+}
+
+/// Enforces the limit on the user's sessions after a binding was saved. The binding
+/// stands either way, so a failure here is logged, not answered.
+async fn limit_sessions(
+    config: &Config,
+    user: &str,
+    current: &HashedId,
+    limit: usize,
+    expiry: Expiry,
+) {
+    match limit::enforce(&config.store, user, current, limit, expiry).await {
+        Ok(0) => {}
+        Ok(ended) => tracing::debug!(ended, "ended a user's sessions beyond the limit"),
+        Err(error) => tracing::warn!(
+            error = %error.chain(),
+            "could not enforce the limit on a user's sessions; the next login will"
+        ),
+    }
 }
 
 fn rejected(config: &Config, reason: Rejected, target: &Target) {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    StoreError, Swapped,
+    SessionSummary, StoreError, Swapped,
 };
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -58,6 +58,11 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Swapped, StoreError>>;
     fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn sessions_of_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Vec<SessionSummary>, StoreError>>;
 }
 
 impl<S: SessionStore> DynStore for S {
@@ -123,5 +128,12 @@ impl<S: SessionStore> DynStore for S {
     }
     fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SessionStore::destroy(self, id))
+    }
+    fn sessions_of_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Vec<SessionSummary>, StoreError>> {
+        Box::pin(SessionStore::sessions_of_user(self, user_id, expiry))
     }
 }

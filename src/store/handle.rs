@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use super::dyn_store::DynStore;
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    Swapped,
+    SessionSummary, Swapped,
 };
 use crate::error::{Error, StoreError};
 use crate::metrics::{self, CallOutcome};
@@ -107,6 +107,15 @@ impl StoreHandle {
 
     pub(crate) async fn destroy(&self, id: &HashedId) -> Result<(), Error> {
         self.call("destroy", self.store.destroy(id)).await
+    }
+
+    pub(crate) async fn sessions_of_user(
+        &self,
+        user_id: &str,
+        expiry: Expiry,
+    ) -> Result<Vec<SessionSummary>, Error> {
+        let call = self.store.sessions_of_user(user_id, expiry);
+        self.call("sessions_of_user", call).await
     }
 
     /// Runs one store call under the timeout, in a span named after `operation` (never

@@ -9,6 +9,7 @@ mod failures;
 mod hostile;
 mod instrumented;
 mod lifecycle;
+mod limits;
 mod logs;
 mod protocols;
 
@@ -175,6 +176,14 @@ fn routes() -> Router {
         .route(
             "/logout",
             post(|session: Session| async move { session.destroy() }),
+        )
+        .route(
+            "/hashed-id",
+            get(|session: Session| async move {
+                session
+                    .hashed_id()
+                    .map_or_else(|| "none".to_owned(), |id| id.to_string())
+            }),
         )
         .route(
             "/fail/{key}",

@@ -11,7 +11,7 @@ use tower_stateless::store::SessionStore;
 use tower_stateless::SessionLayer;
 
 use crate::chunks::Chunks;
-use crate::{account, cart, uploads};
+use crate::{account, cart, devices, uploads};
 
 /// What handlers share: the session store (for health checks) and the chunk store.
 #[derive(Clone)]
@@ -31,6 +31,11 @@ pub fn router<S: SessionStore + Clone>(
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
         .route("/me", get(account::me))
+        .route("/sessions", get(devices::list::<S>))
+        .route(
+            "/sessions/others/logout",
+            post(devices::log_out_others::<S>),
+        )
         .route("/cart", get(cart::list))
         .route("/cart/items", post(cart::add))
         .route("/cart/items/{sku}", get(cart::item))

@@ -28,6 +28,8 @@ pub struct Config {
     pub keys_generated: bool,
     pub store: StoreChoice,
     pub secure_cookies: bool,
+    /// The limit on each user's live sessions, if any.
+    pub max_sessions_per_user: Option<usize>,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             keys_generated,
             store,
             secure_cookies: args.cookie_secure,
+            max_sessions_per_user: args.max_sessions_per_user,
         })
     }
 }

@@ -12,6 +12,7 @@ mod cart;
 mod chunks;
 pub mod cli;
 mod config;
+mod devices;
 mod error;
 pub mod fleet;
 mod ids;

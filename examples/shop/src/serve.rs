@@ -69,8 +69,12 @@ async fn serve<S: SessionStore + Clone>(
     store: S,
     chunks: Chunks,
 ) -> Result<(), String> {
-    let layer = SessionLayer::builder(store.clone(), config.keys.clone())
-        .with_secure(config.secure_cookies)
+    let mut layer = SessionLayer::builder(store.clone(), config.keys.clone())
+        .with_secure(config.secure_cookies);
+    if let Some(limit) = config.max_sessions_per_user {
+        layer = layer.with_max_sessions_per_user(limit);
+    }
+    let layer = layer
         .build()
         .map_err(|error| format!("session settings: {error}"))?;
     let recorder = PrometheusBuilder::new()

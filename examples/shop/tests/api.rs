@@ -39,6 +39,14 @@ impl Client {
         }
     }
 
+    /// Another device on the same shop (same app and store), with no cookie yet.
+    fn another_device(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            cookie: None,
+        }
+    }
+
     async fn call(&mut self, method: &str, path: &str, body: Option<&str>) -> Reply {
         self.send(method, path, body.map(|b| b.as_bytes().to_vec()))
             .await
@@ -352,4 +360,48 @@ async fn uploads_belong_to_their_session_and_chunks_are_bounded() {
         .call("POST", "/uploads", Some(r#"{"name": "x", "size": 0}"#))
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn sessions_lists_the_devices_and_logs_out_the_others() {
+    let mut phone = Client::new();
+    assert_eq!(
+        phone.call("GET", "/sessions", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut laptop = phone.another_device();
+    let mut tablet = phone.another_device();
+    let mut bob = phone.another_device();
+    for device in [&mut phone, &mut laptop, &mut tablet] {
+        let reply = device
+            .call("POST", "/login", Some(r#"{"user":"ada"}"#))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    bob.call("POST", "/login", Some(r#"{"user":"bob"}"#)).await;
+
+    let listed = laptop.call("GET", "/sessions", None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let devices = listed.json.as_array().unwrap();
+    assert_eq!(devices.len(), 3, "{devices:?}");
+    let current: Vec<_> = devices.iter().filter(|d| d["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    let cookie = laptop.cookie.clone().unwrap();
+    let id = current[0]["id"].as_str().unwrap();
+    assert!(!cookie.contains(id), "the listing never shows a token");
+
+    let ended = laptop.call("POST", "/sessions/others/logout", None).await;
+    assert_eq!(ended.status, StatusCode::OK);
+    assert_eq!(ended.json, json!({ "ended": 2 }));
+    for device in [&mut phone, &mut tablet] {
+        assert_eq!(
+            device.call("GET", "/me", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(laptop.call("GET", "/me", None).await.status, StatusCode::OK);
+    assert_eq!(bob.call("GET", "/me", None).await.status, StatusCode::OK);
+    let devices = laptop.call("GET", "/sessions", None).await.json;
+    assert_eq!(devices.as_array().unwrap().len(), 1);
+    assert_eq!(devices[0]["current"], true);
 }

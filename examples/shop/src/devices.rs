@@ -1,0 +1,79 @@
+//! A user's devices: the live sessions of the logged-in user, the current one marked, and
+//! logging out all the others.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use tower_stateless::store::{SessionStore, SessionSummary};
+use tower_stateless::Session;
+
+use crate::account::current_user;
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// One of the user's sessions, as `GET /sessions` lists it.
+#[derive(Serialize)]
+pub(crate) struct Device {
+    /// The session's hashed ID: names it, but cannot be used as a token.
+    id: String,
+    created_ms: u64,
+    last_seen_ms: u64,
+    current: bool,
+}
+
+/// The logged-in user's live sessions, most recently used first.
+pub(crate) async fn list<S: SessionStore>(
+    State(state): State<AppState<S>>,
+    session: Session,
+) -> Result<Json<Vec<Device>>, ApiError> {
+    let (current, mut sessions) = sessions_of_current_user(&state.store, &session).await?;
+    sessions.sort_by_key(|summary| std::cmp::Reverse(summary.metadata.refreshed_at));
+    let devices = sessions
+        .into_iter()
+        .map(|summary| Device {
+            current: summary.id == current,
+            id: summary.id.to_string(),
+            created_ms: summary.metadata.created_at.as_millis(),
+            last_seen_ms: summary.metadata.refreshed_at.as_millis(),
+        })
+        .collect();
+    Ok(Json(devices))
+}
+
+#[derive(Serialize)]
+pub(crate) struct Ended {
+    ended: usize,
+}
+
+/// Ends every session of the logged-in user but this one ("log out my other devices").
+pub(crate) async fn log_out_others<S: SessionStore>(
+    State(state): State<AppState<S>>,
+    session: Session,
+) -> Result<Json<Ended>, ApiError> {
+    let (current, sessions) = sessions_of_current_user(&state.store, &session).await?;
+    let mut ended = 0;
+    for other in sessions.iter().filter(|summary| summary.id != current) {
+        state
+            .store
+            .destroy(&other.id)
+            .await
+            .map_err(tower_stateless::Error::from)?;
+        ended += 1;
+    }
+    Ok(Json(Ended { ended }))
+}
+
+/// This request's hashed session ID and every live session of its user; 401 when logged out.
+async fn sessions_of_current_user<S: SessionStore>(
+    store: &S,
+    session: &Session,
+) -> Result<(tower_stateless::store::HashedId, Vec<SessionSummary>), ApiError> {
+    let user = current_user(session).await?;
+    // A logged-in request always carries a verified token.
+    let current = session.hashed_id().ok_or(ApiError::Unauthorized)?;
+    let sessions = store
+        .sessions_of_user(&user, session.expiry())
+        .await
+        .map_err(tower_stateless::Error::from)?;
+    Ok((current, sessions))
+}
