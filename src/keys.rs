@@ -55,6 +55,16 @@ impl Key {
         Self::from_bytes(&bytes).expect("64 bytes is long enough")
     }
 
+    /// A 32-byte key for another purpose, named by `label`: HKDF-Expand (RFC 5869) with
+    /// this key as the pseudorandom key, so the signing key itself never leaves `Key`.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(label);
+        mac.update(&[1]);
+        mac.finalize().into_bytes().into()
+    }
+
     fn tag(&self, cookie_name: &str, id: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(cookie_name.as_bytes());
@@ -127,6 +137,12 @@ impl Keys {
         keys.try_fold(Self::new(signing), |keys, key| {
             Ok(keys.with_verify_only(key?))
         })
+    }
+
+    /// Every key, the signing key first: the order in which sealed data is opened.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Key> {
+        std::iter::once(&self.signing).chain(&self.verify_only)
     }
 
     /// `<id>.<base64url HMAC-SHA256(cookie_name "=" id)>`
