@@ -28,6 +28,8 @@ pub struct Config {
     pub keys_generated: bool,
     pub store: StoreChoice,
     pub secure_cookies: bool,
+    /// Session data encrypted at rest (`SESSION_ENCRYPT`).
+    pub encrypt_sessions: bool,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             keys_generated,
             store,
             secure_cookies: args.cookie_secure,
+            encrypt_sessions: args.session_encrypt,
         })
     }
 }
@@ -95,6 +98,7 @@ mod tests {
         assert_eq!(config.store, StoreChoice::Memory);
         assert!(config.instance.ends_with(":3000"));
         assert!(config.secure_cookies);
+        assert!(!config.encrypt_sessions);
     }
 
     #[test]
@@ -115,6 +119,8 @@ mod tests {
             "redis://127.0.0.1:6380",
             "--cookie-secure",
             "false",
+            "--session-encrypt",
+            "1",
         ])
         .unwrap();
         assert_eq!(
@@ -127,6 +133,7 @@ mod tests {
             StoreChoice::Redis("redis://127.0.0.1:6380".into())
         );
         assert!(!config.secure_cookies);
+        assert!(config.encrypt_sessions);
     }
 
     #[test]

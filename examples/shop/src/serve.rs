@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower_stateless::store::{SessionStore, StoreError};
-use tower_stateless::{MemoryStore, RedisStore, SessionLayer};
+use tower_stateless::{Keys, MemoryStore, RedisStore, Sealed, SessionLayer};
 
 use crate::signals::StopSignals;
 use crate::{AppState, Chunks, Config, StoreChoice};
@@ -64,7 +64,26 @@ async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> R
     serve(config, store, chunks).await
 }
 
+/// `store` with session data encrypted at rest under keys derived from `keys`; the
+/// cart's lines are counters, so that adds stay single atomic store calls.
+pub fn sealed<S: SessionStore>(store: S, keys: &Keys) -> Sealed<S> {
+    Sealed::new(store, keys).with_counters(crate::cart::ITEM_PREFIX)
+}
+
 async fn serve<S: SessionStore + Clone>(
+    config: Config,
+    store: S,
+    chunks: Chunks,
+) -> Result<(), String> {
+    if config.encrypt_sessions {
+        tracing::info!("session data is encrypted at rest");
+        let store = sealed(store, &config.keys);
+        return serve_on(config, store, chunks).await;
+    }
+    serve_on(config, store, chunks).await
+}
+
+async fn serve_on<S: SessionStore + Clone>(
     config: Config,
     store: S,
     chunks: Chunks,
