@@ -76,7 +76,7 @@ pub use crate::store::sealed::Sealed;
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.
-#[cfg(all(doctest, feature = "axum", feature = "redis"))]
+#[cfg(all(doctest, feature = "axum", feature = "redis", feature = "encryption"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
