@@ -388,3 +388,19 @@ async fn redis_conforms_sealed() {
     let counters = Sealed::new(store, &keys()).with_counters("");
     tower_stateless::conformance::all(Arc::new(counters)).await;
 }
+
+/// On a cluster `cycle_id` copies and deletes rather than moving in one script: the
+/// re-sealing after it must hold there too.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_conforms_sealed() {
+    use std::sync::Arc;
+    let Some(cluster) = support::RedisCluster::start() else {
+        return;
+    };
+    let store = tower_stateless::RedisStore::connect_cluster(cluster.nodes())
+        .await
+        .unwrap();
+    let sealed = Sealed::new(store, &keys()).with_counters("n");
+    tower_stateless::conformance::all(Arc::new(sealed)).await;
+}

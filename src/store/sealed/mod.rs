@@ -299,17 +299,18 @@ impl<S> Sealed<S> {
 }
 
 impl<S: SessionStore> Sealed<S> {
-    /// The stored twins of `field` (the value under each key's name), read through
-    /// compare-and-set with an expectation no stored value meets: it writes nothing.
-    /// `None` if the session is gone.
+    /// The stored twins of `field` named by the keys in `keys` (all: `0..`), read
+    /// through compare-and-set with an expectation no stored value meets: it writes
+    /// nothing. `None` if the session is gone.
     async fn read(
         &self,
         id: &HashedId,
         field: &str,
+        keys: std::ops::RangeFrom<usize>,
         expiry: Expiry,
     ) -> Result<Option<Vec<Stored>>, StoreError> {
         let mut twins = Vec::new();
-        for key in 0..self.cipher.key_count() {
+        for key in keys.start..self.cipher.key_count() {
             let name = self.name(key, field);
             // No stored value is empty: a sealed one starts with `s`, an integer has digits.
             let probe = self
@@ -355,7 +356,7 @@ impl<S: SessionStore> Sealed<S> {
         gone: T,
     ) -> Result<T, StoreError> {
         for _ in 0..ROUNDS {
-            let Some(twins) = self.read(id, field, expiry).await? else {
+            let Some(twins) = self.read(id, field, 0.., expiry).await? else {
                 return Ok(gone);
             };
             if twins.len() > 1 {
@@ -506,8 +507,8 @@ impl<S: SessionStore> SessionStore for Sealed<S> {
         };
         // During a rotation, parts of the counter named under older keys add up.
         if self.cipher.key_count() > 1 {
-            if let Some(twins) = self.read(id, field, expiry).await? {
-                for twin in twins.iter().filter(|twin| twin.key > 0) {
+            if let Some(twins) = self.read(id, field, 1.., expiry).await? {
+                for twin in &twins {
                     let part = add_to_stored(Some(&self.decode(id, field, twin)?), 0)
                         .map_err(|_| corrupt("a counter part is not an integer"))?;
                     total = total
