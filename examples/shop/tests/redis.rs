@@ -51,7 +51,7 @@ impl Shop {
         let store = RedisStore::connect(&server.url()).await.unwrap();
         let chunks = Chunks::Redis(store.connection());
         let keys = Keys::new(Key::from_bytes(&[7; 32]).unwrap());
-        Self::with(shop::serve::sealed(store, &keys), chunks)
+        Self::with(shop::serve::sealed_on_redis(store, &keys).unwrap(), chunks)
     }
 
     fn with<S: SessionStore + Clone>(store: S, chunks: Chunks) -> Self {
@@ -302,6 +302,17 @@ async fn encrypted_sessions_leave_nothing_readable_in_redis() {
     secrets.extend(skus.iter().map(|sku| sku.to_string()));
     secrets.extend(["cart:", "alice", "bob", "secret", "hidden"].map(String::from));
     assert_absent(&server.url(), &secrets).await;
+
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let sessions: Vec<String> = conn.keys("session:*").await.unwrap();
+    assert!(!sessions.is_empty());
+    for key in sessions {
+        assert!(key.starts_with(shop::serve::SEALED_PREFIX), "{key}");
+    }
 }
 
 /// Checkout racing adds of the same SKU: what the order took plus what stays in the cart
