@@ -408,3 +408,53 @@ async fn redis_cluster_conforms_sealed() {
     let sealed = Sealed::new(store, &keys()).with_counters("n");
     tower_stateless::conformance::all(Arc::new(sealed)).await;
 }
+
+/// A fleet mid-rollout: phase-1 instances seal under the old key (the new one only
+/// opens), phase-2 instances under the new one. Whatever either writes, both read the
+/// same session, counters count every increment, and log-out-everywhere from either
+/// ends sessions bound by both.
+#[tokio::test]
+async fn a_mixed_fleet_reads_and_counts_alike() {
+    let inner = MemoryStore::new();
+    let phase1 =
+        Sealed::new(inner.clone(), &Keys::new(key(1)).with_verify_only(key(2))).with_counters("n");
+    let phase2 =
+        Sealed::new(inner.clone(), &Keys::new(key(2)).with_verify_only(key(1))).with_counters("n");
+    let first = create(&phase1, &[("f", "1")], Some("u")).await;
+    let second = create(&phase2, &[("f", "2")], Some("u")).await;
+    for round in 0..6 {
+        let (writer, other) = if round % 2 == 0 {
+            (&phase1, &phase2)
+        } else {
+            (&phase2, &phase1)
+        };
+        let set = ChangeSet::default().with_set("f", round.to_string());
+        assert_eq!(
+            writer.apply(&first, &set, now()).await.unwrap(),
+            Applied::Saved
+        );
+        let later = ChangeSet::default().with_increment("n", 10);
+        assert_eq!(
+            writer.apply(&first, &later, now()).await.unwrap(),
+            Applied::Saved
+        );
+        let added = writer.increment(&first, "n", 1, now()).await.unwrap();
+        assert_eq!(added, Incremented::Value(11 * (round + 1)), "round {round}");
+        let seen = other.load(&first, now()).await.unwrap().unwrap();
+        assert_eq!(seen.data["f"], round.to_string());
+        assert_eq!(seen.data["n"], (11 * (round + 1)).to_string());
+        assert_eq!(seen, writer.load(&first, now()).await.unwrap().unwrap());
+    }
+    assert!(
+        raw(&inner, &first).await.data.len() <= 4,
+        "f once, n in at most two parts, the user's proof"
+    );
+    for instance in [&phase1, &phase2] {
+        assert_eq!(
+            instance.sessions_of_user("u", now()).await.unwrap().len(),
+            2
+        );
+    }
+    assert_eq!(phase1.destroy_sessions_of_user("u").await.unwrap(), 2);
+    assert_eq!(phase2.load(&second, now()).await.unwrap(), None);
+}
