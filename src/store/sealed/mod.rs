@@ -355,9 +355,15 @@ impl<S: SessionStore> Sealed<S> {
         mut change: impl FnMut(Option<String>) -> Result<(Option<String>, T), T>,
         gone: T,
     ) -> Result<T, StoreError> {
+        // What a conflict answered, when it is all there is to know (one key, one name).
+        let mut known: Option<Vec<Stored>> = None;
         for _ in 0..ROUNDS {
-            let Some(twins) = self.read(id, field, 0.., expiry).await? else {
-                return Ok(gone);
+            let twins = match known.take() {
+                Some(twins) => twins,
+                None => match self.read(id, field, 0.., expiry).await? {
+                    Some(twins) => twins,
+                    None => return Ok(gone),
+                },
             };
             if twins.len() > 1 {
                 self.merge_twins(id, field, &twins, expiry).await?;
@@ -383,6 +389,13 @@ impl<S: SessionStore> Sealed<S> {
             match swap.await? {
                 Swapped::Saved => return Ok(answer),
                 Swapped::Gone => return Ok(gone),
+                Swapped::Conflict(current) if self.cipher.key_count() == 1 => {
+                    known = Some(Vec::from_iter(current.map(|raw| Stored {
+                        key: 0,
+                        name: target,
+                        raw,
+                    })));
+                }
                 Swapped::Conflict(_) => {}
             }
         }
