@@ -55,6 +55,16 @@ impl Key {
         Self::from_bytes(&bytes).expect("64 bytes is long enough")
     }
 
+    /// A 32-byte key for another purpose, named by `label`: HKDF-Expand (RFC 5869) with
+    /// this key as the pseudorandom key, so the signing key itself never leaves `Key`.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(label);
+        mac.update(&[1]);
+        mac.finalize().into_bytes().into()
+    }
+
     fn tag(&self, cookie_name: &str, id: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(cookie_name.as_bytes());
@@ -182,6 +192,16 @@ impl Keys {
                 )?),
             })
         })
+    }
+
+    /// Every key, the signing key first (then retiring, then upcoming keys): the order in
+    /// which sealed data is opened. An upcoming key opens what a fleet member that
+    /// already signs with it sealed.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Key> {
+        std::iter::once(&self.signing)
+            .chain(&self.retiring)
+            .chain(&self.upcoming)
     }
 
     /// `<id>.<base64url HMAC-SHA256(cookie_name "=" id)>`

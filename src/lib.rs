@@ -72,10 +72,13 @@ pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::{DurableRevocationsError, RedisConnection, RedisStore};
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub use crate::store::sealed::Sealed;
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.
-#[cfg(all(doctest, feature = "axum", feature = "redis"))]
+#[cfg(all(doctest, feature = "axum", feature = "redis", feature = "encryption"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

@@ -11,6 +11,8 @@ mod handle;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "encryption")]
+pub(crate) mod sealed;
 
 pub(crate) use self::dyn_store::BoxFuture;
 pub(crate) use self::handle::StoreHandle;

@@ -10,7 +10,7 @@ use tower_stateless::{ErrorKind, Session};
 use crate::account::current_user;
 use crate::error::{parse, ApiError};
 
-const ITEM_PREFIX: &str = "cart:";
+pub(crate) const ITEM_PREFIX: &str = "cart:";
 const MAX_SKU_LEN: usize = 64;
 /// The most units one add may carry.
 const MAX_QTY: u64 = 1000;

@@ -92,6 +92,19 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_SESSIONS_PER_USER", value_name = "N")]
     pub max_sessions_per_user: Option<usize>,
 
+    /// Encrypt session data at rest: values sealed, field names and user IDs hidden
+    /// from whoever can read the store; cart quantities stay plain integers, so adds
+    /// remain single atomic store calls. Needs the same SESSION_KEYS on every instance.
+    #[arg(
+        long,
+        env = "SESSION_ENCRYPT",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub session_encrypt: bool,
+
     #[arg(
         long,
         env = "REDIS_URL",

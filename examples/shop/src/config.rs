@@ -30,6 +30,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// The limit on each user's live sessions, if any.
     pub max_sessions_per_user: Option<usize>,
+    /// Session data encrypted at rest (`SESSION_ENCRYPT`).
+    pub encrypt_sessions: bool,
 }
 
 impl Config {
@@ -67,6 +69,7 @@ impl Config {
             store,
             secure_cookies: args.cookie_secure,
             max_sessions_per_user: args.max_sessions_per_user,
+            encrypt_sessions: args.session_encrypt,
         })
     }
 }
@@ -98,6 +101,7 @@ mod tests {
         assert_eq!(config.store, StoreChoice::Memory);
         assert!(config.instance.ends_with(":3000"));
         assert!(config.secure_cookies);
+        assert!(!config.encrypt_sessions);
     }
 
     #[test]
@@ -118,6 +122,8 @@ mod tests {
             "redis://127.0.0.1:6380",
             "--cookie-secure",
             "false",
+            "--session-encrypt",
+            "1",
         ])
         .unwrap();
         assert_eq!(
@@ -130,6 +136,7 @@ mod tests {
             StoreChoice::Redis("redis://127.0.0.1:6380".into())
         );
         assert!(!config.secure_cookies);
+        assert!(config.encrypt_sessions);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower_stateless::store::{SessionStore, StoreError};
-use tower_stateless::{MemoryStore, RedisStore, SessionLayer};
+use tower_stateless::{Keys, MemoryStore, RedisStore, Sealed, SessionLayer};
 
 use crate::signals::StopSignals;
 use crate::{AppState, Chunks, Config, StoreChoice};
@@ -36,6 +36,9 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
              and every session dies with this process"
         );
     }
+    if config.encrypt_sessions {
+        tracing::info!("session data is encrypted at rest (SESSION_ENCRYPT)");
+    }
     match config.store.clone() {
         StoreChoice::Memory => {
             tracing::warn!(
@@ -61,10 +64,45 @@ async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> R
         format!("cannot connect to Redis: {error}{cause}")
     })?;
     let chunks = Chunks::Redis(store.connection());
+    if config.encrypt_sessions {
+        let store = sealed_on_redis(store, &config.keys)?;
+        return serve_on(config, store, chunks).await;
+    }
     serve(config, store, chunks).await
 }
 
+/// Sealed sessions live under their own key prefix: turning `SESSION_ENCRYPT` on (or
+/// off) then starts everyone on fresh sessions, where the other kind's records would
+/// fail to load (a 503 until each expires). `session:*` still matches both, for ACLs.
+pub const SEALED_PREFIX: &str = "session:sealed:";
+
+/// The shop's Redis store with encryption at rest, as `SESSION_ENCRYPT=1` runs it.
+pub fn sealed_on_redis(store: RedisStore, keys: &Keys) -> Result<Sealed<RedisStore>, String> {
+    let store = store
+        .with_prefix(SEALED_PREFIX)
+        .map_err(|error| format!("session key prefix: {error}"))?;
+    Ok(sealed(store, keys))
+}
+
+/// `store` with session data encrypted at rest under keys derived from `keys`; the
+/// cart's lines are counters, so that adds stay single atomic store calls.
+pub fn sealed<S: SessionStore>(store: S, keys: &Keys) -> Sealed<S> {
+    Sealed::new(store, keys).with_counters(crate::cart::ITEM_PREFIX)
+}
+
 async fn serve<S: SessionStore + Clone>(
+    config: Config,
+    store: S,
+    chunks: Chunks,
+) -> Result<(), String> {
+    if config.encrypt_sessions {
+        let store = sealed(store, &config.keys);
+        return serve_on(config, store, chunks).await;
+    }
+    serve_on(config, store, chunks).await
+}
+
+async fn serve_on<S: SessionStore + Clone>(
     config: Config,
     store: S,
     chunks: Chunks,

@@ -1,6 +1,6 @@
 //! The shop on a real Redis (and a real Redis Cluster), in process: no lost updates,
 //! no revived logouts, round trips read off `INFO commandstats`, outages, and no raw
-//! session ID anywhere in Redis.
+//! session ID anywhere in Redis; with encryption at rest, no user name or SKU either.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shop::{AppState, Chunks};
 use tower::ServiceExt;
-use tower_stateless::{Key, RedisStore, SessionLayer};
+use tower_stateless::store::SessionStore;
+use tower_stateless::{Key, Keys, RedisStore, SessionLayer};
 
 use support::{RedisCluster, RedisServer};
 
@@ -42,6 +43,18 @@ struct Reply {
 impl Shop {
     async fn on(store: RedisStore) -> Self {
         let chunks = Chunks::Redis(store.connection());
+        Self::with(store, chunks)
+    }
+
+    /// The shop as `SESSION_ENCRYPT=1` runs it.
+    async fn encrypted(server: &RedisServer) -> Self {
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let chunks = Chunks::Redis(store.connection());
+        let keys = Keys::new(Key::from_bytes(&[7; 32]).unwrap());
+        Self::with(shop::serve::sealed_on_redis(store, &keys).unwrap(), chunks)
+    }
+
+    fn with<S: SessionStore + Clone>(store: S, chunks: Chunks) -> Self {
         let layer = SessionLayer::builder(store.clone(), Key::from_bytes(&[7; 32]).unwrap())
             .with_store_timeout(Duration::from_millis(500))
             .build()
@@ -71,6 +84,9 @@ impl Shop {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, cookie);
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
         }
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let response = self
@@ -129,6 +145,11 @@ impl Shop {
 
 /// Every key and every value in one Redis node must be free of raw session IDs.
 async fn assert_no_raw_ids(url: &str, raw_ids: &[String]) {
+    assert_absent(url, raw_ids).await;
+}
+
+/// No key, hash field, member or value in one Redis node holds any of `secrets`.
+async fn assert_absent(url: &str, raw_ids: &[String]) {
     assert!(!raw_ids.is_empty());
     let mut conn = redis::Client::open(url)
         .unwrap()
@@ -161,7 +182,7 @@ async fn assert_no_raw_ids(url: &str, raw_ids: &[String]) {
         for raw in raw_ids {
             assert!(
                 !text.contains(raw.as_str()),
-                "raw session ID found in Redis key {:?}",
+                "{raw:?} found in Redis key {:?}",
                 String::from_utf8_lossy(&key)
             );
         }
@@ -231,6 +252,70 @@ async fn concurrent_writes_to_one_session_all_land_on_redis() {
     eprintln!("same SKU through two instances on one Redis: 200 acknowledged, qty {qty}");
     assert_eq!(qty, 200, "no acknowledged add of the same SKU is lost");
     assert_no_raw_ids(&server.url(), &shop.raw_ids()).await;
+}
+
+/// `SESSION_ENCRYPT=1`: logins, cart adds from two instances, a checkout, a logout; the
+/// shop works as without encryption, and a scan of every Redis key, hash field and value
+/// finds no user name, no SKU, no cart key and no raw session ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_sessions_leave_nothing_readable_in_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (
+        Shop::encrypted(&server).await,
+        Shop::encrypted(&server).await,
+    );
+    let users = ["alice-the-shopper", "bob-the-buyer", "carol-leaves"];
+    let skus = ["sku-secret-socks", "sku-hidden-hat", "sku-private-pen"];
+    let mut carts = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        let cookie = a.login(user).await;
+        for (m, sku) in skus.iter().enumerate().take(n + 1) {
+            for instance in [&a, &b] {
+                let body = json!({"sku": sku, "qty": m + 1});
+                let reply = instance
+                    .call("POST", "/cart/items", Some(&cookie), Some(body))
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json);
+            }
+        }
+        let me = b.call("GET", "/me", Some(&cookie), None).await;
+        assert_eq!(me.json["user"], *user, "{:?}", me.json);
+        carts.push(cookie);
+    }
+    let item = b
+        .call("GET", "/cart/items/sku-hidden-hat", Some(&carts[2]), None)
+        .await;
+    assert_eq!(item.json["qty"], 4, "two adds of 2, from two instances");
+    let order = a.call("POST", "/checkout", Some(&carts[1]), None).await;
+    assert_eq!(order.status, StatusCode::OK, "{:?}", order.json);
+    let cart = a.call("GET", "/cart", Some(&carts[1]), None).await;
+    assert_eq!(
+        cart.json["items"].as_array().unwrap().len(),
+        0,
+        "checked out"
+    );
+    let logout = a.call("POST", "/logout", Some(&carts[2]), None).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+
+    let mut secrets = a.raw_ids();
+    secrets.extend(b.raw_ids());
+    secrets.extend(users.iter().map(|user| user.to_string()));
+    secrets.extend(skus.iter().map(|sku| sku.to_string()));
+    secrets.extend(["cart:", "alice", "bob", "secret", "hidden"].map(String::from));
+    assert_absent(&server.url(), &secrets).await;
+
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let sessions: Vec<String> = conn.keys("session:*").await.unwrap();
+    assert!(!sessions.is_empty());
+    for key in sessions {
+        assert!(key.starts_with(shop::serve::SEALED_PREFIX), "{key}");
+    }
 }
 
 /// Checkout racing adds of the same SKU: what the order took plus what stays in the cart

@@ -111,34 +111,50 @@ impl RedisStore {
     ///
     /// A session may be moving to a new ID (`cycle_id`) meanwhile. Its new ID is always
     /// in the index before the move completes, so if the move beat our delete of the old
-    /// ID, the new ID is in the next listing: the index is listed again after every pass,
-    /// and passes go on while a listing shows members not seen before. A login that
-    /// lands during such a further pass is logged out too: it raced this call.
+    /// ID, the new ID is in the next listing. A pass deletes its members concurrently, so
+    /// the move can also land between the delete of the new ID (not there yet) and that
+    /// of the old (gone by then): a pass that finds a member it has not seen, or deletes
+    /// anything, is followed by another over every member not yet deleted, until a pass
+    /// finds nothing new and deletes nothing. A login that lands during such a further
+    /// pass is logged out too: it raced this call.
     pub(super) async fn destroy_user_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
         let index = self.user_key(user_id);
-        let (mut seen, mut gone, mut others) = (HashSet::new(), Vec::new(), Vec::new());
+        let (mut seen, mut gone) = (HashSet::new(), HashSet::new());
+        let mut others = Vec::new();
         for _ in 0..DESTROY_PASSES {
-            let unseen: Vec<String> = (self.members(&index).await?.into_iter())
-                .filter(|member| seen.insert(member.clone()))
+            let members = self.members(&index).await?;
+            let mut found_new = false;
+            for member in &members {
+                found_new |= seen.insert(member.clone());
+            }
+            let pending: Vec<String> = (members.into_iter())
+                .filter(|member| !gone.contains(member))
                 .collect();
-            if unseen.is_empty() {
+            if pending.is_empty() {
                 break;
             }
-            let deletions = unseen.iter().map(|member| {
+            let deletions = pending.iter().map(|member| {
                 let mut invocation = DESTROY_IF_USER.key(self.session_key(member));
                 invocation.arg(user_id);
                 let mut conn = self.conn.clone();
                 async move { invocation.invoke_async::<i64>(&mut conn).await }
             });
             let deleted = try_join_all(deletions).await.map_err(StoreError::backend)?;
-            for (member, deleted) in unseen.into_iter().zip(deleted) {
+            others.clear();
+            let mut deleted_any = false;
+            for (member, deleted) in pending.into_iter().zip(deleted) {
                 if deleted > 0 {
-                    gone.push(member);
+                    deleted_any = true;
+                    gone.insert(member);
                 } else {
                     others.push(member);
                 }
             }
+            if !found_new && !deleted_any {
+                break;
+            }
         }
+        let gone: Vec<String> = gone.into_iter().collect();
         // A member left in place belongs to another user, is gone, or is being bound
         // right now (that login counts as after this call): pruned only past the grace.
         self.index_prune(index, &gone, &others).await;
