@@ -1,13 +1,13 @@
-//! `examples/counter.rs` as its header says to run it: `cargo run --example counter`, on
-//! a free port given in `PORT`; a client that keeps the cookie counts 1, 2, 3, and one
-//! without it starts again at 1.
+//! `examples/counter.rs`, built as its header says to run it (`cargo run --example
+//! counter`), on a free port given in `PORT`: a client that keeps the cookie counts 1,
+//! 2, 3, and one without it starts again at 1.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `cargo run` replaces itself with the example, so killing it stops the example.
+/// The running example, killed on drop.
 struct Running(Child);
 
 impl Drop for Running {
@@ -48,33 +48,70 @@ fn get(port: u16, cookie: Option<&str>) -> (String, Option<String>) {
     (body.to_owned(), set_cookie)
 }
 
-#[test]
-fn the_counter_example_counts_visits_in_the_session() {
-    // The features this test was built with, so cargo reuses the example it already built.
+/// Builds `examples/counter.rs` as `cargo run --example counter` would, with the
+/// features this test was built with, and returns the executable. With `--workspace`
+/// cargo resolves dependency features as the `cargo test --workspace` that built this
+/// test did, so the example it built alongside is reused instead of built again (which
+/// takes minutes on a busy machine).
+fn build_counter() -> String {
     let features: Vec<&str> = [
         ("axum", cfg!(feature = "axum")),
         ("redis", cfg!(feature = "redis")),
+        ("metrics", cfg!(feature = "metrics")),
+        ("conformance", cfg!(feature = "conformance")),
+        ("encryption", cfg!(feature = "encryption")),
     ]
     .into_iter()
     .filter_map(|(feature, on)| on.then_some(feature))
     .collect();
+    let mut command = Command::new(env!("CARGO"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--example",
+        "counter",
+        "--message-format=json",
+    ]);
+    if features.len() == 5 {
+        command.arg("--all-features");
+    } else {
+        command.args(["--no-default-features", "--features", &features.join(",")]);
+    }
+    // Cargo gives tests its package variables (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...);
+    // passed on, they differ from what the outer build saw and make cargo rebuild ring,
+    // rustls, redis and this crate.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let keep = ["CARGO_HOME", "CARGO_TARGET_DIR"].contains(&name.as_ref())
+            || name.starts_with("CARGO_BUILD_");
+        if name.starts_with("CARGO_") && !keep {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo build --example counter");
+    assert!(output.status.success(), "building the example failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["name"] == "counter")
+        .find_map(|message| message["executable"].as_str().map(str::to_owned))
+        .expect("cargo names the example's executable")
+}
+
+#[test]
+fn the_counter_example_counts_visits_in_the_session() {
     let port = free_port();
     let mut example = Running(
-        Command::new(env!("CARGO"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "run",
-                "--quiet",
-                "--example",
-                "counter",
-                "--no-default-features",
-            ])
-            .args(["--features", &features.join(",")])
+        Command::new(build_counter())
             .env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .expect("cargo run --example counter"),
+            .expect("the counter example"),
     );
 
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -127,13 +127,11 @@ async fn single_server_conforms() {
     // default prefix and user indexes named by a digest, never by the user ID.
     let mut connection = inspect(&server);
     for key in keys(&mut connection) {
+        // A prefix and a 43-character digest, nothing else: no room for a user ID. (A
+        // substring check for short user names would match digests by chance.)
         assert!(
-            key.starts_with("session:{") || is_hash_tag(&key, "session:user:"),
+            is_hash_tag(&key, "session:") || is_hash_tag(&key, "session:user:"),
             "unexpected key {key:?}"
-        );
-        assert!(
-            !key.contains("alice") && !key.contains("bob"),
-            "a user ID in a key name: {key:?}"
         );
     }
 }
