@@ -10,7 +10,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use tower_stateless::store::{
     ChangeSet, Expiry, HashedId, Metadata, Record, SessionStore, Timestamp,
 };
@@ -198,8 +199,21 @@ fn bench_store(c: &mut Criterion) {
             }
         })
     });
-    group.bench_function("destroy", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
+    bench_destroy(&mut group, &runtime, "destroy", &store, 4 * base);
+    group.finish();
+    drop(server);
+}
+
+/// `destroy` of a session created (untimed) just before, under IDs from `base` on.
+fn bench_destroy(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    store: &RedisStore,
+    base: u64,
+) {
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_custom(|iters| {
             let store = store.clone();
             async move {
                 timed(
@@ -207,7 +221,7 @@ fn bench_store(c: &mut Criterion) {
                     |i| {
                         let store = store.clone();
                         async move {
-                            let doomed = fresh_id(4 * base + i);
+                            let doomed = fresh_id(base + i);
                             let _ = store.create(&doomed, &record(), now()).await.unwrap();
                             doomed
                         }
@@ -221,8 +235,6 @@ fn bench_store(c: &mut Criterion) {
             }
         })
     });
-    group.finish();
-    drop(server);
 }
 
 /// `destroy` on a primary with one healthy replica, as is and with durable revocations
@@ -258,34 +270,8 @@ fn bench_durable_revocations(c: &mut Criterion) {
         )
         .unwrap();
     let mut group = c.benchmark_group("durable revocations");
-    for (name, store, base) in [
-        ("destroy", &plain, 1 << 40),
-        ("destroy, durable", &durable, 2 << 40),
-    ] {
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter_custom(|iters| {
-                let store = store.clone();
-                async move {
-                    timed(
-                        iters,
-                        |i| {
-                            let store = store.clone();
-                            async move {
-                                let doomed = fresh_id(base + i);
-                                let _ = store.create(&doomed, &record(), now()).await.unwrap();
-                                doomed
-                            }
-                        },
-                        |doomed| {
-                            let store = store.clone();
-                            async move { store.destroy(&doomed).await.unwrap() }
-                        },
-                    )
-                    .await
-                }
-            })
-        });
-    }
+    bench_destroy(&mut group, &runtime, "destroy", &plain, 1 << 40);
+    bench_destroy(&mut group, &runtime, "destroy, durable", &durable, 2 << 40);
     group.finish();
     drop((replica, primary));
 }

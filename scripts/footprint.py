@@ -202,6 +202,8 @@ def main():
         ("tower-sessions 0.14 + tower-sessions-redis-store", [peers, "tower-sessions"], {},
          False),
         ("tower-stateless shop, `RedisStore`", [shop], shop_env, True),
+        ("tower-stateless shop, `RedisStore`, `SESSION_ENCRYPT=1`", [shop],
+         {**shop_env, "SESSION_ENCRYPT": "1"}, True),
     ]
     for also in args.also:
         label, _, binary = also.partition("=")

@@ -133,22 +133,8 @@ async fn an_increment_on_a_stale_cookie_starts_a_new_session() {
 async fn an_increment_after_a_concurrent_logout_is_refused() {
     let app = App::new();
     let cookie = app.login("alice").await;
-    let memory = app.store.memory.clone();
     // The handler reads the session live; then, before its increment, a logout lands.
-    app.store.before_write(move || {
-        let memory = memory.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                use tower_stateless::store::SessionStore;
-                memory.destroy_sessions_of_user("alice").await.unwrap();
-            });
-        })
-        .join()
-        .unwrap();
-    });
+    app.store.log_out_before_write("alice");
     let reply = app.send("POST", "/read-then-add/n", Some(&cookie)).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "the logout wins");
     assert!(reply.set_cookies().is_empty());

@@ -52,21 +52,7 @@ async fn rejected_tokens_are_counted_by_reason_and_logged_at_a_bounded_rate() {
 
         // Revoked while in flight: the handler saw the session live, then a logout
         // everywhere landed before its write.
-        let memory = app.store.memory.clone();
-        app.store.before_write(move || {
-            let memory = memory.clone();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    use tower_stateless::store::SessionStore;
-                    memory.destroy_sessions_of_user("alice").await.unwrap();
-                });
-            })
-            .join()
-            .unwrap();
-        });
+        app.store.log_out_before_write("alice");
         let reply = app.send("POST", "/read-then-add/n", Some(&alice)).await;
         assert_eq!(reply.status, StatusCode::CONFLICT);
     })

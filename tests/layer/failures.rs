@@ -169,21 +169,7 @@ async fn a_concurrent_logout_is_never_undone() {
     let app = App::new();
     let cookie = app.login("alice").await;
     // Between this request's load and its write, another request logs the user out.
-    let memory = app.store.memory.clone();
-    app.store.before_write(move || {
-        let memory = memory.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                use tower_stateless::store::SessionStore;
-                memory.destroy_sessions_of_user("alice").await.unwrap();
-            });
-        })
-        .join()
-        .unwrap();
-    });
+    app.store.log_out_before_write("alice");
     let reply = app.send("POST", "/incr/n", Some(&cookie)).await;
     assert_eq!(
         reply.status,

@@ -49,6 +49,26 @@ impl Instrumented {
         *self.before_write.lock().unwrap() = Some(Box::new(hook));
     }
 
+    /// Before each write reaches the store, logs `user` out everywhere, as a request on
+    /// another instance would: the race that a write must lose.
+    pub fn log_out_before_write(&self, user: &'static str) {
+        let memory = self.memory.clone();
+        self.before_write(move || {
+            let memory = memory.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    use tower_stateless::store::SessionStore;
+                    memory.destroy_sessions_of_user(user).await.unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        });
+    }
+
     async fn enter(&self, call: &'static str) -> Result<(), StoreError> {
         self.calls.lock().unwrap().push(call);
         let stall = *self.stall.lock().unwrap();
