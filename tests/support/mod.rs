@@ -301,6 +301,94 @@ impl RedisCluster {
     }
 }
 
+/// A Redis Sentinel (`redis-server --sentinel`) on `127.0.0.1` watching one master,
+/// killed on drop. Quick to act: a master is down after 1 s without an answer.
+#[derive(Debug)]
+pub struct RedisSentinel {
+    port: u16,
+    _dir: TempDir,
+    child: Child,
+}
+
+impl RedisSentinel {
+    /// A sentinel watching the master on `master_port` under `name`, with `quorum`;
+    /// `None` if Redis is not installed (outside CI).
+    pub fn start(name: &str, master_port: u16, quorum: u32) -> Option<Self> {
+        if !redis_installed() {
+            return None;
+        }
+        let mut last_failure = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port(false);
+            let dir = TempDir::new("sentinel");
+            let config = dir.0.join("sentinel.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                     sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 10000\n\
+                     sentinel parallel-syncs {name} 1\n",
+                    dir = dir.0.display(),
+                    log = dir.0.join("sentinel.log").display(),
+                ),
+            )
+            .expect("write sentinel.conf");
+            let mut child = Command::new("redis-server")
+                .arg(&config)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server --sentinel");
+            let deadline = Instant::now() + STARTUP;
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_failure = format!(
+                        "sentinel exited with {status}; log:\n{}",
+                        tail(&dir.0.join("sentinel.log"))
+                    );
+                    break;
+                }
+                if ping(port) {
+                    return Some(Self {
+                        port,
+                        _dir: dir,
+                        child,
+                    });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_failure = "sentinel did not answer PING".to_owned();
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("could not start a sentinel: {last_failure}");
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli -p <port> <args>`, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Whether `redis-server` and `redis-cli` can be run (see [`installed`]).
 fn redis_installed() -> bool {
     installed(&["redis-server", "redis-cli"], "redis-server")

@@ -119,6 +119,15 @@ pub struct ServeArgs {
     /// REDIS_URL) [default: none].
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "NODES")]
     pub redis_cluster_nodes: Option<String>,
+
+    /// Find the Redis master through these Redis Sentinels: host:port,host:port,...
+    /// (with REDIS_SENTINEL_MASTER; wins over REDIS_URL) [default: none].
+    #[arg(long, env = "REDIS_SENTINELS", value_name = "SENTINELS")]
+    pub redis_sentinels: Option<String>,
+
+    /// The master's name in Sentinel (`sentinel monitor <name> ...`).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", value_name = "NAME")]
+    pub redis_sentinel_master: Option<String>,
 }
 
 /// How `shop fleet` runs.

@@ -15,6 +15,11 @@ pub enum StoreChoice {
     Redis(String),
     /// A Redis Cluster (`REDIS_CLUSTER_NODES`, comma-separated `host:port`).
     Cluster(Vec<String>),
+    /// The master that Redis Sentinel names (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`).
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
 }
 
 /// The shop's settings.
@@ -48,17 +53,27 @@ impl Config {
             ),
             None => (Keys::new(Key::generate()), true),
         };
-        let store = match (set(args.redis_cluster_nodes), set(args.redis_url)) {
-            (Some(nodes), _) => StoreChoice::Cluster(
-                nodes
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            (None, Some(url)) => StoreChoice::Redis(url),
-            (None, None) => StoreChoice::Memory,
+        let list = |nodes: String| -> Vec<String> {
+            nodes
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let sentinel = match (set(args.redis_sentinels), set(args.redis_sentinel_master)) {
+            (Some(sentinels), Some(master)) => Some(StoreChoice::Sentinel {
+                sentinels: list(sentinels),
+                master,
+            }),
+            (None, None) => None,
+            _ => return Err("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together".to_owned()),
+        };
+        let store = match (set(args.redis_cluster_nodes), sentinel, set(args.redis_url)) {
+            (Some(nodes), _, _) => StoreChoice::Cluster(list(nodes)),
+            (None, Some(sentinel), _) => sentinel,
+            (None, None, Some(url)) => StoreChoice::Redis(url),
+            (None, None, None) => StoreChoice::Memory,
         };
         Ok(Self {
             host: args.host,
@@ -165,6 +180,24 @@ mod tests {
             .contains("--cookie-secure"));
         let short = config(["shop", "--session-keys", "c2hvcnQ="]).unwrap_err();
         assert!(short.contains("at least 32"), "{short}");
+        let sentinel = config([
+            "shop",
+            "--redis-sentinels",
+            "127.0.0.1:26379,127.0.0.1:26380",
+            "--redis-sentinel-master",
+            "sessions",
+            "--redis-url",
+            "x",
+        ]);
+        assert_eq!(
+            sentinel.unwrap().store,
+            StoreChoice::Sentinel {
+                sentinels: vec!["127.0.0.1:26379".into(), "127.0.0.1:26380".into()],
+                master: "sessions".into()
+            }
+        );
+        let half = config(["shop", "--redis-sentinels", "127.0.0.1:26379"]).unwrap_err();
+        assert!(half.contains("go together"), "{half}");
         assert!(
             !short.contains("c2hvcnQ="),
             "the key is not repeated: {short}"

@@ -51,6 +51,10 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
         StoreChoice::Cluster(nodes) => {
             serve_redis(config, RedisStore::connect_cluster(&nodes).await).await
         }
+        StoreChoice::Sentinel { sentinels, master } => {
+            let store = RedisStore::connect_sentinel(&sentinels, &master).await;
+            serve_redis(config, store).await
+        }
     }
 }
 

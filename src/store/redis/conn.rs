@@ -10,6 +10,7 @@ use ::redis::{
     Value,
 };
 
+use super::sentinel::SentinelConn;
 use crate::error::StoreError;
 
 /// How long to wait for a TCP (and TLS) connection to be set up.
@@ -23,6 +24,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// The master that Redis Sentinel names, followed across failovers.
+    Sentinel(SentinelConn),
 }
 
 impl Conn {
@@ -50,6 +53,15 @@ impl Conn {
         }
         let manager = manager(info).await.map_err(StoreError::backend)?;
         Ok(Self::Single(manager))
+    }
+
+    pub(super) async fn sentinel(sentinels: &[String], master: &str) -> Result<Self, StoreError> {
+        if sentinels.is_empty() {
+            return Err(StoreError::backend("no Redis Sentinel given"));
+        }
+        let conn =
+            SentinelConn::connect(sentinels, master, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT).await?;
+        Ok(Self::Sentinel(conn))
     }
 
     pub(super) async fn cluster(nodes: &[String]) -> Result<Self, StoreError> {
@@ -88,6 +100,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(connection) => connection.req_packed_command(cmd),
             Self::Cluster(connection) => connection.req_packed_command(cmd),
+            Self::Sentinel(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -100,6 +113,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
             Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(connection) => connection.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -107,6 +121,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(connection) => connection.get_db(),
             Self::Cluster(connection) => connection.get_db(),
+            Self::Sentinel(connection) => connection.get_db(),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::store::StoreError;
 pub(super) enum Source {
     Single(String),
     Cluster(Vec<String>),
+    Sentinel(Vec<String>, String),
 }
 
 impl Source {
@@ -29,6 +30,7 @@ impl Source {
         match self {
             Self::Single(url) => Conn::single(url).await,
             Self::Cluster(nodes) => Conn::cluster(nodes).await,
+            Self::Sentinel(sentinels, master) => Conn::sentinel(sentinels, master).await,
         }
     }
 }

@@ -13,13 +13,15 @@ impl RedisStore {
     ///
     /// Returns the policy found (an evicting one first), or `None` if it could not be read,
     /// e.g. because the ACL user may not run `CONFIG GET`; that is only logged at debug
-    /// level. [`connect`](Self::connect) and [`connect_cluster`](Self::connect_cluster)
-    /// call it once.
+    /// level. [`connect`](Self::connect), [`connect_cluster`](Self::connect_cluster) and
+    /// [`connect_sentinel`](Self::connect_sentinel) call it once.
     pub async fn check_eviction_policy(&self) -> Option<String> {
         let mut command = ::redis::cmd("CONFIG");
         command.arg("GET").arg("maxmemory-policy");
         let reply = match &self.conn {
-            Conn::Single(_) => command.query_async::<Value>(&mut self.conn.clone()).await,
+            Conn::Single(_) | Conn::Sentinel(_) => {
+                command.query_async::<Value>(&mut self.conn.clone()).await
+            }
             Conn::Cluster(cluster) => {
                 let all = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
                 cluster.clone().route_command(command, all).await

@@ -3,7 +3,7 @@
 //! One concept per file: `store.rs` the store and its per-session calls, `user_index.rs`
 //! the per-user index behind log-out-everywhere, `cycle.rs` the two `cycle_id`
 //! algorithms, `durable.rs` waiting for replicas after revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
-//! `codec.rs` the hash layout, `conn.rs` single and cluster connections.
+//! `codec.rs` the hash layout, `conn.rs` single, cluster and Sentinel connections (`sentinel.rs` follows a failover).
 
 mod codec;
 mod conn;
@@ -11,6 +11,7 @@ mod cycle;
 mod durable;
 mod eviction;
 mod scripts;
+mod sentinel;
 mod store;
 mod user_index;
 

@@ -95,6 +95,34 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Connects to the master that Redis Sentinel names `master`, asking `sentinels`
+    /// (`host:port`, or `redis://` URLs) where it is, and follows a failover: once a call
+    /// shows the connection no longer reaches a writable master (it broke, or the server
+    /// was demoted and answers `READONLY`), that call fails (the layer answers 503) and the
+    /// next one asks the sentinels again. Fails if no sentinel or no master can be
+    /// reached now. The master is reached without credentials or TLS.
+    pub async fn connect_sentinel<I, S>(sentinels: I, master: &str) -> Result<Self, StoreError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let urls: Vec<String> = sentinels
+            .into_iter()
+            .map(|node| conn::node_url(node.as_ref()))
+            .collect();
+        let conn = Conn::sentinel(&urls, master).await?;
+        let target = format!(
+            "sentinel master {master:?} via {}",
+            urls.iter()
+                .map(|url| conn::redact(url))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let store = Self::new(conn, target, Source::Sentinel(urls, master.to_owned()));
+        store.check_eviction_policy().await;
+        Ok(store)
+    }
+
     /// Connects to a Redis Cluster through some of its nodes (`host:port`, or URLs for
     /// credentials or TLS); the rest of the cluster is discovered from them.
     ///
