@@ -225,7 +225,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three primaries (no replicas) on `127.0.0.1`, killed on drop.
+/// A Redis Cluster of three primaries (and a replica each, if asked) on `127.0.0.1`,
+/// killed on drop.
 #[derive(Debug)]
 pub struct RedisCluster {
     servers: Vec<RedisServer>,
@@ -234,6 +235,17 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// A fresh cluster with every slot assigned; `None` if Redis is not installed (outside CI).
     pub fn start() -> Option<Self> {
+        Self::start_with(0, "5000")
+    }
+
+    /// Three primaries with a replica each, quick to fail over: a primary that does not
+    /// answer for 1 s is replaced by its replica. The first three servers are the
+    /// primaries.
+    pub fn start_with_replicas() -> Option<Self> {
+        Self::start_with(1, "1000")
+    }
+
+    fn start_with(replicas: usize, node_timeout: &str) -> Option<Self> {
         if !redis_installed() {
             return None;
         }
@@ -243,17 +255,17 @@ impl RedisCluster {
             "--cluster-config-file",
             "nodes.conf",
             "--cluster-node-timeout",
-            "5000",
+            node_timeout,
         ];
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        let servers: Vec<RedisServer> = (0..3)
+        let servers: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| RedisServer::spawn_on_free_port(args.clone(), true, false))
             .collect();
         let cluster = Self { servers };
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         create.args(cluster.nodes());
-        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         let output = run(&mut create);
         assert!(
             output.status.success(),

@@ -19,6 +19,11 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// shorter, timeout per request; this one catches a connection that went silent.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How often a cluster call is retried (after a redirect, or a node that failed).
+const CLUSTER_RETRIES: u32 = 3;
+/// The shortest and longest wait before a cluster retry, in milliseconds.
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 80);
+
 /// A multiplexed connection that reconnects by itself; cheap to clone.
 #[derive(Clone)]
 pub(super) enum Conn {
@@ -68,8 +73,15 @@ impl Conn {
         if nodes.is_empty() {
             return Err(StoreError::backend("no Redis Cluster node given"));
         }
+        // Retries come quickly (10 to 80 ms apart, where redis-rs waits 1.28 s or more by
+        // default): a call to a primary that just died fails well within the layer's store
+        // timeout instead of waiting it out, and once its replica is promoted the next
+        // retry or call finds it.
         let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-            .retries(3)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+            .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1)
+            .retry_wait_formula(CLUSTER_RETRY_WAIT_MS.0, 2)
             .connection_timeout(CONNECTION_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .build()

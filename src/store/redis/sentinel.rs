@@ -36,13 +36,9 @@ impl SentinelConn {
         connection_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let client = SentinelClient::build(
-            sentinels.to_vec(),
-            master,
-            None,
-            SentinelServerType::Master,
-        )
-        .map_err(StoreError::backend)?;
+        let client =
+            SentinelClient::build(sentinels.to_vec(), master, None, SentinelServerType::Master)
+                .map_err(StoreError::backend)?;
         let conn = Self {
             client: Arc::new(tokio::sync::Mutex::new(client)),
             current: Arc::default(),

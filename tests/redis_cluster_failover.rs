@@ -1,0 +1,256 @@
+//! `RedisStore` on a Redis Cluster with a replica per primary (`cluster-node-timeout
+//! 1000`): under traffic one primary is SIGKILLed and its replica promoted. Prints the
+//! figures: acknowledged writes lost, users logged out, how long failed calls took, when
+//! the replica was promoted, and when writes for users on the killed primary resumed.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use support::RedisCluster;
+use tower_stateless::store::{
+    Created, Expiry, HashedId, Incremented, Metadata, Record, SessionStore, Timestamp,
+};
+use tower_stateless::RedisStore;
+
+const USERS: usize = 30;
+/// Bounds on the traffic, whatever happens.
+const TRAFFIC_LIMIT: Duration = Duration::from_secs(40);
+const MAX_ROUNDS: usize = 5_000;
+
+fn now() -> Expiry {
+    Expiry::new(
+        Timestamp::from_system_time(SystemTime::now()),
+        Duration::from_secs(1800),
+        Duration::from_secs(12 * 3600),
+    )
+}
+
+fn new_id() -> HashedId {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).unwrap();
+    let raw = URL_SAFE_NO_PAD.encode(bytes);
+    HashedId::from_stored(URL_SAFE_NO_PAD.encode(Sha256::digest(raw.as_bytes())))
+}
+
+/// `CLUSTER NODES` as seen by the server at `port`: address → (node ID, flags, primary ID).
+fn nodes(cluster: &RedisCluster, index: usize) -> HashMap<String, (String, String, String)> {
+    cluster.servers()[index]
+        .cli(&["CLUSTER", "NODES"])
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let address = fields.get(1)?.split('@').next()?.to_owned();
+            Some((
+                address,
+                (
+                    fields[0].to_owned(),
+                    fields[2].to_owned(),
+                    fields[3].to_owned(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// What the traffic saw of one user.
+#[derive(Default, Clone)]
+struct UserTraffic {
+    acknowledged: i64,
+    failed_after_kill: bool,
+    resumed: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Traffic {
+    users: Vec<UserTraffic>,
+    failures: usize,
+    /// The slowest call after the kill, whatever its outcome.
+    slowest_call: Duration,
+    /// Calls after the kill that took longer than the layer's default store timeout (1 s),
+    /// which the layer would have answered with a 503.
+    over_a_second: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_under_traffic_logs_nobody_out() {
+    let Some(mut cluster) = RedisCluster::start_with_replicas() else {
+        return;
+    };
+    // Which server is a primary, and which is its replica.
+    let view = nodes(&cluster, 0);
+    let addresses: Vec<String> = cluster.servers().iter().map(|s| s.addr()).collect();
+    let victim = addresses
+        .iter()
+        .position(|address| view[address].1.contains("master"))
+        .expect("a primary");
+    let victim_id = view[&addresses[victim]].0.clone();
+    let heir = addresses
+        .iter()
+        .position(|address| view[address].2 == victim_id)
+        .expect("the primary has a replica");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster.servers()[heir]
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "the replica never linked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
+    let mut ids = Vec::new();
+    for user in 0..USERS {
+        let expiry = now();
+        let mut metadata = Metadata::new(expiry.now);
+        metadata.user_id = Some(format!("user-{user}"));
+        let record = Record::new([("n".to_owned(), "0".to_owned())].into(), metadata);
+        let id = new_id();
+        assert_eq!(
+            store.create(&id, &record, expiry).await.unwrap(),
+            Created::Saved
+        );
+        ids.push(id);
+    }
+    assert_eq!(cluster.servers()[victim].cli(&["WAIT", "1", "5000"]), "1");
+
+    let traffic = Arc::new(Mutex::new(Traffic {
+        users: vec![UserTraffic::default(); USERS],
+        ..Traffic::default()
+    }));
+    let killed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (store, ids) = (store.clone(), ids.clone());
+        let (traffic, killed, stop) = (traffic.clone(), killed.clone(), stop.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            for _ in 0..MAX_ROUNDS {
+                if stop.load(Ordering::SeqCst) || started.elapsed() > TRAFFIC_LIMIT {
+                    break;
+                }
+                let mut failed = false;
+                for (user, id) in ids.iter().enumerate() {
+                    let call = Instant::now();
+                    let result = store.increment(id, "n", 1, now()).await;
+                    let took = call.elapsed();
+                    let after_kill = killed.load(Ordering::SeqCst);
+                    let mut traffic = traffic.lock().unwrap();
+                    if after_kill {
+                        traffic.slowest_call = traffic.slowest_call.max(took);
+                        traffic.over_a_second += usize::from(took > Duration::from_secs(1));
+                    }
+                    match result {
+                        Ok(Incremented::Value(_)) => {
+                            let slow = after_kill && took > Duration::from_millis(100);
+                            let user = &mut traffic.users[user];
+                            user.acknowledged += 1;
+                            if slow && user.resumed.is_none() {
+                                // Waited out the failover inside the call: it counts as
+                                // affected, and resumed only with a prompt call.
+                                user.failed_after_kill = true;
+                                continue;
+                            }
+                            if user.failed_after_kill && user.resumed.is_none() {
+                                user.resumed = Some(Instant::now());
+                            }
+                        }
+                        Ok(other) => panic!("user {user}: {other:?}"),
+                        Err(_) => {
+                            failed = true;
+                            traffic.failures += 1;
+                            if after_kill {
+                                traffic.users[user].failed_after_kill = true;
+                            }
+                        }
+                    }
+                }
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.servers_mut()[victim].stop();
+    let kill = Instant::now();
+    killed.store(true, Ordering::SeqCst);
+    let promoted = loop {
+        if cluster.servers()[heir].cli(&["ROLE"]).starts_with("master") {
+            break Some(Instant::now());
+        }
+        if kill.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Until every user whose writes failed writes again (or a bound), then one more second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let pending = traffic
+            .lock()
+            .unwrap()
+            .users
+            .iter()
+            .any(|user| user.failed_after_kill && user.resumed.is_none());
+        if !pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    runner.await.unwrap();
+
+    let traffic = std::mem::take(&mut *traffic.lock().unwrap());
+    let (mut logged_out, mut lost) = (0, 0);
+    for (user, id) in ids.iter().enumerate() {
+        match store.load(id, now()).await.unwrap() {
+            None => logged_out += 1,
+            Some(record) => {
+                let stored: i64 = record.data["n"].parse().unwrap();
+                lost += (traffic.users[user].acknowledged - stored).max(0);
+            }
+        }
+    }
+    let affected: Vec<&UserTraffic> = traffic
+        .users
+        .iter()
+        .filter(|user| user.failed_after_kill)
+        .collect();
+    let resumed = affected
+        .iter()
+        .map(|user| user.resumed)
+        .collect::<Option<Vec<_>>>()
+        .and_then(|times| times.into_iter().max());
+    let acknowledged: i64 = traffic.users.iter().map(|user| user.acknowledged).sum();
+    eprintln!(
+        "cluster failover: {acknowledged} acknowledged increments, {lost} lost, {logged_out} of \
+         {USERS} users logged out; {} users on the killed primary; {} failed calls; after the \
+         kill the slowest call took {:?} and {} took over 1 s; replica promoted {:?} after the \
+         kill; all writes resumed {:?} after the kill, {:?} after the promotion",
+        affected.len(),
+        traffic.failures,
+        traffic.slowest_call,
+        traffic.over_a_second,
+        promoted.map(|at| at - kill),
+        resumed.map(|at| at - kill),
+        resumed
+            .zip(promoted)
+            .map(|(resumed, promoted)| resumed.saturating_duration_since(promoted)),
+    );
+    assert!(promoted.is_some(), "the replica was promoted");
+    assert!(
+        !affected.is_empty(),
+        "some users lived on the killed primary"
+    );
+    assert!(resumed.is_some(), "writes resumed for every user");
+    assert_eq!(logged_out, 0, "users logged out by the failover");
+}
