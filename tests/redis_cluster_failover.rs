@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,26 +38,6 @@ fn new_id() -> HashedId {
     HashedId::from_stored(URL_SAFE_NO_PAD.encode(Sha256::digest(raw.as_bytes())))
 }
 
-/// `CLUSTER NODES` as seen by the server at `port`: address → (node ID, flags, primary ID).
-fn nodes(cluster: &RedisCluster, index: usize) -> HashMap<String, (String, String, String)> {
-    cluster.servers()[index]
-        .cli(&["CLUSTER", "NODES"])
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let address = fields.get(1)?.split('@').next()?.to_owned();
-            Some((
-                address,
-                (
-                    fields[0].to_owned(),
-                    fields[2].to_owned(),
-                    fields[3].to_owned(),
-                ),
-            ))
-        })
-        .collect()
-}
-
 /// What the traffic saw of one user.
 #[derive(Default, Clone)]
 struct UserTraffic {
@@ -83,26 +62,16 @@ async fn a_primary_killed_under_traffic_logs_nobody_out() {
     let Some(mut cluster) = RedisCluster::start_with_replicas() else {
         return;
     };
-    // Which server is a primary, and which is its replica.
-    let view = nodes(&cluster, 0);
-    let addresses: Vec<String> = cluster.servers().iter().map(|s| s.addr()).collect();
-    let victim = addresses
-        .iter()
-        .position(|address| view[address].1.contains("master"))
-        .expect("a primary");
-    let victim_id = view[&addresses[victim]].0.clone();
-    let heir = addresses
-        .iter()
-        .position(|address| view[address].2 == victim_id)
+    let victim = (0..6).find(|&i| cluster.is_primary(i)).expect("a primary");
+    let heir = cluster
+        .replica_of(victim)
         .expect("the primary has a replica");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cluster.servers()[heir]
-        .cli(&["INFO", "replication"])
-        .contains("master_link_status:up")
-    {
-        assert!(Instant::now() < deadline, "the replica never linked up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let replica = &cluster.servers()[heir];
+    support::wait_for("the replica links up", Duration::from_secs(20), || {
+        replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
 
     let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
     let mut ids = Vec::new();

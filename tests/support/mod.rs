@@ -401,6 +401,95 @@ impl Drop for RedisSentinel {
     }
 }
 
+/// A master, one replica and three sentinels (quorum 2) watching it under `name`, ready
+/// to fail over: the replica has linked up and every sentinel knows it and the others.
+#[derive(Debug)]
+pub struct SentinelGroup {
+    pub name: String,
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisSentinel>,
+}
+
+impl SentinelGroup {
+    pub fn start(name: &str) -> Option<Self> {
+        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"])?;
+        let port = master.port().to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])?;
+        wait_for("the replica links up", Duration::from_secs(15), || {
+            replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        let sentinels: Vec<RedisSentinel> = (0..3)
+            .map(|_| RedisSentinel::start(name, master.port(), 2))
+            .collect::<Option<_>>()?;
+        let listed = |sentinel: &RedisSentinel, what: &str| {
+            (sentinel.cli(&["SENTINEL", what, name]).lines())
+                .filter(|line| *line == "name")
+                .count()
+        };
+        for sentinel in &sentinels {
+            wait_for(
+                "the sentinels find each other",
+                Duration::from_secs(30),
+                || listed(sentinel, "replicas") == 1 && listed(sentinel, "sentinels") == 2,
+            );
+        }
+        Some(Self {
+            name: name.to_owned(),
+            master,
+            replica,
+            sentinels,
+        })
+    }
+
+    /// `host:port` of every sentinel, as `RedisStore::connect_sentinel` takes them.
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinels.iter().map(RedisSentinel::addr).collect()
+    }
+
+    /// Whether the replica has been promoted.
+    pub fn promoted(&self) -> bool {
+        self.replica.cli(&["ROLE"]).starts_with("master")
+    }
+}
+
+impl RedisCluster {
+    /// Whether server `index` is a primary, as the cluster sees it now.
+    pub fn is_primary(&self, index: usize) -> bool {
+        self.servers[index].cli(&["ROLE"]).starts_with("master")
+    }
+
+    /// The server that replicates server `primary`, if any.
+    pub fn replica_of(&self, primary: usize) -> Option<usize> {
+        let nodes = self.servers[primary].cli(&["CLUSTER", "NODES"]);
+        let id_of = |address: &str| {
+            nodes.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                (fields.get(1)?.split('@').next()? == address).then(|| fields[0].to_owned())
+            })
+        };
+        let primary_id = id_of(&self.servers[primary].addr())?;
+        (0..self.servers.len()).find(|&index| {
+            nodes.lines().any(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                fields.get(1).and_then(|a| a.split('@').next()) == Some(&self.servers[index].addr())
+                    && fields.get(3) == Some(&primary_id.as_str())
+            })
+        })
+    }
+}
+
+/// Waits until `ready`, polling every 50 ms; panics after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether `redis-server` and `redis-cli` can be run (see [`installed`]).
 fn redis_installed() -> bool {
     installed(&["redis-server", "redis-cli"], "redis-server")

@@ -35,6 +35,9 @@ pub enum FleetStore {
     OwnRedis(Vec<String>),
     /// Use this Redis.
     Redis(String),
+    /// Use the store these shop variables name, e.g. `REDIS_SENTINELS` with
+    /// `REDIS_SENTINEL_MASTER`, or `REDIS_CLUSTER_NODES`.
+    Env(Vec<(String, String)>),
     /// Each instance keeps sessions in its own memory: the failure this crate exists to fix.
     Memory,
 }
@@ -67,14 +70,15 @@ impl Fleet {
     pub fn start(config: FleetConfig) -> std::io::Result<Self> {
         let dir = ScratchDir::new("fleet")?;
         let started = Started::default();
-        let (redis, redis_url) = match &config.store {
+        let (redis, store_env) = match &config.store {
             FleetStore::OwnRedis(args) => {
                 let redis = RedisProcess::start(args, &started)?;
                 let url = redis.url();
-                (Some(redis), Some(url))
+                (Some(redis), vec![("REDIS_URL".to_owned(), url)])
             }
-            FleetStore::Redis(url) => (None, Some(url.clone())),
-            FleetStore::Memory => (None, None),
+            FleetStore::Redis(url) => (None, vec![("REDIS_URL".to_owned(), url.clone())]),
+            FleetStore::Env(env) => (None, env.clone()),
+            FleetStore::Memory => (None, Vec::new()),
         };
         let keys = shared_key();
         let mut instances = Vec::with_capacity(config.instances);
@@ -88,9 +92,7 @@ impl Fleet {
                 // The fleet speaks plain HTTP on loopback; browsers and curl get the cookie back.
                 ("COOKIE_SECURE".to_owned(), "false".to_owned()),
             ];
-            if let Some(url) = &redis_url {
-                env.push(("REDIS_URL".to_owned(), url.clone()));
-            }
+            env.extend(store_env.iter().cloned());
             env.extend(config.env.iter().cloned());
             let log = dir.path().join(format!("{name}.log"));
             let mut instance =
