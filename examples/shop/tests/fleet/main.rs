@@ -5,6 +5,8 @@
 #![allow(missing_docs)]
 
 mod client;
+#[path = "../../../../tests/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write as _;
@@ -664,4 +666,138 @@ fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
     ));
     assert!(status.success(), "{status}");
     assert!(left.is_empty(), "alive after shop fleet stopped: {left:?}");
+}
+
+/// Steady traffic through the fleet on the store `env` names; `kill` takes its primary
+/// down (SIGKILL) and `promoted` tells when a replica has taken over. Returns the figures
+/// line; asserts that nobody was logged out and that writes resumed.
+async fn failover_under_traffic(
+    label: &str,
+    env: Vec<(String, String)>,
+    kill: impl FnOnce(),
+    promoted: impl Fn() -> bool + Send + 'static,
+) {
+    let fleet = start(FleetStore::Env(env));
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let mut writers = steady_traffic(&client, &tally, &stop, true);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked_at_kill = tally.acked();
+    kill();
+    let down_at = Instant::now();
+    let promoted_at = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !promoted() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(Instant::now())
+    })
+    .await
+    .unwrap()
+    .expect("a replica is promoted");
+    let recovered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(at) = (tally.successes.lock().unwrap().iter())
+                .find(|at| **at > promoted_at)
+                .copied()
+            {
+                return at;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("service comes back");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    while writers.join_next().await.is_some() {}
+
+    let cart = cart(&client).await;
+    stop_and_check(fleet, 4);
+    report(&format!(
+        "{label}: {} acked_before_kill={acked_at_kill} promoted_after_kill={:?} writing_again_after_promotion={:?}",
+        tally.summary(&cart),
+        promoted_at - down_at,
+        recovered.saturating_duration_since(promoted_at),
+    ));
+    assert!(tally.acked() > acked_at_kill, "writes resumed");
+    assert_eq!(tally.logged_out.load(Ordering::Relaxed), 0, "no logouts");
+    assert!(cart.is_some(), "the user is still logged in");
+    assert_eq!(tally.other_failures.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_under_traffic_logs_nobody_out() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let Some(group) = support::SentinelGroup::start("shop") else {
+        return;
+    };
+    let env = vec![
+        ("REDIS_SENTINELS".to_owned(), group.sentinel_addrs().join(",")),
+        ("REDIS_SENTINEL_MASTER".to_owned(), group.name.clone()),
+    ];
+    let group = Arc::new(Mutex::new(group));
+    let (killer, watcher) = (group.clone(), group.clone());
+    failover_under_traffic(
+        "sentinel failover test",
+        env,
+        move || killer.lock().unwrap().master.stop(),
+        move || watcher.lock().unwrap().promoted(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_primary_kill_under_traffic_logs_nobody_out() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = support::RedisCluster::start_with_replicas() else {
+        return;
+    };
+    for primary in (0..6).filter(|&i| cluster.is_primary(i)) {
+        let replica = cluster.replica_of(primary).expect("every primary has a replica");
+        support::wait_for("the replicas link up", Duration::from_secs(20), || {
+            cluster.servers()[replica]
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+    }
+    let env = vec![("REDIS_CLUSTER_NODES".to_owned(), cluster.nodes().join(","))];
+    let cluster = Arc::new(Mutex::new(cluster));
+    // The primary that holds the one user's session, known once the fleet has logged in.
+    let (killer, watcher) = (cluster.clone(), cluster.clone());
+    let heir = Arc::new(Mutex::new(None));
+    let heir_set = heir.clone();
+    failover_under_traffic(
+        "cluster primary kill test",
+        env,
+        move || {
+            let mut cluster = killer.lock().unwrap();
+            let victim = (0..6)
+                .filter(|&i| cluster.is_primary(i))
+                .find(|&i| {
+                    !cluster.servers()[i]
+                        .cli(&["--scan", "--pattern", "session:{*"])
+                        .is_empty()
+                })
+                .expect("a primary holds the session");
+            *heir_set.lock().unwrap() = cluster.replica_of(victim);
+            cluster.servers_mut()[victim].stop();
+        },
+        move || {
+            let heir = heir.lock().unwrap().expect("the victim had a replica");
+            watcher.lock().unwrap().is_primary(heir)
+        },
+    )
+    .await;
 }
