@@ -741,7 +741,10 @@ async fn a_sentinel_failover_under_traffic_logs_nobody_out() {
         return;
     };
     let env = vec![
-        ("REDIS_SENTINELS".to_owned(), group.sentinel_addrs().join(",")),
+        (
+            "REDIS_SENTINELS".to_owned(),
+            group.sentinel_addrs().join(","),
+        ),
         ("REDIS_SENTINEL_MASTER".to_owned(), group.name.clone()),
     ];
     let group = Arc::new(Mutex::new(group));
@@ -765,7 +768,9 @@ async fn a_cluster_primary_kill_under_traffic_logs_nobody_out() {
         return;
     };
     for primary in (0..6).filter(|&i| cluster.is_primary(i)) {
-        let replica = cluster.replica_of(primary).expect("every primary has a replica");
+        let replica = cluster
+            .replica_of(primary)
+            .expect("every primary has a replica");
         support::wait_for("the replicas link up", Duration::from_secs(20), || {
             cluster.servers()[replica]
                 .cli(&["INFO", "replication"])
