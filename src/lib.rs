@@ -77,6 +77,10 @@ pub use ::cookie::SameSite;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod __fuzz;
+
 #[doc(hidden)]
 pub mod __bench {
     //! Not public API: entry points for this crate's own benchmarks only.

@@ -13,5 +13,7 @@ mod scripts;
 mod store;
 mod user_index;
 
+#[cfg(feature = "__fuzz")]
+pub(crate) use self::codec::fuzz as codec_fuzz;
 pub use self::conn::RedisConnection;
 pub use self::store::RedisStore;
