@@ -53,6 +53,7 @@ mod service;
 mod session;
 mod snapshot;
 pub mod store;
+mod trailers;
 mod writeback;
 
 pub use crate::config::ConfigError;
@@ -70,6 +71,7 @@ pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::{RedisConnection, RedisStore};
+pub use crate::trailers::{TrailersBody, TrailersFuture, TrailersLayer, TrailersService};
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.
