@@ -205,11 +205,12 @@ async fn streaming_counter(
     let session = request.extensions().get::<Session>().unwrap().clone();
     let n: u32 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
     session.insert("n", &n).unwrap();
-    let status = request.headers()["grpc-test-trailer-status"].clone();
+    // No status asked for: a stream that ends without trailers.
+    let status = request.headers().get("grpc-test-trailer-status").cloned();
     let body = Full::new(Bytes::from(n.to_string()))
         .with_trailers(async move {
             let mut trailers = header::HeaderMap::new();
-            trailers.insert("grpc-status", status);
+            trailers.insert("grpc-status", status?);
             Some(Ok(trailers))
         })
         .boxed_unsync();
@@ -234,7 +235,9 @@ async fn a_stream_that_fails_in_its_trailers_saves_nothing() {
         let mut request = request(None, None);
         let headers = request.headers_mut();
         headers.insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
-        headers.insert("grpc-test-trailer-status", trailer_status.parse().unwrap());
+        if !trailer_status.is_empty() {
+            headers.insert("grpc-test-trailer-status", trailer_status.parse().unwrap());
+        }
         if let Some(token) = token {
             headers.insert(name.clone(), token.parse().unwrap());
         }
@@ -265,6 +268,14 @@ async fn a_stream_that_fails_in_its_trailers_saves_nothing() {
         ["load"],
         "no write-back for a non-OK grpc-status in the trailers"
     );
+    let cut_short = call(Some(&token), "").await.unwrap();
+    let cut_short = cut_short.into_body().collect().await.unwrap();
+    assert!(cut_short.trailers().is_none());
+    assert_eq!(
+        store.take_calls(),
+        ["load"],
+        "no trailers, no status: no write-back"
+    );
 
     store.set_failing(true);
     let outage = call(Some(&token), "0").await.unwrap();
@@ -281,6 +292,20 @@ async fn a_stream_that_fails_in_its_trailers_saves_nothing() {
     let ok = ok.into_body().collect().await.unwrap();
     assert_eq!(ok.to_bytes(), "2", "only the OK stream counted");
     assert_eq!(store.take_calls(), ["load", "apply"]);
+
+    // Without the option the call is judged at its head, so the failed stream saved.
+    let at_head =
+        SessionLayer::new(store.clone(), Keys::new(key(1))).layer(service_fn(streaming_counter));
+    let mut failing = request(None, None);
+    failing
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "application/grpc".parse().unwrap());
+    failing
+        .headers_mut()
+        .insert("grpc-test-trailer-status", "13".parse().unwrap());
+    let saved_anyway = at_head.oneshot(failing).await.unwrap();
+    assert_eq!(store.take_calls(), ["create"]);
+    drop(saved_anyway);
 
     // Trailers-only answers are judged at the head, as without the option.
     let unary = SessionLayer::new(store.clone(), Keys::new(key(1)))
