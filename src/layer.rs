@@ -15,6 +15,7 @@ use crate::failure::DefaultOnFailure;
 use crate::keys::Keys;
 use crate::service::SessionService;
 use crate::store::{SessionStore, StoreHandle};
+use crate::trailers::TrailersLayer;
 
 /// Default limit on each store call.
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -72,6 +73,17 @@ fn default_config(store: impl SessionStore, keys: Keys) -> Config {
         expiry: ExpirySettings::default(),
         events: Arc::default(),
         max_sessions_per_user: None,
+    }
+}
+
+impl<F> SessionLayer<F> {
+    /// For gRPC services that stream: the same layer, but a gRPC response that is not
+    /// trailers-only is written back when its trailers arrive, judged by their
+    /// `grpc-status`, so a stream that fails after its head saves nothing. The price: new
+    /// tokens travel in the trailers, and the response body type becomes
+    /// [`TrailersBody`](crate::TrailersBody). See [`TrailersLayer`].
+    pub fn write_back_at_trailers(self) -> TrailersLayer<F> {
+        TrailersLayer::new(self.config, self.on_failure)
     }
 }
 

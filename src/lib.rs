@@ -55,6 +55,7 @@ mod service;
 mod session;
 mod snapshot;
 pub mod store;
+mod trailers;
 mod writeback;
 
 pub use crate::config::ConfigError;
@@ -75,12 +76,17 @@ pub use crate::store::redis::{DurableRevocationsError, RedisConnection, RedisSto
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub use crate::store::sealed::Sealed;
+pub use crate::trailers::{TrailersBody, TrailersFuture, TrailersLayer, TrailersService};
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.
 #[cfg(all(doctest, feature = "axum", feature = "redis", feature = "encryption"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod __fuzz;
 
 #[doc(hidden)]
 pub mod __bench {

@@ -52,11 +52,16 @@ impl GrpcStatus {
     /// Makes `headers` a trailers-only gRPC response with this status: HTTP 200 with
     /// the status in the headers.
     pub(crate) fn write_trailers_only(self, headers: &mut HeaderMap) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        self.write_status(headers);
+    }
+
+    /// Puts this status in `headers` (a trailers-only head, or trailers).
+    pub(crate) fn write_status(self, headers: &mut HeaderMap) {
         let (code, message) = match self {
             Self::Aborted => ("10", "session ended during the request"),
             Self::Unavailable => ("14", "session store unavailable"),
         };
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert("grpc-status", HeaderValue::from_static(code));
         headers.insert("grpc-message", HeaderValue::from_static(message));
     }

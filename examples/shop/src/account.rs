@@ -6,7 +6,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tower_stateless::Session;
 
-use crate::error::{parse, ApiError};
+use crate::error::ApiError;
+use crate::json::JsonBody;
 
 /// The logged-in user, or 401.
 pub(crate) async fn current_user(session: &Session) -> Result<String, ApiError> {
@@ -20,9 +21,8 @@ pub(crate) struct User {
 
 pub(crate) async fn login(
     session: Session,
-    body: axum::body::Bytes,
+    JsonBody(User { user }): JsonBody<User>,
 ) -> Result<Json<User>, ApiError> {
-    let User { user } = parse(&body)?;
     let user = user.trim().to_owned();
     if user.is_empty() || user.len() > 64 {
         return Err(ApiError::BadRequest(

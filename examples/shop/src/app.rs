@@ -40,7 +40,7 @@ pub fn router<S: SessionStore + Clone>(
         .route("/cart/items", post(cart::add))
         .route("/cart/items/{sku}", get(cart::item))
         .route("/checkout", post(cart::checkout))
-        .route("/uploads", post(uploads::create))
+        .route("/uploads", post(uploads::create::<S>))
         .route("/uploads/{id}", get(uploads::status))
         .route(
             "/uploads/{id}/chunks/{n}",

@@ -1,14 +1,14 @@
 //! The cart: one session key per SKU, each an integer changed only by atomic increments,
 //! so concurrent adds, of one SKU or of several, from any instance, all count.
 
-use axum::body::Bytes;
 use axum::extract::Path;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tower_stateless::{ErrorKind, Session};
 
 use crate::account::current_user;
-use crate::error::{parse, ApiError};
+use crate::error::ApiError;
+use crate::json::JsonBody;
 
 pub(crate) const ITEM_PREFIX: &str = "cart:";
 const MAX_SKU_LEN: usize = 64;
@@ -36,8 +36,10 @@ fn item_key(sku: &str) -> String {
     format!("{ITEM_PREFIX}{sku}")
 }
 
-pub(crate) async fn add(session: Session, body: Bytes) -> Result<Json<Item>, ApiError> {
-    let Item { sku, qty } = parse(&body)?;
+pub(crate) async fn add(
+    session: Session,
+    JsonBody(Item { sku, qty }): JsonBody<Item>,
+) -> Result<Json<Item>, ApiError> {
     if !(1..=MAX_QTY).contains(&qty) {
         return Err(ApiError::BadRequest(format!("qty must be 1 to {MAX_QTY}")));
     }

@@ -1,24 +1,76 @@
-//! Where upload chunks live: in Redis beside the sessions (never on an instance's disk),
-//! or in process memory when the shop runs on the in-memory store.
+//! Where upload chunks live, and each user's uploads in progress: in Redis beside the
+//! sessions (never on an instance's disk), or in process memory when the shop runs on the
+//! in-memory store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
+use sha2::{Digest, Sha256};
 use tower_stateless::RedisConnection;
 
-/// Unfinished uploads are dropped after a day.
+/// Unfinished uploads are dropped after a day, and stop counting against their user.
 const CHUNK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Chunk storage shared by every instance (or, in memory mode, by none).
 #[derive(Clone, Debug)]
 pub enum Chunks {
-    Memory(Arc<Mutex<HashMap<String, Bytes>>>),
+    Memory(Arc<InMemory>),
     /// The session store's own connection (single node or cluster).
     Redis(RedisConnection),
 }
+
+/// The in-memory chunks and uploads in progress.
+#[derive(Debug, Default)]
+pub struct InMemory {
+    chunks: Mutex<HashMap<String, Bytes>>,
+    /// User -> (upload, size, when it stops counting).
+    uploads: Mutex<HashMap<String, Vec<(String, u64, Instant)>>>,
+}
+
+/// Whether an upload may start: a user's uploads in progress are limited in number and
+/// in total declared size.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reservation {
+    Granted,
+    TooMany,
+    TooLarge,
+}
+
+/// The per-user limits on uploads in progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) uploads: usize,
+    pub(crate) bytes: u64,
+}
+
+/// Adds an upload to a user's uploads in progress (a sorted set: member `<size>:<upload>`,
+/// score = when it stops counting, in ms) unless a limit is reached, atomically, so
+/// concurrent starts at different instances cannot overshoot. KEYS[1]: the set; ARGV: now,
+/// upload, size, max uploads, max bytes, TTL (ms).
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #members >= tonumber(ARGV[4]) then
+  return 'too-many'
+end
+local total = tonumber(ARGV[3])
+for _, member in ipairs(members) do
+  total = total + tonumber(string.match(member, '^(%d+):'))
+end
+if total > tonumber(ARGV[5]) then
+  return 'too-large'
+end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[6]), ARGV[3] .. ':' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 'granted'
+",
+    )
+});
 
 /// A chunk store failure: the request gets a 503.
 #[derive(Debug)]
@@ -29,6 +81,89 @@ impl Chunks {
         Self::Memory(Arc::default())
     }
 
+    /// The key of a user's uploads in progress: named by a hash, so that no user name
+    /// appears in Redis.
+    fn uploads_key(user: &str) -> String {
+        let digest: String = Sha256::digest(user.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("shop:uploads:{digest}")
+    }
+
+    /// Counts `upload` (`size` bytes) among `user`'s uploads in progress, if `limits`
+    /// allow; it counts until [`release`](Self::release)d or for a day.
+    pub(crate) async fn reserve(
+        &self,
+        user: &str,
+        upload: &str,
+        size: u64,
+        limits: Limits,
+    ) -> Result<Reservation, ChunkError> {
+        match self {
+            Self::Memory(memory) => {
+                let now = Instant::now();
+                let mut uploads = memory.uploads.lock().unwrap_or_else(|p| p.into_inner());
+                let mine = uploads.entry(user.to_owned()).or_default();
+                mine.retain(|(_, _, until)| *until > now);
+                if mine.len() >= limits.uploads {
+                    return Ok(Reservation::TooMany);
+                }
+                let total = mine.iter().map(|(_, size, _)| size).sum::<u64>();
+                if total.saturating_add(size) > limits.bytes {
+                    return Ok(Reservation::TooLarge);
+                }
+                mine.push((upload.to_owned(), size, now + CHUNK_TTL));
+                Ok(Reservation::Granted)
+            }
+            Self::Redis(conn) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
+                let reply: String = RESERVE
+                    .key(Self::uploads_key(user))
+                    .arg(now)
+                    .arg(upload)
+                    .arg(size)
+                    .arg(limits.uploads)
+                    .arg(limits.bytes)
+                    .arg(CHUNK_TTL.as_millis() as u64)
+                    .invoke_async(&mut conn.clone())
+                    .await
+                    .map_err(ChunkError)?;
+                Ok(match reply.as_str() {
+                    "granted" => Reservation::Granted,
+                    "too-many" => Reservation::TooMany,
+                    _ => Reservation::TooLarge,
+                })
+            }
+        }
+    }
+
+    /// Stops counting `upload` (`size` bytes) among `user`'s uploads in progress.
+    pub(crate) async fn release(
+        &self,
+        user: &str,
+        upload: &str,
+        size: u64,
+    ) -> Result<(), ChunkError> {
+        match self {
+            Self::Memory(memory) => {
+                let mut uploads = memory.uploads.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(mine) = uploads.get_mut(user) {
+                    mine.retain(|(id, _, _)| id != upload);
+                }
+                Ok(())
+            }
+            Self::Redis(conn) => conn
+                .clone()
+                .zrem::<_, _, ()>(Self::uploads_key(user), format!("{size}:{upload}"))
+                .await
+                .map_err(ChunkError),
+        }
+    }
+
     /// The key of chunk `n`; the hash tag keeps an upload's chunks in one cluster slot.
     fn key(upload: &str, n: u32) -> String {
         format!("shop:chunk:{{{upload}}}:{n}")
@@ -37,8 +172,10 @@ impl Chunks {
     pub async fn put(&self, upload: &str, n: u32, bytes: Bytes) -> Result<(), ChunkError> {
         let key = Self::key(upload, n);
         match self {
-            Self::Memory(map) => {
-                map.lock()
+            Self::Memory(memory) => {
+                memory
+                    .chunks
+                    .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key, bytes);
                 Ok(())
@@ -62,8 +199,8 @@ impl Chunks {
             return Ok(Vec::new());
         }
         match self {
-            Self::Memory(map) => {
-                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+            Self::Memory(memory) => {
+                let map = memory.chunks.lock().unwrap_or_else(|p| p.into_inner());
                 Ok(keys
                     .iter()
                     .map(|k| map.get(k).map(|b| b.to_vec()))

@@ -1,10 +1,8 @@
-//! What handlers answer when something goes wrong, and the JSON body parser that
-//! answers 400 for anything malformed.
+//! What handlers answer when something goes wrong.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 
 use crate::chunks;
 
@@ -14,6 +12,9 @@ pub(crate) enum ApiError {
     BadRequest(String),
     Unauthorized,
     NotFound,
+    UnsupportedMediaType,
+    /// A per-user limit on uploads in progress.
+    Limit(&'static str),
     Conflict(&'static str),
     Session(tower_stateless::Error),
     Chunks(chunks::ChunkError),
@@ -40,6 +41,11 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 "no such upload in this session".to_owned(),
             ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send Content-Type: application/json".to_owned(),
+            ),
+            Self::Limit(why) => (StatusCode::TOO_MANY_REQUESTS, why.to_owned()),
             Self::Conflict(why) => (StatusCode::CONFLICT, why.to_owned()),
             Self::Session(error) => return error.into_response(),
             Self::Chunks(error) => {
@@ -55,10 +61,4 @@ impl IntoResponse for ApiError {
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()
     }
-}
-
-/// Parses a JSON body, answering 400 (not axum's 415/422) for anything malformed.
-pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))
 }

@@ -2,7 +2,7 @@
 //! serve any request and any instance can die without anyone noticing.
 //!
 //! The HTTP app is [`router`] (`app`), its handlers (`account`, `cart`, `uploads`) and
-//! their errors; [`serve`] runs it as a process, as [`Config`] says. [`fleet`] runs
+//! their errors and JSON bodies; [`serve`] runs it as a process, as [`Config`] says. [`fleet`] runs
 //! several such processes behind nginx: it knows the shop only as a binary to start.
 //! [`cli`] is the command line of both.
 
@@ -16,6 +16,7 @@ mod devices;
 mod error;
 pub mod fleet;
 mod ids;
+mod json;
 pub mod serve;
 mod signals;
 mod uploads;
@@ -23,3 +24,4 @@ mod uploads;
 pub use crate::app::{router, with_metrics, AppState};
 pub use crate::chunks::Chunks;
 pub use crate::config::{Config, StoreChoice};
+pub use crate::uploads::{MAX_CHUNK, MAX_IN_PROGRESS, MAX_RESERVED, MAX_SIZE, MIN_CHUNK};

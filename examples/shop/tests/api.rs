@@ -53,12 +53,23 @@ impl Client {
     }
 
     async fn send(&mut self, method: &str, path: &str, body: Option<Vec<u8>>) -> Reply {
+        let content_type = body.is_some().then_some("application/json");
+        self.send_as(method, path, content_type, body).await
+    }
+
+    async fn send_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie);
         }
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
         }
         let request = request.body(Body::from(body.unwrap_or_default())).unwrap();
         let response = self.app.clone().oneshot(request).await.unwrap();
@@ -82,6 +93,35 @@ impl Client {
             instance,
             json,
         }
+    }
+
+    /// Another client of the same shop, with no cookie.
+    fn stranger(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn login(&mut self, user: &str) {
+        let body = json!({ "user": user }).to_string();
+        let reply = self.call("POST", "/login", Some(&body)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+
+    /// Starts an upload of `size` bytes: its ID, or the failure status.
+    async fn start_upload(&mut self, size: u64) -> Result<String, StatusCode> {
+        let body = json!({"name": "f.bin", "size": size}).to_string();
+        let reply = self.call("POST", "/uploads", Some(&body)).await;
+        match reply.status {
+            StatusCode::CREATED => Ok(reply.json["upload"].as_str().unwrap().to_owned()),
+            status => Err(status),
+        }
+    }
+
+    async fn put_chunk(&mut self, id: &str, n: u32, len: usize) -> StatusCode {
+        let path = format!("/uploads/{id}/chunks/{n}");
+        self.send("PUT", &path, Some(vec![7; len])).await.status
     }
 }
 
@@ -254,6 +294,7 @@ async fn healthz_and_instance_header() {
 async fn chunked_upload_round_trip() {
     use sha2::{Digest, Sha256};
     let mut client = Client::new();
+    client.login("uploader").await;
     let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
     let chunks: Vec<&[u8]> = data.chunks(1024 * 1024).collect();
     let created = client
@@ -314,52 +355,196 @@ async fn chunked_upload_round_trip() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(done.json, json!({"bytes": data.len(), "sha256": expected}));
+    assert_eq!(
+        client
+            .call("GET", &format!("/uploads/{id}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "a completed upload leaves the session"
+    );
 }
 
 #[tokio::test]
 async fn uploads_belong_to_their_session_and_chunks_are_bounded() {
     let mut owner = Client::new();
-    let id = owner
-        .call("POST", "/uploads", Some(r#"{"name": "x", "size": 10}"#))
-        .await
-        .json["upload"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut stranger = Client {
-        app: owner.app.clone(),
-        cookie: None,
-    };
+    owner.login("owner").await;
+    let id = owner.start_upload(10).await.unwrap();
+    let mut anonymous = owner.stranger();
+    let mut stranger = owner.stranger();
+    stranger.login("stranger").await;
     for (method, path) in [
         ("GET", format!("/uploads/{id}")),
         ("POST", format!("/uploads/{id}/complete")),
     ] {
         assert_eq!(
+            anonymous.call(method, &path, None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
             stranger.call(method, &path, None).await.status,
             StatusCode::NOT_FOUND
         );
     }
-    let put = stranger
-        .send("PUT", &format!("/uploads/{id}/chunks/0"), Some(vec![1; 5]))
-        .await;
-    assert_eq!(put.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        anonymous.put_chunk(&id, 0, 5).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(stranger.put_chunk(&id, 0, 5).await, StatusCode::NOT_FOUND);
 
-    let too_big = owner
-        .send(
-            "PUT",
-            &format!("/uploads/{id}/chunks/0"),
-            Some(vec![1; 1024 * 1024 + 1]),
+    assert_eq!(
+        owner.put_chunk(&id, 0, 1024 * 1024 + 1).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(owner.put_chunk(&id, 0, 11).await, StatusCode::BAD_REQUEST);
+    assert_eq!(owner.start_upload(0).await, Err(StatusCode::BAD_REQUEST));
+}
+
+#[tokio::test]
+async fn uploads_need_a_logged_in_session() {
+    let mut anonymous = Client::new();
+    assert_eq!(
+        anonymous.start_upload(10).await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(anonymous.cookie, None, "no session is created for it");
+}
+
+#[tokio::test]
+async fn a_user_has_a_few_uploads_in_progress_of_bounded_total_size() {
+    let mut alice = Client::new();
+    alice.login("alice").await;
+    let first = alice.start_upload(10).await.unwrap();
+    for _ in 1..shop::MAX_IN_PROGRESS {
+        alice.start_upload(10).await.unwrap();
+    }
+    assert_eq!(
+        alice.start_upload(10).await,
+        Err(StatusCode::TOO_MANY_REQUESTS)
+    );
+    // Per user, not per session: another login of the same user has the same count.
+    let mut alice_elsewhere = alice.stranger();
+    alice_elsewhere.login("alice").await;
+    assert_eq!(
+        alice_elsewhere.start_upload(10).await,
+        Err(StatusCode::TOO_MANY_REQUESTS)
+    );
+    let mut bob = alice.stranger();
+    bob.login("bob").await;
+    assert!(
+        bob.start_upload(10).await.is_ok(),
+        "other users are not affected"
+    );
+
+    // Completing an upload ends it: room for another.
+    assert_eq!(alice.put_chunk(&first, 0, 10).await, StatusCode::OK);
+    let done = alice
+        .call("POST", &format!("/uploads/{first}/complete"), None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(alice.start_upload(10).await.is_ok());
+
+    // The declared sizes of the uploads in progress are bounded in all.
+    let mut carol = alice.stranger();
+    carol.login("carol").await;
+    let max = shop::MAX_SIZE;
+    assert_eq!(
+        carol.start_upload(max + 1).await,
+        Err(StatusCode::BAD_REQUEST)
+    );
+    let mut reserved = 0;
+    while reserved + max <= shop::MAX_RESERVED {
+        carol.start_upload(max).await.unwrap();
+        reserved += max;
+    }
+    assert_eq!(
+        carol.start_upload(shop::MAX_RESERVED - reserved + 1).await,
+        Err(StatusCode::TOO_MANY_REQUESTS)
+    );
+}
+
+#[tokio::test]
+async fn only_the_last_chunk_may_be_short() {
+    const MIN: usize = shop::MIN_CHUNK;
+    let mut client = Client::new();
+    client.login("chunky").await;
+    let id = client.start_upload(3 * MIN as u64 - 5).await.unwrap();
+    assert_eq!(
+        client.put_chunk(&id, 0, 10).await,
+        StatusCode::OK,
+        "alone, it may be the last"
+    );
+    assert_eq!(
+        client.put_chunk(&id, 1, MIN).await,
+        StatusCode::BAD_REQUEST,
+        "a short chunk cannot precede another"
+    );
+    assert_eq!(
+        client.put_chunk(&id, 0, MIN).await,
+        StatusCode::OK,
+        "replaced"
+    );
+    assert_eq!(client.put_chunk(&id, 2, MIN - 5).await, StatusCode::OK);
+    assert_eq!(
+        client.put_chunk(&id, 1, 10).await,
+        StatusCode::BAD_REQUEST,
+        "short, with a later chunk"
+    );
+    assert_eq!(
+        client.put_chunk(&id, 3, 1).await,
+        StatusCode::BAD_REQUEST,
+        "no more chunks than the size allows at the minimum size"
+    );
+    assert_eq!(client.put_chunk(&id, 1, MIN).await, StatusCode::OK);
+    let done = client
+        .call("POST", &format!("/uploads/{id}/complete"), None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert_eq!(done.json["bytes"], json!(3 * MIN - 5));
+}
+
+#[tokio::test]
+async fn json_endpoints_need_content_type_application_json() {
+    let mut client = Client::new();
+    client.login("json").await;
+    let logged_in = client.cookie.clone();
+    let bodies = [
+        ("/login", json!({"user": "mallory"})),
+        ("/cart/items", json!({"sku": "socks", "qty": 1})),
+        ("/uploads", json!({"name": "x", "size": 1})),
+    ];
+    for (path, body) in &bodies {
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            let body = Some(body.to_string().into_bytes());
+            let reply = client.send_as("POST", path, content_type, body).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{path} as {content_type:?}"
+            );
+            assert_eq!(client.cookie, logged_in, "{path}: the session is untouched");
+        }
+    }
+    let cart = client.call("GET", "/cart", None).await;
+    assert_eq!(
+        cart.json,
+        json!({"items": []}),
+        "no form post reached the cart"
+    );
+    let reply = client
+        .send_as(
+            "POST",
+            "/cart/items",
+            Some("application/json; charset=utf-8"),
+            Some(bodies[1].1.to_string().into_bytes()),
         )
         .await;
-    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
-    let over_size = owner
-        .send("PUT", &format!("/uploads/{id}/chunks/0"), Some(vec![1; 11]))
-        .await;
-    assert_eq!(over_size.status, StatusCode::BAD_REQUEST);
-    let bad = owner
-        .call("POST", "/uploads", Some(r#"{"name": "x", "size": 0}"#))
-        .await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.status, StatusCode::OK, "parameters are allowed");
 }
 
 #[tokio::test]

@@ -531,8 +531,8 @@ async fn round_trips_per_request_read_off_commandstats() {
     };
     let shop = Shop::single(&server).await;
     let cookie = shop.login("counted").await;
-    // Let the first use of each write script (the increment of an add, the apply of a
-    // blind write) load it (EVALSHA, NOSCRIPT, EVAL) unmeasured.
+    // Let the first use of each script (the increment of an add, the upload reservation
+    // and the apply of a new upload) load it (EVALSHA, NOSCRIPT, EVAL) unmeasured.
     let warm_up = shop
         .call(
             "POST",
@@ -575,14 +575,18 @@ async fn round_trips_per_request_read_off_commandstats() {
         (StatusCode::OK, 1),
         "read"
     );
-    let blind = measure(
+    let upload = measure(
         "POST",
         "/uploads",
         Some(&cookie),
         Some(json!({"name": "n", "size": 1})),
     )
     .await;
-    assert_eq!(blind, (StatusCode::CREATED, 1), "blind write");
+    assert_eq!(
+        upload,
+        (StatusCode::CREATED, 3),
+        "read (logged in?), reserve, write"
+    );
     let add = measure(
         "POST",
         "/cart/items",
@@ -659,4 +663,40 @@ async fn an_outage_is_a_503_and_service_returns_without_a_restart() {
         "outage: 503 after {took:?}; serving again {:?} after the restart",
         back.elapsed()
     );
+}
+
+#[tokio::test]
+async fn upload_limits_are_per_user_across_instances_and_name_no_user() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (Shop::single(&server).await, Shop::single(&server).await);
+    let start = async |shop: &Shop, cookie: &str| {
+        let body = json!({"name": "f", "size": 10});
+        shop.call("POST", "/uploads", Some(cookie), Some(body))
+            .await
+            .status
+    };
+    let laptop = a.login("limited-user").await;
+    let phone = b.login("limited-user").await;
+    for n in 0..shop::MAX_IN_PROGRESS {
+        let (shop, cookie) = if n % 2 == 0 {
+            (&a, &laptop)
+        } else {
+            (&b, &phone)
+        };
+        assert_eq!(start(shop, cookie).await, StatusCode::CREATED);
+    }
+    for (shop, cookie) in [(&a, &phone), (&b, &laptop)] {
+        assert_eq!(
+            start(shop, cookie).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "one count for the user, whichever session and instance"
+        );
+    }
+    let other = a.login("another-user").await;
+    assert_eq!(start(&b, &other).await, StatusCode::CREATED);
+    let keys = server.cli(&["KEYS", "*"]);
+    assert!(keys.contains("shop:uploads:"), "{keys}");
+    assert!(!keys.contains("limited-user"), "{keys}");
 }

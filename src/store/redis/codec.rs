@@ -1,10 +1,12 @@
 //! How a session is laid out in its Redis hash, and how calls are laid out as script arguments.
 
 use std::borrow::Cow;
+#[cfg(any(test, feature = "__fuzz"))]
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ::redis::{ScriptInvocation, Value};
+use ::redis::{ScriptInvocation, ToRedisArgs, Value};
 
 use crate::error::StoreError;
 use crate::expiry::duration_millis;
@@ -272,36 +274,124 @@ pub(super) fn record_pairs(record: &Record) -> Vec<(Cow<'_, str>, Cow<'_, str>)>
 
 /// Adds `now`, idle timeout and absolute expiry (milliseconds): `ARGV[1..3]` of every
 /// session script.
-pub(super) fn push_expiry(invocation: &mut ScriptInvocation<'_>, expiry: Expiry) {
+pub(super) fn push_expiry(invocation: &mut impl Args, expiry: Expiry) {
     invocation
-        .arg(expiry.now.as_millis())
-        .arg(millis(expiry.idle_timeout))
-        .arg(millis(expiry.absolute_lifetime));
+        .push(expiry.now.as_millis())
+        .push(millis(expiry.idle_timeout))
+        .push(millis(expiry.absolute_lifetime));
+}
+
+/// Where script arguments go: a script call, or a plain list (tests and fuzzing read
+/// back what a script would get as `ARGV`).
+pub(super) trait Args {
+    fn push<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self;
+}
+
+impl Args for ScriptInvocation<'_> {
+    fn push<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.arg(arg)
+    }
+}
+
+#[cfg(any(test, feature = "__fuzz"))]
+impl Args for Vec<Vec<u8>> {
+    fn push<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        arg.write_redis_args(self);
+        self
+    }
 }
 
 /// Adds a change set in the layout `apply_and_refresh` in `common.lua` reads; it must be last.
-pub(super) fn push_changes(invocation: &mut ScriptInvocation<'_>, changes: &ChangeSet) {
-    invocation.arg(if changes.clear { "1" } else { "0" });
+pub(super) fn push_changes(invocation: &mut impl Args, changes: &ChangeSet) {
+    invocation.push(if changes.clear { "1" } else { "0" });
     match &changes.user {
-        UserChange::Keep => invocation.arg("keep").arg(""),
-        UserChange::Unbind => invocation.arg("unbind").arg(""),
-        UserChange::Bind(user) => invocation.arg("bind").arg(user.as_str()),
+        UserChange::Keep => invocation.push("keep").push(""),
+        UserChange::Unbind => invocation.push("unbind").push(""),
+        UserChange::Bind(user) => invocation.push("bind").push(user.as_str()),
     };
     let set = changes
         .fields
         .iter()
         .filter_map(|(name, value)| Some((name, value.as_deref()?)));
-    invocation.arg(set.clone().count());
+    invocation.push(set.clone().count());
     for (name, value) in set {
-        invocation.arg(encode_field(name).as_ref()).arg(value);
+        invocation.push(encode_field(name).as_ref()).push(value);
     }
-    invocation.arg(changes.increments.len());
+    invocation.push(changes.increments.len());
     for (name, delta) in &changes.increments {
-        invocation.arg(encode_field(name).as_ref()).arg(*delta);
+        invocation.push(encode_field(name).as_ref()).push(*delta);
     }
     for (name, _) in changes.fields.iter().filter(|(_, value)| value.is_none()) {
-        invocation.arg(encode_field(name).as_ref());
+        invocation.push(encode_field(name).as_ref());
     }
+}
+
+/// The change set `apply_and_refresh` in `common.lua` reads from `argv` starting at its
+/// (1-based) index `i`: the script's index arithmetic and field-name rule, mirrored, so
+/// that tests and the fuzzer check that [`push_changes`] says what the script hears.
+#[cfg(any(test, feature = "__fuzz"))]
+pub(super) fn script_reads_changes(argv: &[Vec<u8>], i: usize) -> Result<ChangeSet, String> {
+    let text = |k: usize| {
+        let bytes = argv
+            .get(k.wrapping_sub(1))
+            .ok_or_else(|| format!("ARGV[{k}] is missing"))?;
+        std::str::from_utf8(bytes).map_err(|_| format!("ARGV[{k}] is not UTF-8"))
+    };
+    let count = |k: usize| {
+        text(k)?
+            .parse::<usize>()
+            .map_err(|_| format!("ARGV[{k}] is not a count"))
+    };
+    let field = |k: usize| match decode_field(argv.get(k - 1).ok_or("a field is missing")?) {
+        Field::User(name) => {
+            String::from_utf8(name.to_vec()).map_err(|_| "a field is not UTF-8".into())
+        }
+        Field::Reserved(_) => Err(format!("ARGV[{k}] names a reserved field")),
+    };
+    let (clear, user_op, user, n) = (text(i)?, text(i + 1)?, text(i + 2)?, count(i + 3)?);
+    let first_set = i + 4;
+    let m = count(first_set + 2 * n)?;
+    let first_increment = first_set + 2 * n + 1;
+    let first_removed = first_increment + 2 * m;
+    let clear = match clear {
+        "1" => true,
+        "0" => false,
+        other => return Err(format!("clear flag {other:?}")),
+    };
+    let user = match user_op {
+        "keep" => UserChange::Keep,
+        "unbind" => UserChange::Unbind,
+        "bind" => UserChange::Bind(user.to_owned()),
+        other => return Err(format!("user operation {other:?}")),
+    };
+    let mut fields = BTreeMap::new();
+    let mut once = |name: String, value: Option<String>| match fields.insert(name, value) {
+        Some(_) => Err("a field is set or removed twice".to_owned()),
+        None => Ok(()),
+    };
+    for j in 0..n {
+        let k = first_set + 2 * j;
+        once(field(k)?, Some(text(k + 1)?.to_owned()))?;
+    }
+    for k in first_removed..=argv.len() {
+        once(field(k)?, None)?;
+    }
+    let mut changes = ChangeSet {
+        clear,
+        fields,
+        user,
+        ..ChangeSet::default()
+    };
+    for j in 0..m {
+        let k = first_increment + 2 * j;
+        let delta = text(k + 1)?
+            .parse::<i64>()
+            .map_err(|_| format!("ARGV[{}] is not a delta", k + 1))?;
+        if changes.increments.insert(field(k)?, delta).is_some() {
+            return Err("a field is incremented twice".to_owned());
+        }
+    }
+    Ok(changes)
 }
 
 /// A rejected increment, as the scripts name it.
@@ -310,6 +400,40 @@ pub(super) fn rejection(why: Option<&String>) -> Result<IncrementError, StoreErr
         Some("overflow") => Ok(IncrementError::Overflow),
         Some("not-integer") => Ok(IncrementError::NotAnInteger),
         _ => Err(corrupt("unexpected rejection from a session script")),
+    }
+}
+
+/// Entry points for the fuzz targets (feature `__fuzz`), re-exported by `crate::__fuzz`.
+#[cfg(feature = "__fuzz")]
+pub(crate) mod fuzz {
+    use super::*;
+
+    /// A whole session from the fields of its hash, with its write generation.
+    pub fn decode_record(
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Option<(Record, u64)>, StoreError> {
+        super::decode_record(fields)
+    }
+
+    /// The fields a new session's hash is written with.
+    pub fn record_fields(record: &Record) -> Vec<(Vec<u8>, Vec<u8>)> {
+        record_pairs(record)
+            .into_iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// The `ARGV` of the `apply` script for `changes` at `expiry`.
+    pub fn apply_argv(changes: &ChangeSet, expiry: Expiry) -> Vec<Vec<u8>> {
+        let mut argv = Vec::new();
+        push_expiry(&mut argv, expiry);
+        push_changes(&mut argv, changes);
+        argv
+    }
+
+    /// The change set the `apply` script reads from `argv`, or why it cannot.
+    pub fn script_reads_apply(argv: &[Vec<u8>]) -> Result<ChangeSet, String> {
+        script_reads_changes(argv, 4)
     }
 }
 
@@ -367,6 +491,33 @@ mod tests {
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
         assert_eq!(decode_record(fields).unwrap(), Some((record, 0)));
+    }
+
+    #[test]
+    fn the_apply_script_reads_the_change_set_that_was_sent() {
+        let mut changes = ChangeSet::default()
+            .with_set("a", "1")
+            .with_set(":m", "\"not metadata\"")
+            .with_set("", "[]")
+            .with_removed("::u")
+            .with_removed("b")
+            .with_increment(":n", -3)
+            .with_increment("c", i64::MIN)
+            .with_user(Some(":u".into()));
+        changes.clear = true;
+        for changes in [
+            changes,
+            ChangeSet::default(),
+            ChangeSet::default().with_user(None),
+        ] {
+            let mut argv: Vec<Vec<u8>> = Vec::new();
+            push_expiry(
+                &mut argv,
+                Expiry::new(Timestamp::from_millis(1), Duration::MAX, Duration::MAX),
+            );
+            push_changes(&mut argv, &changes);
+            assert_eq!(script_reads_changes(&argv, 4), Ok(changes));
+        }
     }
 
     #[test]

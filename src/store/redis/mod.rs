@@ -15,6 +15,8 @@ mod sentinel;
 mod store;
 mod user_index;
 
+#[cfg(feature = "__fuzz")]
+pub(crate) use self::codec::fuzz as codec_fuzz;
 pub use self::conn::RedisConnection;
 pub use self::durable::DurableRevocationsError;
 pub use self::store::RedisStore;

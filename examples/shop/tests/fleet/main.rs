@@ -323,6 +323,7 @@ async fn an_upload_survives_the_death_of_the_instance_that_took_its_first_chunks
     let _serial = SERIAL.lock().await;
     let fleet = start(FleetStore::OwnRedis(Vec::new()));
     let client = Client::new(port(&fleet));
+    login(&client).await;
     let data: Vec<u8> = (0..1_700_000u32)
         .map(|i| (i.wrapping_mul(31) % 253) as u8)
         .collect();

@@ -1,0 +1,38 @@
+//! Not public API: thin wrappers over crate internals for the fuzz targets in `fuzz/`
+//! (feature `__fuzz`). Nothing here changes what the crate does.
+
+use http::HeaderMap;
+
+use crate::cookie::CookieConfig;
+use crate::id::SessionId;
+use crate::keys::{Keys, Verified};
+
+/// The longest cookie value the scan accepts.
+pub const MAX_COOKIE_LEN: usize = crate::cookie::MAX_COOKIE_LEN;
+
+/// The token for the encoded session ID `id` under `keys`' signing key, if `id` has an
+/// ID's shape.
+pub fn sign(keys: &Keys, name: &str, id: &[u8]) -> Option<String> {
+    Some(keys.sign(name, &SessionId::parse(id)?))
+}
+
+/// What verification of `token` finds: the encoded ID and whether the signing key (not
+/// a verify-only one) made its tag; `None` if rejected.
+pub fn verify(keys: &Keys, name: &str, token: &[u8]) -> Option<(String, bool)> {
+    let (id, by) = keys.verify(name, token).ok()?;
+    Some((id.as_str().to_owned(), by == Verified::Signing))
+}
+
+/// The value of the cookie `name` found across `headers`' `Cookie` headers.
+pub fn find_cookie<'h>(name: &str, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+    let config = CookieConfig {
+        name: Some(name.to_owned()),
+        ..CookieConfig::default()
+    };
+    config.find(headers)
+}
+
+#[cfg(feature = "redis")]
+pub use crate::store::redis::codec_fuzz::{
+    apply_argv, decode_record, record_fields, script_reads_apply,
+};
