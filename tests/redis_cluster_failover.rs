@@ -3,40 +3,23 @@
 //! figures: acknowledged writes lost, users logged out, how long failed calls took, when
 //! the replica was promoted, and when writes for users on the killed primary resumed.
 
+#[path = "support/sessions.rs"]
+mod sessions;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
+use sessions::{new_id, now};
 use support::RedisCluster;
-use tower_stateless::store::{
-    Created, Expiry, HashedId, Incremented, Metadata, Record, SessionStore, Timestamp,
-};
+use tower_stateless::store::{Created, Incremented, Metadata, Record, SessionStore};
 use tower_stateless::RedisStore;
 
 const USERS: usize = 30;
 /// Bounds on the traffic, whatever happens.
 const TRAFFIC_LIMIT: Duration = Duration::from_secs(40);
 const MAX_ROUNDS: usize = 5_000;
-
-fn now() -> Expiry {
-    Expiry::new(
-        Timestamp::from_system_time(SystemTime::now()),
-        Duration::from_secs(1800),
-        Duration::from_secs(12 * 3600),
-    )
-}
-
-fn new_id() -> HashedId {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).unwrap();
-    let raw = URL_SAFE_NO_PAD.encode(bytes);
-    HashedId::from_stored(URL_SAFE_NO_PAD.encode(Sha256::digest(raw.as_bytes())))
-}
 
 /// What the traffic saw of one user.
 #[derive(Default, Clone)]

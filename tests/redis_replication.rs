@@ -9,16 +9,16 @@
 //!
 //! `DURABLE_ROUNDS` sets the rounds per case (default 10).
 
+#[path = "support/sessions.rs"]
+mod sessions;
 mod support;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
+use sessions::{new_id, now};
 use support::RedisServer;
 use tower_stateless::store::{
-    ChangeSet, Created, Cycled, Expiry, HashedId, Metadata, Record, SessionStore, Timestamp,
+    ChangeSet, Created, Cycled, HashedId, Metadata, Record, SessionStore,
 };
 use tower_stateless::{DurableRevocationsError, RedisStore};
 
@@ -30,21 +30,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(10)
-}
-
-fn now() -> Expiry {
-    Expiry::new(
-        Timestamp::from_system_time(SystemTime::now()),
-        Duration::from_secs(1800),
-        Duration::from_secs(12 * 3600),
-    )
-}
-
-fn new_id() -> HashedId {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).unwrap();
-    let raw = URL_SAFE_NO_PAD.encode(bytes);
-    HashedId::from_stored(URL_SAFE_NO_PAD.encode(Sha256::digest(raw.as_bytes())))
 }
 
 fn key(id: &HashedId) -> String {
