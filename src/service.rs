@@ -60,11 +60,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // Only located and copied here; verified when the session is first used.
-        let token = self.config.carrier.find(request.headers());
-        let protocol = Protocol::of(request.headers());
-        let session = Session::new(self.config.clone(), token);
-        request.extensions_mut().insert(session.clone());
+        let (session, protocol) = attach_session(&self.config, &mut request);
         // `inner` was driven to readiness by `poll_ready` and is called right here, so
         // there is no need to swap in a clone.
         ResponseFuture::new(
@@ -74,6 +70,20 @@ where
             protocol,
         )
     }
+}
+
+/// Puts the request's `Session` in its extensions; returns it and the request's protocol.
+/// The token is only located and copied here: it is verified when the session is first
+/// used.
+pub(crate) fn attach_session<B>(
+    config: &Arc<Config>,
+    request: &mut Request<B>,
+) -> (Session, Protocol) {
+    let token = config.carrier.find(request.headers());
+    let protocol = Protocol::of(request.headers());
+    let session = Session::new(config.clone(), token);
+    request.extensions_mut().insert(session.clone());
+    (session, protocol)
 }
 
 impl<S: fmt::Debug, F> fmt::Debug for SessionService<S, F> {

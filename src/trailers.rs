@@ -26,6 +26,7 @@ use crate::failure::OnFailure;
 use crate::future::ResponseFuture;
 use crate::plan::{self, CookieUpdate, Outcome, Plan};
 use crate::protocol::{GrpcStatus, Protocol};
+use crate::service::attach_session;
 use crate::session::Session;
 use crate::store::BoxFuture;
 use crate::writeback;
@@ -103,10 +104,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let token = self.config.carrier.find(request.headers());
-        let protocol = Protocol::of(request.headers());
-        let session = Session::new(self.config.clone(), token);
-        request.extensions_mut().insert(session.clone());
+        let (session, protocol) = attach_session(&self.config, &mut request);
         TrailersFuture {
             state: FutureState::Handler {
                 future: self.inner.call(request),
