@@ -2,9 +2,8 @@
 -- change set. Returns {'gone'}, {'rejected', why} (an increment; nothing written) or
 -- {'saved'[, previous user if the user changed]}.
 local key = KEYS[1]
-local meta = live(key, now, idle, absolute)
+local meta = live_or_drop(key, now, idle, absolute)
 if not meta then
-  redis.call('DEL', key)
   return {'gone'}
 end
 local previous = meta.user

@@ -66,6 +66,16 @@ local function is_live(key, now, idle, absolute)
   return live(key, now, idle, absolute) ~= nil
 end
 
+-- `live`, for a session a script is about to write: a dead remnant (not yet expired by
+-- Redis, or without metadata) is deleted, so that the write cannot revive it.
+local function live_or_drop(key, now, idle, absolute)
+  local meta = live(key, now, idle, absolute)
+  if not meta then
+    redis.call('DEL', key)
+  end
+  return meta
+end
+
 -- Values per call when unpacking ARGV ranges: below Lua's limit on unpacked values.
 local CHUNK = 1000
 

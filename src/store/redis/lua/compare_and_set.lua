@@ -3,9 +3,8 @@
 -- set the field to ARGV[8] (else '0': remove it), new value. Returns {'gone'},
 -- {'conflict'[, current value]} (nothing written) or {'saved'}.
 local key, field = KEYS[1], ARGV[4]
-local meta = live(key, now, idle, absolute)
+local meta = live_or_drop(key, now, idle, absolute)
 if not meta then
-  redis.call('DEL', key)
   return {'gone'}
 end
 local current = redis.call('HGET', key, field)

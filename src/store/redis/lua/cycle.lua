@@ -4,12 +4,11 @@
 -- {'in-use'}, {'index', user} (index the new ID under user first, then call
 -- again), {'rejected', why} (an increment; nothing written) or {'saved'[, previous user]}.
 local old, new = KEYS[1], KEYS[2]
-local meta = live(old, now, idle, absolute)
-local previous = meta and meta.user
+local meta = live_or_drop(old, now, idle, absolute)
 if not meta then
-  redis.call('DEL', old)
   return {'gone'}
 end
+local previous = meta.user
 if redis.call('EXISTS', new) == 1 then
   if is_live(new, now, idle, absolute) then
     return {'in-use'}

@@ -3,9 +3,8 @@
 -- the session. Returns {'gone'}, {'rejected', why} (nothing written) or {'value', the
 -- new value as text}.
 local key, field = KEYS[1], ARGV[4]
-local meta = live(key, now, idle, absolute)
+local meta = live_or_drop(key, now, idle, absolute)
 if not meta then
-  redis.call('DEL', key)
   return {'gone'}
 end
 local reply = redis.pcall('HINCRBY', key, field, ARGV[5])
