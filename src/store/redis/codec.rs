@@ -403,6 +403,15 @@ pub(super) fn rejection(why: Option<&String>) -> Result<IncrementError, StoreErr
     }
 }
 
+/// The fields a new session's hash is written with, as Redis hands them back.
+#[cfg(any(test, feature = "__fuzz"))]
+fn stored_fields(record: &Record) -> Vec<(Vec<u8>, Vec<u8>)> {
+    record_pairs(record)
+        .into_iter()
+        .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+        .collect()
+}
+
 /// Entry points for the fuzz targets (feature `__fuzz`), re-exported by `crate::__fuzz`.
 #[cfg(feature = "__fuzz")]
 pub(crate) mod fuzz {
@@ -417,10 +426,7 @@ pub(crate) mod fuzz {
 
     /// The fields a new session's hash is written with.
     pub fn record_fields(record: &Record) -> Vec<(Vec<u8>, Vec<u8>)> {
-        record_pairs(record)
-            .into_iter()
-            .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
-            .collect()
+        stored_fields(record)
     }
 
     /// The `ARGV` of the `apply` script for `changes` at `expiry`.
@@ -486,11 +492,10 @@ mod tests {
             ]),
             metadata,
         );
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = record_pairs(&record)
-            .into_iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect();
-        assert_eq!(decode_record(fields).unwrap(), Some((record, 0)));
+        assert_eq!(
+            decode_record(stored_fields(&record)).unwrap(),
+            Some((record, 0))
+        );
     }
 
     #[test]
@@ -651,11 +656,10 @@ mod tests {
 
             #[test]
             fn records_round_trip(record in any_record()) {
-                let fields: Vec<(Vec<u8>, Vec<u8>)> = record_pairs(&record)
-                    .into_iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-                    .collect();
-                prop_assert_eq!(decode_record(fields).unwrap(), Some((record, 0)));
+                prop_assert_eq!(
+                    decode_record(stored_fields(&record)).unwrap(),
+                    Some((record, 0))
+                );
             }
 
             #[test]
