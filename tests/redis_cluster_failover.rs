@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sessions::{new_id, now};
+use sessions::{logged_out_and_lost, now, sessions_with_a_counter};
 use support::RedisCluster;
-use tower_stateless::store::{Created, Incremented, Metadata, Record, SessionStore};
+use tower_stateless::store::{Incremented, SessionStore};
 use tower_stateless::RedisStore;
 
 const USERS: usize = 30;
@@ -57,19 +57,7 @@ async fn a_primary_killed_under_traffic_logs_nobody_out() {
     });
 
     let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
-    let mut ids = Vec::new();
-    for user in 0..USERS {
-        let expiry = now();
-        let mut metadata = Metadata::new(expiry.now);
-        metadata.user_id = Some(format!("user-{user}"));
-        let record = Record::new([("n".to_owned(), "0".to_owned())].into(), metadata);
-        let id = new_id();
-        assert_eq!(
-            store.create(&id, &record, expiry).await.unwrap(),
-            Created::Saved
-        );
-        ids.push(id);
-    }
+    let ids = sessions_with_a_counter(&store, USERS).await;
     assert_eq!(cluster.servers()[victim].cli(&["WAIT", "1", "5000"]), "1");
 
     let traffic = Arc::new(Mutex::new(Traffic {
@@ -162,16 +150,12 @@ async fn a_primary_killed_under_traffic_logs_nobody_out() {
     runner.await.unwrap();
 
     let traffic = std::mem::take(&mut *traffic.lock().unwrap());
-    let (mut logged_out, mut lost) = (0, 0);
-    for (user, id) in ids.iter().enumerate() {
-        match store.load(id, now()).await.unwrap() {
-            None => logged_out += 1,
-            Some(record) => {
-                let stored: i64 = record.data["n"].parse().unwrap();
-                lost += (traffic.users[user].acknowledged - stored).max(0);
-            }
-        }
-    }
+    let (logged_out, lost) = logged_out_and_lost(
+        &store,
+        &ids,
+        traffic.users.iter().map(|user| user.acknowledged),
+    )
+    .await;
     let affected: Vec<&UserTraffic> = traffic
         .users
         .iter()
