@@ -108,6 +108,9 @@ pub enum ConfigError {
     IdleExceedsAbsolute,
     /// A store's key prefix holds `{` or `}`, which would change Redis Cluster hash tags.
     KeyPrefix,
+    /// A store's key prefix was changed after its cache was turned on: the cache tracks
+    /// the keys under the prefix it started with.
+    PrefixAfterCache,
     /// The limit on sessions per user is zero.
     ZeroSessionLimit,
 }
@@ -130,6 +133,9 @@ impl fmt::Display for ConfigError {
                 f.write_str("the idle timeout must not exceed the absolute lifetime")
             }
             Self::KeyPrefix => f.write_str("the key prefix must not hold '{' or '}'"),
+            Self::PrefixAfterCache => {
+                f.write_str("set the key prefix before turning the cache on")
+            }
             Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
         }
     }

@@ -72,7 +72,7 @@ pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use crate::store::redis::{DurableRevocationsError, RedisConnection, RedisStore};
+pub use crate::store::redis::{CacheStats, DurableRevocationsError, RedisConnection, RedisStore};
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub use crate::store::sealed::Sealed;

@@ -92,6 +92,16 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_SESSIONS_PER_USER", value_name = "N")]
     pub max_sessions_per_user: Option<usize>,
 
+    /// With Redis: keep up to N sessions this instance read in a local cache that Redis
+    /// keeps coherent across every instance (reads without a round trip); 0 turns it off.
+    #[arg(
+        long,
+        env = "SESSION_CACHE",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub session_cache: usize,
+
     /// Encrypt session data at rest: values sealed, field names and user IDs hidden
     /// from whoever can read the store; cart quantities stay plain integers, so adds
     /// remain single atomic store calls. Needs the same SESSION_KEYS on every instance.

@@ -37,6 +37,8 @@ pub struct Config {
     pub max_sessions_per_user: Option<usize>,
     /// Session data encrypted at rest (`SESSION_ENCRYPT`).
     pub encrypt_sessions: bool,
+    /// Sessions the coherent cache holds on Redis (`SESSION_CACHE`); 0: no cache.
+    pub session_cache: usize,
 }
 
 impl Config {
@@ -85,6 +87,7 @@ impl Config {
             secure_cookies: args.cookie_secure,
             max_sessions_per_user: args.max_sessions_per_user,
             encrypt_sessions: args.session_encrypt,
+            session_cache: args.session_cache,
         })
     }
 }

@@ -61,18 +61,61 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
 /// Sessions and upload chunks share the store's connection. A Redis that cannot be
 /// reached at start is a configuration error: say so and stop.
 async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> Result<(), String> {
-    let store = store.map_err(|error| {
-        let cause = std::error::Error::source(&error)
-            .map(|cause| format!(": {cause}"))
-            .unwrap_or_default();
-        format!("cannot connect to Redis: {error}{cause}")
-    })?;
+    let store = store.map_err(|error| format!("cannot connect to Redis: {}", chain(&error)))?;
     let chunks = Chunks::Redis(store.connection());
+    let store = if config.encrypt_sessions {
+        sealed_prefix(store)?
+    } else {
+        store
+    };
+    let store = store
+        .with_cache(config.session_cache)
+        .await
+        .map_err(|error| format!("cannot start the session cache: {}", chain(&error)))?;
+    if config.session_cache > 0 {
+        tracing::info!(
+            capacity = config.session_cache,
+            "session cache on (SESSION_CACHE)"
+        );
+        tokio::spawn(log_cache_stats(store.clone()));
+    }
     if config.encrypt_sessions {
-        let store = sealed_on_redis(store, &config.keys)?;
+        let store = sealed(store, &config.keys);
         return serve_on(config, store, chunks).await;
     }
-    serve(config, store, chunks).await
+    serve_on(config, store, chunks).await
+}
+
+fn chain(error: &StoreError) -> String {
+    let cause = std::error::Error::source(error)
+        .map(|cause| format!(": {cause}"))
+        .unwrap_or_default();
+    format!("{error}{cause}")
+}
+
+/// The cache's counts at debug level (`RUST_LOG=tower_stateless=info,shop=debug`), every
+/// 10 s while it is in use.
+async fn log_cache_stats(store: RedisStore) {
+    let mut last = None;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        let Some(stats) = store.cache_stats() else {
+            return;
+        };
+        if last != Some(stats) {
+            tracing::debug!(
+                len = stats.len,
+                tracking = stats.tracking,
+                hits = stats.hits,
+                misses = stats.misses,
+                bypasses = stats.bypasses,
+                invalidations = stats.invalidations,
+                flushes = stats.flushes,
+                "session cache"
+            );
+            last = Some(stats);
+        }
+    }
 }
 
 /// Sealed sessions live under their own key prefix: turning `SESSION_ENCRYPT` on (or
@@ -80,12 +123,15 @@ async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> R
 /// fail to load (a 503 until each expires). `session:*` still matches both, for ACLs.
 pub const SEALED_PREFIX: &str = "session:sealed:";
 
+fn sealed_prefix(store: RedisStore) -> Result<RedisStore, String> {
+    store
+        .with_prefix(SEALED_PREFIX)
+        .map_err(|error| format!("session key prefix: {error}"))
+}
+
 /// The shop's Redis store with encryption at rest, as `SESSION_ENCRYPT=1` runs it.
 pub fn sealed_on_redis(store: RedisStore, keys: &Keys) -> Result<Sealed<RedisStore>, String> {
-    let store = store
-        .with_prefix(SEALED_PREFIX)
-        .map_err(|error| format!("session key prefix: {error}"))?;
-    Ok(sealed(store, keys))
+    Ok(sealed(sealed_prefix(store)?, keys))
 }
 
 /// `store` with session data encrypted at rest under keys derived from `keys`; the

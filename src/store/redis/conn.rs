@@ -14,10 +14,10 @@ use super::sentinel::SentinelConn;
 use crate::error::StoreError;
 
 /// How long to wait for a TCP (and TLS) connection to be set up.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait for a reply before failing the call. The layer has its own, usually
 /// shorter, timeout per request; this one catches a connection that went silent.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How often a cluster call is retried (after a redirect, or a node that failed).
 const CLUSTER_RETRIES: u32 = 3;

@@ -3,8 +3,10 @@
 //! One concept per file: `store.rs` the store and its per-session calls, `user_index.rs`
 //! the per-user index behind log-out-everywhere, `cycle.rs` the two `cycle_id`
 //! algorithms, `durable.rs` waiting for replicas after revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
-//! `codec.rs` the hash layout, `conn.rs` single, cluster and Sentinel connections (`sentinel.rs` follows a failover).
+//! `codec.rs` the hash layout, `cache.rs` the coherent local cache and
+//! `tracking.rs` the invalidation stream that keeps it coherent, `conn.rs` single, cluster and Sentinel connections (`sentinel.rs` follows a failover).
 
+mod cache;
 mod codec;
 mod conn;
 mod cycle;
@@ -13,8 +15,10 @@ mod eviction;
 mod scripts;
 mod sentinel;
 mod store;
+mod tracking;
 mod user_index;
 
+pub use self::cache::CacheStats;
 #[cfg(feature = "__fuzz")]
 pub(crate) use self::codec::fuzz as codec_fuzz;
 pub use self::conn::RedisConnection;

@@ -1,6 +1,7 @@
 //! `RedisStore`: the store, its keys, and the per-session calls.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use ::redis::Value;
@@ -8,10 +9,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::cache::{CacheStats, Lookup};
 use super::codec;
 use super::conn::{self, Conn, RedisConnection};
 use super::durable::{Durability, Source};
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
+use super::tracking::{SessionCache, Tracked};
 use crate::config::ConfigError;
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
@@ -67,6 +70,10 @@ pub struct RedisStore {
     pub(super) source: Arc<Source>,
     /// Set by [`with_durable_revocations`](Self::with_durable_revocations).
     pub(super) durability: Option<Arc<Durability>>,
+    /// Set by [`with_cache`](Self::with_cache).
+    tracked: Option<Arc<Tracked>>,
+    /// Set by [`reading_through`](Self::reading_through): loads skip the cache.
+    read_through: bool,
 }
 
 impl RedisStore {
@@ -157,6 +164,8 @@ impl RedisStore {
             target: target.into(),
             source: Arc::new(source),
             durability: None,
+            tracked: None,
+            read_through: false,
         }
     }
 
@@ -168,8 +177,100 @@ impl RedisStore {
         if prefix.contains(['{', '}']) {
             return Err(ConfigError::KeyPrefix);
         }
+        if self.tracked.is_some() {
+            return Err(ConfigError::PrefixAfterCache);
+        }
         self.prefix = prefix.into();
         Ok(self)
+    }
+
+    /// Keeps up to `capacity` sessions this instance read in a local cache, so that
+    /// reading them again costs no round trip, and keeps it coherent with Redis: Redis
+    /// tells the cache (server-assisted client-side caching, `CLIENT TRACKING` in
+    /// broadcast mode, over RESP3 connections of its own) about every write, delete or
+    /// expiry of a key under the prefix, from any instance, and the cache drops that key.
+    /// `0` keeps no cache.
+    ///
+    /// A cached session is still checked against the layer's clock on every read, so the
+    /// cache never extends an idle or absolute deadline. When the invalidation stream
+    /// may have missed a change (a tracking connection dropped, a heartbeat failed or was
+    /// slow, a Cluster's slot map or a Sentinel master changed), the whole cache is
+    /// dropped and reads go to Redis until a new stream is up. Staleness is bounded by
+    /// the time an invalidation takes to arrive; if the network goes silent without
+    /// closing the connection, by a one-second lease. Writes through this store drop the
+    /// written keys before and after, so an instance always reads its own writes.
+    /// ARCHITECTURE.md ("The coherent cache") has the measured bounds.
+    ///
+    /// Needs Redis 6 or later; the ACL user also needs `+client|tracking +role`. Set the
+    /// prefix ([`with_prefix`](Self::with_prefix)) first. Fails if the invalidation
+    /// stream cannot be opened now.
+    pub async fn with_cache(mut self, capacity: usize) -> Result<Self, StoreError> {
+        self.tracked = match NonZeroUsize::new(capacity) {
+            None => None,
+            Some(capacity) => {
+                let tracked =
+                    Tracked::start(self.source.clone(), self.prefix.clone(), capacity).await?;
+                Some(Arc::new(tracked))
+            }
+        };
+        Ok(self)
+    }
+
+    /// Waits until the local cache has applied every invalidation Redis sent before this
+    /// call (one `PING` per tracking connection), or has been flushed: a read after it
+    /// sees every write that completed before it, on any instance. Without a cache, or
+    /// while it is not serving, returns at once.
+    ///
+    /// The cache is otherwise behind Redis by the time an invalidation takes to reach
+    /// this process (ARCHITECTURE.md, "The coherent cache", has the measured figures).
+    /// For a route where that matters (changing a password, paying), either call this
+    /// first or give the route a layer on [`reading_through`](Self::reading_through).
+    pub async fn catch_up(&self) {
+        if let Some(tracked) = &self.tracked {
+            if tracked.cache.stats().tracking {
+                tracked.catch_up().await;
+            }
+        }
+    }
+
+    /// This store with loads that skip the local cache and read Redis (its writes still
+    /// drop what the cache holds): for a separate [`SessionLayer`](crate::SessionLayer)
+    /// on routes that must never act on a session another instance just ended.
+    pub fn reading_through(&self) -> Self {
+        Self {
+            read_through: true,
+            ..self.clone()
+        }
+    }
+
+    /// What the local cache did so far; `None` without one ([`with_cache`](Self::with_cache)).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache().map(SessionCache::stats)
+    }
+
+    pub(super) fn cache(&self) -> Option<&SessionCache> {
+        self.tracked.as_deref().map(|tracked| &*tracked.cache)
+    }
+
+    /// Drops the session keys `hashed` from the local cache now and again when the
+    /// guard drops: hold it across a write, so that no read that started earlier fills
+    /// the cache with what the write replaces, and this instance reads its own write
+    /// even before Redis's invalidation arrives (also if the write is cancelled).
+    pub(super) fn forgetting<'a>(&'a self, hashed: &[&str]) -> Forgetting<'a> {
+        let Some(cache) = self.cache() else {
+            return Forgetting {
+                cache: None,
+                keys: Vec::new(),
+            };
+        };
+        let keys: Vec<String> = hashed.iter().map(|id| self.session_key(id)).collect();
+        for key in &keys {
+            cache.invalidate(key);
+        }
+        Forgetting {
+            cache: Some(cache),
+            keys,
+        }
     }
 
     /// The key prefix in use.
@@ -229,7 +330,24 @@ impl fmt::Debug for RedisStore {
             .field("cluster", &self.conn.is_cluster())
             .field("prefix", &self.prefix)
             .field("durable_revocations", &self.durability.is_some())
+            .field("cache", &self.cache_stats().map(|stats| stats.capacity))
             .finish()
+    }
+}
+
+/// See [`RedisStore::forgetting`].
+pub(super) struct Forgetting<'a> {
+    cache: Option<&'a SessionCache>,
+    keys: Vec<String>,
+}
+
+impl Drop for Forgetting<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache {
+            for key in &self.keys {
+                cache.invalidate(key);
+            }
+        }
     }
 }
 
@@ -239,14 +357,25 @@ pub(super) fn unexpected_reply() -> StoreError {
 
 impl SessionStore for RedisStore {
     async fn load(&self, id: &HashedId, expiry: Expiry) -> Result<Option<Record>, StoreError> {
+        let key = self.session_key(id.as_str());
+        let live = |record: &Record| expiry.is_live(&record.metadata);
+        let reading = self.cache().filter(|_| !self.read_through);
+        let ticket = match reading.map(|cache| cache.lookup(&key)) {
+            Some(Lookup::Hit(record)) => return Ok(record.filter(live)),
+            Some(Lookup::Miss(ticket)) => Some(ticket),
+            Some(Lookup::Bypass) | None => None,
+        };
         let mut command = ::redis::cmd("HGETALL");
-        command.arg(self.session_key(id.as_str()));
+        command.arg(&key);
         let reply: Value = command
             .query_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::backend)?;
         let record = codec::decode_record(codec::hash_entries(reply)?)?.map(|(record, _)| record);
-        Ok(record.filter(|record| expiry.is_live(&record.metadata)))
+        if let (Some(cache), Some(ticket)) = (reading, ticket) {
+            cache.fill(&key, ticket, record.clone());
+        }
+        Ok(record.filter(live))
     }
 
     async fn create(
@@ -255,6 +384,7 @@ impl SessionStore for RedisStore {
         record: &Record,
         expiry: Expiry,
     ) -> Result<Created, StoreError> {
+        let _forget = self.forgetting(&[id.as_str()]);
         if let Some(user) = &record.metadata.user_id {
             self.index_add(user, id, expiry).await?;
         }
@@ -267,6 +397,7 @@ impl SessionStore for RedisStore {
         changes: &ChangeSet,
         expiry: Expiry,
     ) -> Result<Applied, StoreError> {
+        let _forget = self.forgetting(&[id.as_str()]);
         if let UserChange::Bind(user) = &changes.user {
             self.index_add(user, id, expiry).await?;
         }
@@ -303,6 +434,7 @@ impl SessionStore for RedisStore {
         changes: &ChangeSet,
         expiry: Expiry,
     ) -> Result<Cycled, StoreError> {
+        let _forget = self.forgetting(&[old.as_str(), new.as_str()]);
         self.revoke(|store| async move {
             if store.conn.is_cluster() {
                 store.cycle_by_copy(old, new, changes, expiry).await
@@ -320,6 +452,7 @@ impl SessionStore for RedisStore {
         delta: i64,
         expiry: Expiry,
     ) -> Result<Incremented, StoreError> {
+        let _forget = self.forgetting(&[id.as_str()]);
         let mut invocation = INCREMENT.key(self.session_key(id.as_str()));
         codec::push_expiry(&mut invocation, expiry);
         invocation
@@ -348,6 +481,7 @@ impl SessionStore for RedisStore {
         new: Option<&str>,
         expiry: Expiry,
     ) -> Result<Swapped, StoreError> {
+        let _forget = self.forgetting(&[id.as_str()]);
         let mut invocation = COMPARE_AND_SET.key(self.session_key(id.as_str()));
         codec::push_expiry(&mut invocation, expiry);
         invocation.arg(codec::encode_field(field).as_ref());
@@ -370,6 +504,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn destroy(&self, id: &HashedId) -> Result<(), StoreError> {
+        let _forget = self.forgetting(&[id.as_str()]);
         // The user index keeps a stale entry; listing or destroying that user's sessions
         // prunes it.
         let mut command = ::redis::cmd("DEL");

@@ -137,7 +137,10 @@ impl RedisStore {
                 let mut invocation = DESTROY_IF_USER.key(self.session_key(member));
                 invocation.arg(user_id);
                 let mut conn = self.conn.clone();
-                async move { invocation.invoke_async::<i64>(&mut conn).await }
+                async move {
+                    let _forget = self.forgetting(&[member]);
+                    invocation.invoke_async::<i64>(&mut conn).await
+                }
             });
             let deleted = try_join_all(deletions).await.map_err(StoreError::backend)?;
             others.clear();

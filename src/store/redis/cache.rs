@@ -1,0 +1,374 @@
+//! The coherent local cache: what this instance read from Redis, served again only while
+//! Redis is known to tell it about every change (`tracking.rs` keeps that promise).
+//!
+//! Three rules make a hit never older than the last invalidation Redis sent:
+//!
+//! - **Tickets.** A read takes a ticket before it asks Redis and may fill the cache only
+//!   if no invalidation touched its shard, and no flush happened, since: an invalidation
+//!   processed between Redis's reply and the fill cannot be overtaken by the fill.
+//! - **Flush on doubt.** When the invalidation stream may have lost a message (its
+//!   connection dropped, a heartbeat failed, the topology changed), everything goes.
+//! - **Lease.** Hits are served only until a deadline that each heartbeat extends from
+//!   the moment it was *sent*: its reply proves that every invalidation Redis queued
+//!   before that moment has been applied. A silent network stops hits within the lease.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+/// Independent locks: on a busy instance, lookups of different sessions rarely wait.
+const SHARDS: usize = 16;
+
+/// A bounded map from Redis key to what was read there, coherent with Redis.
+pub(super) struct CoherentCache<V> {
+    shards: Box<[Mutex<Shard<V>>]>,
+    hasher: RandomState,
+    /// Bumped by every flush: a ticket taken before it cannot fill.
+    epoch: AtomicU64,
+    /// Hits are served until this many nanoseconds after `base`; 0 while not tracking.
+    lease_until: AtomicU64,
+    base: Instant,
+    /// The tracking generation: bumped when a stream of invalidations is given up, so a
+    /// late heartbeat of that stream cannot extend the lease. Lease changes happen under
+    /// this lock; lookups only read `lease_until`.
+    generation: Mutex<u64>,
+    counters: Counters,
+}
+
+struct Shard<V> {
+    entries: LruCache<String, V>,
+    /// Bumped by every invalidation of a key in this shard.
+    sequence: u64,
+}
+
+/// What a lookup found.
+pub(super) enum Lookup<V> {
+    Hit(V),
+    /// Not cached: read Redis, then [`fill`](CoherentCache::fill) with the ticket.
+    Miss(Ticket),
+    /// Not tracking right now: read Redis and keep nothing.
+    Bypass,
+}
+
+/// Permission to fill one key, valid until an invalidation or flush overtakes it.
+pub(super) struct Ticket {
+    shard: usize,
+    sequence: u64,
+    epoch: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bypasses: AtomicU64,
+    invalidations: AtomicU64,
+    flushes: AtomicU64,
+}
+
+/// Counts of a [`RedisStore`](super::RedisStore)'s local cache since it was built, from
+/// [`RedisStore::cache_stats`](super::RedisStore::cache_stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Sessions held now.
+    pub len: usize,
+    /// The most it holds.
+    pub capacity: usize,
+    /// Whether hits are served now (the invalidation stream is intact).
+    pub tracking: bool,
+    /// Loads answered from the cache.
+    pub hits: u64,
+    /// Loads that read Redis and could fill the cache.
+    pub misses: u64,
+    /// Loads that read Redis while the cache was not tracking (after a connection loss,
+    /// until tracking is back).
+    pub bypasses: u64,
+    /// Cached entries dropped because their key changed (a push from Redis, or a write
+    /// through this store).
+    pub invalidations: u64,
+    /// Times the whole cache was dropped: the invalidation stream broke or may have
+    /// missed a change.
+    pub flushes: u64,
+}
+
+impl<V: Clone> CoherentCache<V> {
+    pub(super) fn new(capacity: NonZeroUsize) -> Self {
+        let per_shard = NonZeroUsize::new(capacity.get().div_ceil(SHARDS)).unwrap_or(capacity);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    entries: LruCache::new(per_shard),
+                    sequence: 0,
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+            epoch: AtomicU64::new(0),
+            lease_until: AtomicU64::new(0),
+            base: Instant::now(),
+            generation: Mutex::new(0),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(super) fn lookup(&self, key: &str) -> Lookup<V> {
+        if !self.leased() {
+            self.counters.bypasses.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Bypass;
+        }
+        let index = self.shard_of(key);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut shard = self.lock(index);
+        if let Some(value) = shard.entries.get(key) {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Hit(value.clone());
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Miss(Ticket {
+            shard: index,
+            sequence: shard.sequence,
+            epoch,
+        })
+    }
+
+    /// Keeps `value`, read from `key` after `ticket` was taken, unless something
+    /// invalidated the shard or flushed the cache since.
+    pub(super) fn fill(&self, key: &str, ticket: Ticket, value: V) {
+        let mut shard = self.lock(ticket.shard);
+        // Checked under the shard's lock: a flush bumps the epoch before it takes the
+        // locks to clear, so either this fill sees the new epoch or the flush clears it.
+        if shard.sequence != ticket.sequence
+            || self.epoch.load(Ordering::Acquire) != ticket.epoch
+            || !self.leased()
+        {
+            return;
+        }
+        shard.entries.put(key.to_owned(), value);
+    }
+
+    /// `key` changed in Redis (or is about to, through this store).
+    pub(super) fn invalidate(&self, key: &str) {
+        let mut shard = self.lock(self.shard_of(key));
+        shard.sequence += 1;
+        if shard.entries.pop(key).is_some() {
+            self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops everything, and every ticket handed out before.
+    pub(super) fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for index in 0..self.shards.len() {
+            let mut shard = self.lock(index);
+            shard.sequence += 1;
+            shard.entries.clear();
+        }
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The tracking generation now: the one a new invalidation stream serves.
+    pub(super) fn generation(&self) -> u64 {
+        *self.lock_generation()
+    }
+
+    /// The invalidation stream of `generation` may have missed something: no hits until
+    /// a new stream is proven, and nothing read before now is kept. A no-op for a
+    /// stream already given up.
+    pub(super) fn stop_serving(&self, generation: u64) {
+        {
+            let mut current = self.lock_generation();
+            if *current != generation {
+                return;
+            }
+            *current += 1;
+            self.lease_until.store(0, Ordering::Release);
+        }
+        self.flush();
+    }
+
+    /// A heartbeat of `generation`'s stream, sent at `sent`, was answered: every
+    /// invalidation Redis queued before it has been applied, so hits may be served until
+    /// `sent + lease`. False if that stream was given up meanwhile.
+    pub(super) fn extend_lease(&self, generation: u64, sent: Instant, lease: Duration) -> bool {
+        let current = self.lock_generation();
+        if *current != generation {
+            return false;
+        }
+        let until = (sent + lease).saturating_duration_since(self.base);
+        let until = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+        self.lease_until.fetch_max(until, Ordering::AcqRel);
+        true
+    }
+
+    pub(super) fn stats(&self) -> CacheStats {
+        let (len, capacity) = (0..self.shards.len()).fold((0, 0), |(len, capacity), index| {
+            let shard = self.lock(index);
+            (
+                len + shard.entries.len(),
+                capacity + shard.entries.cap().get(),
+            )
+        });
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            len,
+            capacity,
+            tracking: self.leased(),
+            hits: count(&self.counters.hits),
+            misses: count(&self.counters.misses),
+            bypasses: count(&self.counters.bypasses),
+            invalidations: count(&self.counters.invalidations),
+            flushes: count(&self.counters.flushes),
+        }
+    }
+
+    fn leased(&self) -> bool {
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        now < self.lease_until.load(Ordering::Acquire)
+    }
+
+    fn shard_of(&self, key: &str) -> usize {
+        // The hash is of a random session ID: any bits spread well.
+        (self.hasher.hash_one(key) as usize) % self.shards.len()
+    }
+
+    fn lock_generation(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Shard<V>> {
+        // A panic while holding a shard's lock cannot leave it half-updated in a way that
+        // matters (a value is put or popped whole), so poisoning is ignored.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<V> fmt::Debug for CoherentCache<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoherentCache").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn tracking_cache(capacity: usize) -> CoherentCache<u32> {
+        let cache = CoherentCache::new(NonZeroUsize::new(capacity).unwrap());
+        assert!(cache.extend_lease(0, Instant::now(), LEASE));
+        cache
+    }
+
+    fn miss(cache: &CoherentCache<u32>, key: &str) -> Ticket {
+        match cache.lookup(key) {
+            Lookup::Miss(ticket) => ticket,
+            Lookup::Hit(_) => panic!("{key} was cached"),
+            Lookup::Bypass => panic!("not tracking"),
+        }
+    }
+
+    fn hit(cache: &CoherentCache<u32>, key: &str) -> Option<u32> {
+        match cache.lookup(key) {
+            Lookup::Hit(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_filled_key_is_a_hit_until_invalidated() {
+        let cache = tracking_cache(64);
+        let ticket = miss(&cache, "a");
+        cache.fill("a", ticket, 1);
+        assert_eq!(hit(&cache, "a"), Some(1));
+        cache.invalidate("a");
+        assert_eq!(hit(&cache, "a"), None);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.invalidations), (1, 2, 1));
+    }
+
+    #[test]
+    fn an_invalidation_between_read_and_fill_wins() {
+        let cache = tracking_cache(64);
+        let ticket = miss(&cache, "a");
+        cache.invalidate("a");
+        cache.fill("a", ticket, 1);
+        assert_eq!(hit(&cache, "a"), None);
+    }
+
+    #[test]
+    fn a_flush_between_read_and_fill_wins() {
+        let cache = tracking_cache(64);
+        let ticket = miss(&cache, "a");
+        cache.flush();
+        cache.fill("a", ticket, 1);
+        assert_eq!(hit(&cache, "a"), None);
+        assert_eq!(cache.stats().flushes, 1);
+    }
+
+    #[test]
+    fn nothing_is_served_or_kept_without_a_lease() {
+        let cache = tracking_cache(64);
+        let ticket = miss(&cache, "a");
+        cache.fill("a", ticket, 1);
+        cache.stop_serving(0);
+        assert!(matches!(cache.lookup("a"), Lookup::Bypass));
+        assert!(
+            !cache.extend_lease(0, Instant::now(), LEASE),
+            "a late heartbeat of a stream given up"
+        );
+        assert!(matches!(cache.lookup("a"), Lookup::Bypass));
+        assert!(cache.extend_lease(1, Instant::now(), LEASE));
+        assert_eq!(hit(&cache, "a"), None, "stopping flushed the cache");
+
+        let expired: CoherentCache<u32> = CoherentCache::new(NonZeroUsize::new(4).unwrap());
+        expired.extend_lease(0, Instant::now(), Duration::ZERO);
+        assert!(matches!(expired.lookup("a"), Lookup::Bypass));
+        assert!(!expired.stats().tracking);
+    }
+
+    #[test]
+    fn a_lease_counts_from_when_the_heartbeat_was_sent() {
+        let cache: CoherentCache<u32> = CoherentCache::new(NonZeroUsize::new(4).unwrap());
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .expect("the machine has been up 10 s");
+        cache.extend_lease(0, long_ago, Duration::from_secs(5));
+        assert!(!cache.stats().tracking);
+    }
+
+    #[test]
+    fn an_old_stream_cannot_stop_a_new_one() {
+        let cache = tracking_cache(4);
+        cache.stop_serving(0);
+        assert!(cache.extend_lease(1, Instant::now(), LEASE));
+        cache.stop_serving(0);
+        assert!(cache.stats().tracking);
+    }
+
+    #[test]
+    fn capacity_is_bounded_least_recently_used_first() {
+        let cache = tracking_cache(SHARDS * 2);
+        for index in 0..SHARDS * 20 {
+            let key = format!("k{index}");
+            let ticket = miss(&cache, &key);
+            cache.fill(&key, ticket, 0);
+        }
+        let stats = cache.stats();
+        assert_eq!(stats.capacity, SHARDS * 2);
+        assert!(stats.len <= SHARDS * 2, "{stats:?}");
+    }
+}

@@ -1,0 +1,513 @@
+//! The invalidation stream that keeps a [`RedisStore`](super::RedisStore)'s local cache
+//! coherent: Redis server-assisted client-side caching, in broadcast mode.
+//!
+//! One RESP3 connection per Redis node (the server; every node of a Cluster, replicas
+//! too, so a promoted replica was already being heard; the master Sentinel names) runs
+//! `CLIENT TRACKING ON BCAST PREFIX <prefix>`: Redis then pushes the name of every key
+//! under the prefix that anyone writes, deletes or expires, and the push is applied to
+//! the cache inside the connection's reader, in order with its replies.
+//!
+//! Broadcast mode, on connections of their own, rather than tracking the keys each read
+//! touched on the store's command connection: the command connections reconnect (and, on
+//! a Cluster, multiply) inside redis-rs, where tracking could not be switched on before
+//! the first read on a new connection; here every connection is ours, and nothing else
+//! depends on which connection read what.
+//!
+//! The stream is trusted only while it is proven intact: a heartbeat (`PING` on every
+//! connection, and on a Cluster `CLUSTER SLOTS`, on Sentinel `ROLE`) extends the cache's
+//! lease. A dropped connection, a failed or slow heartbeat, or a changed topology gives
+//! the stream up: the cache is flushed and serves nothing until a new stream is up.
+
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
+    PushInfo, PushKind, Value,
+};
+use futures_util::future::try_join_all;
+use tokio::sync::Notify;
+
+use super::cache::CoherentCache;
+use super::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
+use super::durable::Source;
+use crate::record::Record;
+use crate::store::StoreError;
+
+/// How often the stream is proven intact.
+const HEARTBEAT: Duration = Duration::from_millis(250);
+/// How long after a heartbeat was sent hits may be served: the bound on staleness when
+/// the network goes silent without closing the connections.
+pub(super) const LEASE: Duration = Duration::from_secs(1);
+/// A heartbeat slower than this gives the stream up. Below `LEASE - HEARTBEAT`, so a
+/// healthy stream's lease never lapses between heartbeats.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(700);
+/// Waits between attempts to open a new stream.
+const REOPEN_WAIT: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// What the cache holds per session key: the record read, or that there was none.
+pub(super) type SessionCache = CoherentCache<Option<Record>>;
+
+/// A store's cache and the thread that keeps it coherent, which ends within a heartbeat
+/// of the last clone.
+///
+/// The stream runs on a thread of its own (with a one-thread runtime): a push is applied
+/// as soon as the kernel hands it over, however busy the application's runtime is,
+/// which keeps the window in which a hit can be stale to that hand-over.
+pub(super) struct Tracked {
+    pub(super) cache: Arc<SessionCache>,
+    /// The current stream's connections, for [`catch_up`](Self::catch_up).
+    connections: Arc<Mutex<Vec<MultiplexedConnection>>>,
+}
+
+impl Tracked {
+    /// Opens the stream now (an error if it cannot: a misconfigured cache must not start
+    /// as a silent no-op), then keeps it up.
+    pub(super) async fn start(
+        source: Arc<Source>,
+        prefix: Arc<str>,
+        capacity: NonZeroUsize,
+    ) -> Result<Self, StoreError> {
+        let cache = Arc::new(SessionCache::new(capacity));
+        let connections: Arc<Mutex<Vec<MultiplexedConnection>>> = Arc::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StoreError::backend)?;
+        let (opened, is_open) = tokio::sync::oneshot::channel();
+        let (weak, published) = (Arc::downgrade(&cache), connections.clone());
+        std::thread::Builder::new()
+            .name("session-cache-tracking".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Some(strong) = weak.upgrade() else {
+                        return;
+                    };
+                    let stream = match Stream::open(&source, &prefix, &strong).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            let _ = opened.send(Err(error));
+                            return;
+                        }
+                    };
+                    drop(strong);
+                    *lock(&published) = stream.connections.clone();
+                    let _ = opened.send(Ok(()));
+                    keep_up(weak, source, prefix, stream, published).await;
+                });
+            })
+            .map_err(StoreError::backend)?;
+        is_open
+            .await
+            .map_err(|_| StoreError::backend("the cache's tracking thread stopped"))??;
+        Ok(Self { cache, connections })
+    }
+
+    /// Returns once every invalidation Redis queued before this call has been applied
+    /// (a `PING` on each tracking connection, whose reply comes after them), or the
+    /// cache has been flushed because the stream could not prove it.
+    pub(super) async fn catch_up(&self) {
+        let generation = self.cache.generation();
+        let connections = lock(&self.connections).clone();
+        let pings = connections.into_iter().map(|mut connection| async move {
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await
+        });
+        let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, try_join_all(pings)).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            self.cache.stop_serving(generation);
+        }
+    }
+}
+
+/// Heartbeats the stream; on doubt, flushes and opens a new one.
+async fn keep_up(
+    cache: Weak<SessionCache>,
+    source: Arc<Source>,
+    prefix: Arc<str>,
+    mut stream: Stream,
+    published: Arc<Mutex<Vec<MultiplexedConnection>>>,
+) {
+    loop {
+        // The next heartbeat, or at once if a connection dropped.
+        let _ = tokio::time::timeout(HEARTBEAT, stream.broken.notified()).await;
+        let Some(strong) = cache.upgrade() else {
+            return;
+        };
+        let sent = Instant::now();
+        let healthy = tokio::time::timeout(HEARTBEAT_TIMEOUT, stream.is_intact())
+            .await
+            .unwrap_or(false);
+        if healthy && strong.extend_lease(stream.generation, sent, LEASE) {
+            continue;
+        }
+        strong.stop_serving(stream.generation);
+        tracing::warn!("the Redis invalidation stream broke; the session cache is flushed and off until it is back");
+        drop(strong);
+        stream = match reopen(&cache, &source, &prefix).await {
+            Some(stream) => stream,
+            None => return,
+        };
+        *lock(&published) = stream.connections.clone();
+        tracing::info!("the Redis invalidation stream is back; the session cache serves again");
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Opens a new stream, waiting longer between attempts; `None` once the cache is gone.
+async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Option<Stream> {
+    let mut wait = REOPEN_WAIT.0;
+    loop {
+        let strong = cache.upgrade()?;
+        match Stream::open(source, prefix, &strong).await {
+            Ok(stream) => return Some(stream),
+            Err(error) => tracing::debug!(%error, "cannot open the Redis invalidation stream yet"),
+        }
+        drop(strong);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(REOPEN_WAIT.1);
+    }
+}
+
+/// One tracking connection per node, for one generation of the cache.
+struct Stream {
+    generation: u64,
+    connections: Vec<MultiplexedConnection>,
+    topology: Topology,
+    /// Woken by a connection's reader when the connection drops.
+    broken: Arc<Notify>,
+}
+
+/// What the heartbeat checks beside the connections being alive.
+enum Topology {
+    Single,
+    /// The slot map when the stream opened: any change (a failover, a resharding, a node
+    /// added) gives the stream up.
+    Cluster(SlotMap),
+    /// The tracked server must still be the master.
+    Sentinel,
+}
+
+type SlotMap = Vec<(i64, i64, Vec<(String, u16)>)>;
+
+impl Stream {
+    async fn open(
+        source: &Source,
+        prefix: &str,
+        cache: &Arc<SessionCache>,
+    ) -> Result<Self, StoreError> {
+        let generation = cache.generation();
+        let broken = Arc::new(Notify::new());
+        let (nodes, topology) = discover(source).await?;
+        let connect = nodes.into_iter().map(|node| {
+            let sender = invalidator(Arc::downgrade(cache), generation, broken.clone());
+            track(node, prefix, sender)
+        });
+        let connections = try_join_all(connect).await?;
+        let stream = Self {
+            generation,
+            connections,
+            topology,
+            broken,
+        };
+        // Nothing read before now was kept (the last stream's end flushed the cache, and
+        // nothing fills without a lease), so the lease can start now.
+        if !cache.extend_lease(generation, Instant::now(), LEASE) {
+            return Err(StoreError::backend(
+                "the invalidation stream broke while it opened",
+            ));
+        }
+        Ok(stream)
+    }
+
+    async fn is_intact(&self) -> bool {
+        let pings = self.connections.iter().map(|connection| {
+            let mut connection = connection.clone();
+            async move {
+                ::redis::cmd("PING")
+                    .query_async::<()>(&mut connection)
+                    .await
+            }
+        });
+        if try_join_all(pings).await.is_err() {
+            return false;
+        }
+        let Some(first) = self.connections.first() else {
+            return false;
+        };
+        match &self.topology {
+            Topology::Single => true,
+            Topology::Cluster(opened) => {
+                let reply = ::redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<Value>(&mut first.clone())
+                    .await;
+                reply.ok().and_then(slot_map).as_ref() == Some(opened)
+            }
+            Topology::Sentinel => {
+                let reply = ::redis::cmd("ROLE")
+                    .query_async::<Value>(&mut first.clone())
+                    .await;
+                is_master(reply.ok())
+            }
+        }
+    }
+}
+
+/// Where the stream's connections go: the nodes to track, with credentials and TLS as
+/// the store's own connection.
+async fn discover(source: &Source) -> Result<(Vec<ConnectionInfo>, Topology), StoreError> {
+    match source {
+        Source::Single(url) => Ok((vec![info(url)?], Topology::Single)),
+        Source::Cluster(seeds) => {
+            let mut last_error = StoreError::backend("no Redis Cluster node given");
+            for seed in seeds {
+                match cluster_nodes(seed).await {
+                    Ok(found) => return Ok(found),
+                    Err(error) => last_error = error,
+                }
+            }
+            Err(last_error)
+        }
+        Source::Sentinel(sentinels, master) => {
+            let mut last_error = StoreError::backend("no Redis Sentinel given");
+            for sentinel in sentinels {
+                match master_of(sentinel, master).await {
+                    Ok(node) => return Ok((vec![node], Topology::Sentinel)),
+                    Err(error) => last_error = error,
+                }
+            }
+            Err(last_error)
+        }
+    }
+}
+
+async fn cluster_nodes(seed: &str) -> Result<(Vec<ConnectionInfo>, Topology), StoreError> {
+    let seed_info = info(seed)?;
+    let mut connection = connect(seed_info.clone(), AsyncConnectionConfig::new()).await?;
+    let reply: Value = ::redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut connection)
+        .await
+        .map_err(StoreError::backend)?;
+    let map =
+        slot_map(reply).ok_or_else(|| StoreError::backend("unexpected CLUSTER SLOTS reply"))?;
+    let nodes: BTreeSet<&(String, u16)> = map.iter().flat_map(|(_, _, nodes)| nodes).collect();
+    let infos = nodes
+        .into_iter()
+        .map(|(host, port)| at(&seed_info, host, *port))
+        .collect();
+    Ok((infos, Topology::Cluster(map)))
+}
+
+async fn master_of(sentinel: &str, master: &str) -> Result<ConnectionInfo, StoreError> {
+    let mut connection = connect(info(sentinel)?, AsyncConnectionConfig::new()).await?;
+    let (host, port): (String, u16) = ::redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(master)
+        .query_async(&mut connection)
+        .await
+        .map_err(StoreError::backend)?;
+    // As the store's own Sentinel connection: the master without credentials or TLS.
+    info(&format!("redis://{host}:{port}"))
+}
+
+/// Connects to `node`, switches tracking on, and routes its pushes to `sender`.
+async fn track(
+    node: ConnectionInfo,
+    prefix: &str,
+    sender: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
+) -> Result<MultiplexedConnection, StoreError> {
+    let mut connection =
+        connect(node, AsyncConnectionConfig::new().set_push_sender(sender)).await?;
+    ::redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(prefix)
+        .query_async::<()>(&mut connection)
+        .await
+        .map_err(StoreError::backend)?;
+    Ok(connection)
+}
+
+/// Applies a tracking connection's pushes to the cache, inside its reader: in order with
+/// its replies, before any reply that follows them is seen.
+fn invalidator(
+    cache: Weak<SessionCache>,
+    generation: u64,
+    broken: Arc<Notify>,
+) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
+    move |push: PushInfo| {
+        let cache = cache.upgrade().ok_or(())?;
+        match push.kind {
+            PushKind::Invalidate => match push.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        match key {
+                            Value::BulkString(bytes) => {
+                                // Not UTF-8: not a key of ours (ours are ASCII).
+                                if let Ok(key) = std::str::from_utf8(bytes) {
+                                    cache.invalidate(key);
+                                }
+                            }
+                            _ => cache.flush(),
+                        }
+                    }
+                }
+                // A null instead of keys: FLUSHALL or FLUSHDB.
+                _ => cache.flush(),
+            },
+            PushKind::Disconnection => {
+                cache.stop_serving(generation);
+                broken.notify_one();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+async fn connect(
+    node: ConnectionInfo,
+    config: AsyncConnectionConfig,
+) -> Result<MultiplexedConnection, StoreError> {
+    let config = config
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    ::redis::Client::open(node)
+        .map_err(StoreError::backend)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(StoreError::backend)
+}
+
+/// `url` as connection settings that speak RESP3, which push messages need.
+fn info(url: &str) -> Result<ConnectionInfo, StoreError> {
+    let url = super::conn::node_url(url);
+    let info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(StoreError::backend)?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(settings))
+}
+
+/// `seed`'s settings (credentials, TLS) for another node.
+fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+    let addr = match seed.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    seed.clone().set_addr(addr)
+}
+
+/// The slot ranges with their nodes (primary first), sorted; `None` if malformed.
+fn slot_map(reply: Value) -> Option<SlotMap> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    let mut map = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let Value::Array(items) = range else {
+            return None;
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end))) = (items.first(), items.get(1)) else {
+            return None;
+        };
+        let mut nodes = Vec::new();
+        for node in items.iter().skip(2) {
+            let Value::Array(fields) = node else {
+                return None;
+            };
+            let host = match fields.first() {
+                Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok()?,
+                Some(Value::SimpleString(host)) => host.clone(),
+                _ => return None,
+            };
+            let Some(Value::Int(port)) = fields.get(1) else {
+                return None;
+            };
+            nodes.push((host, u16::try_from(*port).ok()?));
+        }
+        map.push((*start, *end, nodes));
+    }
+    map.sort();
+    Some(map)
+}
+
+fn is_master(reply: Option<Value>) -> bool {
+    match reply {
+        Some(Value::Array(fields)) => matches!(
+            fields.first(),
+            Some(Value::BulkString(role)) if role.as_slice() == b"master"
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reads_a_slot_map() {
+        let node = |port| Value::Array(vec![bulk("127.0.0.1"), Value::Int(port), bulk("id")]);
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(16383),
+                node(7001),
+                node(7004),
+            ]),
+            Value::Array(vec![Value::Int(0), Value::Int(5460), node(7000)]),
+        ]);
+        let map = slot_map(reply).unwrap();
+        assert_eq!(map[0].0, 0);
+        assert_eq!(
+            map[1].2,
+            [
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7004)
+            ]
+        );
+        assert_eq!(slot_map(Value::Nil), None);
+    }
+
+    #[test]
+    fn another_node_keeps_credentials_and_tls() {
+        let seed = info("rediss://app:pw@db.example:7000/0").unwrap();
+        let other = at(&seed, "10.0.0.2", 7001);
+        assert!(
+            matches!(other.addr(), ConnectionAddr::TcpTls { host, port: 7001, .. } if host == "10.0.0.2")
+        );
+        assert_eq!(other.redis_settings().password(), Some("pw"));
+        assert_eq!(other.redis_settings().protocol(), ProtocolVersion::RESP3);
+    }
+}
