@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Load tests against peers, side by side in one run, on this machine and one private Redis:
 #
+#   no-I/O          bench-peers: axum answering the shop's GET /me JSON, no I/O at all: the
+#                   HTTP limit (GET /me)
 #   baseline        bench-peers: axum, one HGETALL of a fixed key, no cookie (GET /me)
-#   shop            the example shop on tower-stateless + RedisStore (GET /me, POST /cart/items)
-#   tower-sessions  bench-peers: the same routes on tower-sessions 0.14 + its Redis store
-#   tower-sessions (always_save)   the same, writing the session back after every request
-#                   (how tower-sessions slides the expiry on reads); GET /me only
+#   tower-sessions  bench-peers: the shop's routes on tower-sessions 0.14 + its Redis store
+#                   (GET /me, POST /cart/items, as every row below)
+#   tower-sessions + moka   the same with CachingSessionStore: a per-instance moka cache of
+#                   CACHE_SIZE sessions in front of the Redis store
+#   shop, SESSION_CACHE=0   the example shop on tower-stateless + RedisStore, no session cache
+#   shop, SESSION_CACHE=N   the same with its per-instance session cache of N = CACHE_SIZE
+#                   sessions
+#   tower-sessions (always_save)   tower-sessions writing the session back after every request
+#                   (how tower-sessions slides the expiry on reads); GET /me only; optional
 #
 # Each server runs alone (started, logged in once, warmed up, measured, stopped) with the same
 # wrk settings; the table prints requests/s, p50 and p99 latency, the server's and Redis's CPU
 # time per request, and the ratios the performance issue asks for.
 #
-# Usage: scripts/loadtest.sh            (full: 10 s per measurement, 1.5 min a round when quiet)
+# What a per-instance cache serves stale across two instances: scripts/stale_peers.sh.
+#
+# Usage: scripts/loadtest.sh            (full: 10 s per measurement, 2.5 min a round when quiet)
 #        DURATION=3s WARMUP=1s scripts/loadtest.sh   (smoke run)
 # Settings (environment):
 #   DURATION=10s  WARMUP=2s  THREADS=1  CONNECTIONS=32   wrk settings, the same for every row
@@ -20,6 +29,8 @@
 #                 or with fewer than 2 CPUs)
 #   SKIP_BUILD=1  use the release binaries already built
 #   ALWAYS_SAVE_ROW=0   leave out the tower-sessions (always_save) row
+#   CACHE_SIZE=10000    sessions cached per instance: the shop's SESSION_CACHE and the moka
+#                 peer's MOKA_CAPACITY
 #   MAX_NOISE=0.15 NOISE_RETRIES=2 QUIET_WAIT=30   the machine may be shared: before each
 #                 measurement wait up to QUIET_WAIT s for other processes to use at most
 #                 MAX_NOISE CPU; measure again (up to NOISE_RETRIES times) when they took more
@@ -43,6 +54,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 REDIS_CPU=${REDIS_CPU:-$CLIENT_CPU}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ALWAYS_SAVE_ROW=${ALWAYS_SAVE_ROW:-1}
+CACHE_SIZE=${CACHE_SIZE:-10000}
 MAX_NOISE=${MAX_NOISE:-0.15}
 NOISE_RETRIES=${NOISE_RETRIES:-2}
 QUIET_WAIT=${QUIET_WAIT:-30}
@@ -63,6 +75,7 @@ case "$ROUNDS" in [1-9]) ;; *) die "ROUNDS must be 1 to 9" ;; esac
 case "$THREADS" in [1-9] | [1-9][0-9]) ;; *) die "THREADS must be 1 to 99" ;; esac
 case "$CONNECTIONS" in [1-9] | [1-9][0-9] | [1-9][0-9][0-9]) ;; *) die "CONNECTIONS must be 1 to 999" ;; esac
 [ "$CONNECTIONS" -ge "$THREADS" ] || die "CONNECTIONS must be at least THREADS"
+[[ "$CACHE_SIZE" =~ ^[1-9][0-9]{0,5}$ ]] || die "CACHE_SIZE must be 1 to 999999"
 case "$NOISE_RETRIES" in [0-5]) ;; *) die "NOISE_RETRIES must be 0 to 5" ;; esac
 case "$QUIET_WAIT" in [0-9] | [0-9][0-9] | [1-5][0-9][0-9]) ;; *) die "QUIET_WAIT must be 0 to 599" ;; esac
 awk -v x="$MAX_NOISE" 'BEGIN { exit !(x ~ /^[0-9]+(\.[0-9]+)?$/) }' || die "MAX_NOISE must be a number"
@@ -243,17 +256,27 @@ EOF
 start_server() {
     local target=$1 port=$2 log=$work/$1.log
     case "$target" in
+        no-io)
+            (pin "$SERVER_CPU" "$peers_bin" no-io --port "$port") >"$log" 2>&1 &
+            ;;
         baseline)
             (pin "$SERVER_CPU" "$peers_bin" baseline --redis-url "$redis_url" --port "$port") \
                 >"$log" 2>&1 &
             ;;
-        shop)
+        shop-nocache | shop-cache)
+            local cache=0
+            [ "$target" = shop-nocache ] || cache=$CACHE_SIZE
             (pin "$SERVER_CPU" env REDIS_URL="$redis_url" SESSION_KEYS="$session_keys" \
-                COOKIE_SECURE=false PORT="$port" RUST_LOG=warn "$shop_bin") >"$log" 2>&1 &
+                SESSION_CACHE="$cache" COOKIE_SECURE=false PORT="$port" RUST_LOG=warn \
+                "$shop_bin") >"$log" 2>&1 &
             ;;
         tower-sessions)
             (pin "$SERVER_CPU" "$peers_bin" tower-sessions --redis-url "$redis_url" --port "$port") \
                 >"$log" 2>&1 &
+            ;;
+        tower-sessions-moka)
+            (pin "$SERVER_CPU" env MOKA_CAPACITY="$CACHE_SIZE" "$peers_bin" tower-sessions-moka \
+                --redis-url "$redis_url" --port "$port") >"$log" 2>&1 &
             ;;
         tower-sessions-always-save)
             (pin "$SERVER_CPU" env TS_ALWAYS_SAVE=1 "$peers_bin" tower-sessions \
@@ -390,7 +413,7 @@ measure() {
     printf '%s\t%s\n' "$round" "$best" >>"$results"
 }
 
-targets=(baseline shop tower-sessions)
+targets=(no-io baseline tower-sessions tower-sessions-moka shop-nocache shop-cache)
 [ "$ALWAYS_SAVE_ROW" = 0 ] || targets+=(tower-sessions-always-save)
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -404,7 +427,7 @@ for round in $(seq 1 "$ROUNDS"); do
             [ "$attempt" -lt 3 ] || die "$target did not start (3 attempts)"
         done
         case "$target" in
-            baseline)
+            no-io | baseline)
                 expect_200 "http://127.0.0.1:$port/me"
                 measure "$round" "$target" "GET /me" "$port" "$pid" ""
                 ;;
@@ -434,6 +457,10 @@ ms() {
 }
 label() {
     case "$1" in
+        no-io) echo "no-I/O handler" ;;
+        tower-sessions-moka) echo "tower-sessions + moka" ;;
+        shop-nocache) echo "shop, SESSION_CACHE=0" ;;
+        shop-cache) echo "shop, SESSION_CACHE=$CACHE_SIZE" ;;
         tower-sessions-always-save) echo "tower-sessions (always_save)" ;;
         *) echo "$1" ;;
     esac
@@ -443,7 +470,7 @@ echo
 echo "### Run of $started"
 echo
 echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS" \
-    "MAX_NOISE=$MAX_NOISE NOISE_RETRIES=$NOISE_RETRIES QUIET_WAIT=$QUIET_WAIT scripts/loadtest.sh\`"
+    "CACHE_SIZE=$CACHE_SIZE MAX_NOISE=$MAX_NOISE NOISE_RETRIES=$NOISE_RETRIES QUIET_WAIT=$QUIET_WAIT scripts/loadtest.sh\`"
 echo "wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARMUP warm-up;" \
     "pinning: $([ "$pinning" = yes ] && echo "server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, redis-server on CPU $REDIS_CPU" || echo none)"
 echo "Machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \
@@ -476,16 +503,27 @@ ratio() {
 echo
 echo "| comparison | ratio | goal | |"
 echo "|---|---:|---:|---|"
-ratio "shop GET /me req/s vs baseline" shop "GET /me" baseline "GET /me" 4 ">=" 0.9
-ratio "shop GET /me req/s vs tower-sessions" shop "GET /me" tower-sessions "GET /me" 4 ">=" 1.2
-ratio "shop POST /cart/items req/s vs tower-sessions" \
-    shop "POST /cart/items" tower-sessions "POST /cart/items" 4 ">=" 1.3
-ratio "shop GET /me p99 vs tower-sessions" shop "GET /me" tower-sessions "GET /me" 6 "<=" 1.0
-ratio "shop POST /cart/items p99 vs tower-sessions" \
-    shop "POST /cart/items" tower-sessions "POST /cart/items" 6 "<=" 1.0
-ratio "shop GET /me p99 vs baseline" shop "GET /me" baseline "GET /me" 6
-[ "$ALWAYS_SAVE_ROW" = 0 ] || ratio "shop GET /me req/s vs tower-sessions (always_save)" \
-    shop "GET /me" tower-sessions-always-save "GET /me" 4
+# The shop with its cache against the limits and the peers, then the same goals for both
+# shop rows (the goals of the performance issue).
+cached="shop, SESSION_CACHE=$CACHE_SIZE"
+ratio "$cached GET /me req/s vs baseline" shop-cache "GET /me" baseline "GET /me" 4 ">=" 0.9
+ratio "$cached GET /me req/s vs tower-sessions + moka" \
+    shop-cache "GET /me" tower-sessions-moka "GET /me" 4
+ratio "$cached GET /me req/s vs no-I/O handler" shop-cache "GET /me" no-io "GET /me" 4
+ratio "$cached GET /me req/s vs SESSION_CACHE=0" shop-cache "GET /me" shop-nocache "GET /me" 4
+for shop in shop-cache shop-nocache; do
+    name=$(label "$shop")
+    ratio "$name GET /me req/s vs tower-sessions" "$shop" "GET /me" tower-sessions "GET /me" 4 ">=" 1.2
+    ratio "$name POST /cart/items req/s vs tower-sessions" \
+        "$shop" "POST /cart/items" tower-sessions "POST /cart/items" 4 ">=" 1.3
+    ratio "$name GET /me p99 vs tower-sessions" "$shop" "GET /me" tower-sessions "GET /me" 6 "<=" 1.0
+    ratio "$name POST /cart/items p99 vs tower-sessions" \
+        "$shop" "POST /cart/items" tower-sessions "POST /cart/items" 6 "<=" 1.0
+done
+ratio "shop, SESSION_CACHE=0 GET /me req/s vs baseline" shop-nocache "GET /me" baseline "GET /me" 4 ">=" 0.9
+ratio "shop, SESSION_CACHE=0 GET /me p99 vs baseline" shop-nocache "GET /me" baseline "GET /me" 6
+[ "$ALWAYS_SAVE_ROW" = 0 ] || ratio "shop, SESSION_CACHE=0 GET /me req/s vs tower-sessions (always_save)" \
+    shop-nocache "GET /me" tower-sessions-always-save "GET /me" 4
 
 if [ "$ROUNDS" != 1 ]; then
     echo

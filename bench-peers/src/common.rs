@@ -1,4 +1,4 @@
-//! What both peers share: settings, the shop's `x-instance` header, serving.
+//! What the peers share: settings, the shop's `x-instance` header, serving.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -9,14 +9,16 @@ use axum::Router;
 /// Where to listen and which Redis to use.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
+    /// Empty for a peer that uses no Redis.
     pub(crate) redis_url: String,
     pub(crate) port: u16,
 }
 
 impl Settings {
     /// From the command line, else the environment; exits with a usage line if unusable.
-    pub(crate) fn from_args_or_env(program: &str, args: Vec<String>) -> Self {
-        match Self::parse(args, |name| std::env::var(name).ok()) {
+    /// A Redis URL is required when `redis` is true, and ignored otherwise.
+    pub(crate) fn from_args_or_env(program: &str, args: Vec<String>, redis: bool) -> Self {
+        match Self::parse(args, |name| std::env::var(name).ok(), redis) {
             Ok(settings) => settings,
             Err(error) => {
                 eprintln!("{program}: {error}");
@@ -29,6 +31,7 @@ impl Settings {
     fn parse(
         args: impl IntoIterator<Item = String>,
         var: impl Fn(&str) -> Option<String>,
+        redis: bool,
     ) -> Result<Self, String> {
         let (mut redis_url, mut port) = (var("REDIS_URL"), var("PORT"));
         let mut args = args.into_iter();
@@ -40,9 +43,12 @@ impl Settings {
             };
             *slot = Some(args.next().ok_or(format!("{arg} needs a value"))?);
         }
-        let redis_url = redis_url
-            .filter(|url| !url.trim().is_empty())
-            .ok_or("no Redis URL (--redis-url or REDIS_URL)")?;
+        let redis_url = match redis_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) if redis => url,
+            Some(_) => String::new(),
+            None if redis => return Err("no Redis URL (--redis-url or REDIS_URL)".to_owned()),
+            None => String::new(),
+        };
         let port = port.ok_or("no port (--port or PORT)")?;
         let port = port
             .trim()

@@ -1,18 +1,25 @@
-//! Peers of the shop for `scripts/loadtest.sh`: servers doing the shop's work by other
-//! means, measured on the same machine and the same Redis.
+//! Peers of the shop for `scripts/loadtest.sh` and `scripts/stale_peers.sh`: servers doing
+//! the shop's work by other means, measured on the same machine and the same Redis.
 //!
+//! * `bench-peers no-io`: axum answering `GET /me` with the shop's logged-in JSON body and
+//!   no I/O at all: the HTTP limit.
 //! * `bench-peers baseline`: axum and one `HGETALL` of a fixed key per request, no cookie
 //!   and no session: the physical limit of the read path.
-//! * `bench-peers tower-sessions`: the shop's `/login`, `/me` and `/cart/items` on
-//!   tower-sessions 0.14 with tower-sessions-redis-store.
+//! * `bench-peers tower-sessions`: the shop's `/login`, `/logout`, `/me`, `/cart/items` and
+//!   `/cart/items/{sku}` on tower-sessions 0.14 with tower-sessions-redis-store.
+//! * `bench-peers tower-sessions-moka`: the same with tower-sessions' `CachingSessionStore`,
+//!   a per-instance moka cache (tower-sessions-moka-store) in front of the Redis store.
 //!
-//! Both take `--redis-url URL --port N` (or `REDIS_URL`, `PORT`) and listen on 127.0.0.1.
+//! All take `--redis-url URL --port N` (or `REDIS_URL`, `PORT`; `no-io` needs no Redis URL)
+//! and listen on 127.0.0.1.
 
 mod baseline;
 mod common;
+mod no_io;
 mod tower_sessions_peer;
 
 use common::Settings;
+use tower_sessions_peer::Cache;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -20,18 +27,27 @@ fn main() {
     let rest: Vec<String> = args.collect();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match peer.as_str() {
+        "no-io" => {
+            let settings = Settings::from_args_or_env("no-io", rest, false);
+            runtime.block_on(no_io::run(settings));
+        }
         "baseline" => {
-            let settings = Settings::from_args_or_env("baseline", rest);
+            let settings = Settings::from_args_or_env("baseline", rest, true);
             runtime.block_on(baseline::run(settings));
         }
-        "tower-sessions" => {
-            let settings = Settings::from_args_or_env("tower-sessions", rest);
-            runtime.block_on(tower_sessions_peer::run(settings));
+        "tower-sessions" | "tower-sessions-moka" => {
+            let cache = if peer == "tower-sessions" {
+                Cache::None
+            } else {
+                Cache::moka_from_env()
+            };
+            let settings = Settings::from_args_or_env(cache.program(), rest, true);
+            runtime.block_on(tower_sessions_peer::run(settings, cache));
         }
         _ => {
             eprintln!(
-                "usage: bench-peers baseline|tower-sessions [--redis-url URL] [--port N]   \
-                 (or REDIS_URL, PORT)"
+                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka \
+                 [--redis-url URL] [--port N]   (or REDIS_URL, PORT)"
             );
             std::process::exit(2);
         }
