@@ -123,6 +123,13 @@ fn bench_store(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { store.load(&id, now()).await.unwrap().unwrap() })
     });
+    // The same load on a store with the coherent cache: every call after the first is a
+    // hit (nothing writes the session meanwhile).
+    let cached = runtime.block_on(store.clone().with_cache(10_000)).unwrap();
+    group.bench_function("load, cached (hit)", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { cached.load(&id, now()).await.unwrap().unwrap() })
+    });
     group.bench_function("bare EVALSHA (one HSET)", |b| {
         b.to_async(&runtime).iter(|| {
             let (mut bare, key, script) = (bare.clone(), key.clone(), script.clone());
@@ -276,9 +283,57 @@ fn bench_durable_revocations(c: &mut Criterion) {
     drop((replica, primary));
 }
 
+/// The coherent cache's memory per cached session: resident memory of this process before
+/// and after 20,000 shop-like sessions were read through a cached store (printed; not a
+/// timing).
+fn cache_footprint(_: &mut Criterion) {
+    const SESSIONS: u64 = 20_000;
+    let Some(server) = support::RedisServer::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let writer = RedisStore::connect(&server.url()).await.unwrap();
+        for n in 0..SESSIONS {
+            let _ = writer.create(&fresh_id(n), &record(), now()).await.unwrap();
+        }
+        let cached = RedisStore::connect(&server.url())
+            .await
+            .unwrap()
+            .with_cache(SESSIONS as usize)
+            .await
+            .unwrap();
+        let before = resident_bytes();
+        for n in 0..SESSIONS {
+            cached.load(&fresh_id(n), now()).await.unwrap().unwrap();
+        }
+        let after = resident_bytes();
+        let held = cached.cache_stats().unwrap().len as u64;
+        println!(
+            "cache footprint: {held} sessions cached, resident memory {before} -> {after} bytes: \
+             {} bytes per cached session",
+            (after.saturating_sub(before)) / held.max(1)
+        );
+    });
+}
+
+/// This process's resident memory, from `/proc/self/statm` (pages of 4 KiB).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = bench_store, bench_durable_revocations
+    targets = bench_store, bench_durable_revocations, cache_footprint
 }
 criterion_main!(benches);

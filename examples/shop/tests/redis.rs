@@ -74,6 +74,11 @@ impl Shop {
         Self::on(RedisStore::connect_cluster(cluster.nodes()).await.unwrap()).await
     }
 
+    /// An instance with the coherent cache on, as the shop runs by default.
+    async fn cached(store: RedisStore) -> Self {
+        Self::on(store.with_cache(10_000).await.unwrap()).await
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -419,6 +424,44 @@ async fn concurrent_writes_to_one_session_all_land_on_a_cluster() {
             assert_no_raw_ids(&node.url(), &raw).await;
         }
     }
+}
+
+/// The same lost-update and logout-race checks with the coherent cache on in both
+/// instances (`SESSION_CACHE`, the shop's default on Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_cache_on_redis_nothing_is_lost_and_a_logout_stays() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let connect = || async { RedisStore::connect(&server.url()).await.unwrap() };
+    let (shop, other) = (
+        Shop::cached(connect().await).await,
+        Shop::cached(connect().await).await,
+    );
+    assert_eq!(no_lost_updates(&shop).await, 200);
+    assert_eq!(same_sku_adds_lose_nothing(&shop, &other).await, 200);
+    logout_is_never_undone(&shop).await;
+    let sessions = server.cli(&["--scan", "--pattern", "session:{*"]);
+    let logged_in = sessions.lines().count();
+    assert_eq!(
+        logged_in, 2,
+        "only the two lost-update logins are left: {sessions}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_cache_on_a_cluster_nothing_is_lost_and_a_logout_stays() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let connect = || async { RedisStore::connect_cluster(cluster.nodes()).await.unwrap() };
+    let (shop, other) = (
+        Shop::cached(connect().await).await,
+        Shop::cached(connect().await).await,
+    );
+    assert_eq!(no_lost_updates(&shop).await, 200);
+    assert_eq!(same_sku_adds_lose_nothing(&shop, &other).await, 200);
+    logout_is_never_undone(&shop).await;
 }
 
 /// A logout racing with 8 writers, 50 times: the session stays destroyed, and no
