@@ -14,7 +14,7 @@ use super::codec;
 use super::conn::{self, Conn, RedisConnection};
 use super::durable::{Durability, Source};
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
-use super::tracking::{SessionCache, Tracked};
+use super::tracking::{Cached, SessionCache, Tracked};
 use crate::config::ConfigError;
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
@@ -257,13 +257,17 @@ impl RedisStore {
     /// the cache with what the write replaces, and this instance reads its own write
     /// even before Redis's invalidation arrives (also if the write is cancelled).
     pub(super) fn forgetting<'a>(&'a self, hashed: &[&str]) -> Forgetting<'a> {
+        if self.cache().is_none() {
+            return Forgetting::nothing();
+        }
+        self.forgetting_keys(hashed.iter().map(|id| self.session_key(id)).collect())
+    }
+
+    /// [`forgetting`](Self::forgetting) for whole keys.
+    pub(super) fn forgetting_keys(&self, keys: Vec<String>) -> Forgetting<'_> {
         let Some(cache) = self.cache() else {
-            return Forgetting {
-                cache: None,
-                keys: Vec::new(),
-            };
+            return Forgetting::nothing();
         };
-        let keys: Vec<String> = hashed.iter().map(|id| self.session_key(id)).collect();
         for key in &keys {
             cache.invalidate(key);
         }
@@ -341,6 +345,15 @@ pub(super) struct Forgetting<'a> {
     keys: Vec<String>,
 }
 
+impl Forgetting<'_> {
+    fn nothing() -> Self {
+        Self {
+            cache: None,
+            keys: Vec::new(),
+        }
+    }
+}
+
 impl Drop for Forgetting<'_> {
     fn drop(&mut self) {
         if let Some(cache) = self.cache {
@@ -361,7 +374,7 @@ impl SessionStore for RedisStore {
         let live = |record: &Record| expiry.is_live(&record.metadata);
         let reading = self.cache().filter(|_| !self.read_through);
         let ticket = match reading.map(|cache| cache.lookup(&key)) {
-            Some(Lookup::Hit(record)) => return Ok(record.filter(live)),
+            Some(Lookup::Hit(Cached::Session(record))) => return Ok(record.filter(live)),
             Some(Lookup::Miss(ticket)) => Some(ticket),
             Some(Lookup::Bypass) | None => None,
         };
@@ -373,7 +386,7 @@ impl SessionStore for RedisStore {
             .map_err(StoreError::backend)?;
         let record = codec::decode_record(codec::hash_entries(reply)?)?.map(|(record, _)| record);
         if let (Some(cache), Some(ticket)) = (reading, ticket) {
-            cache.fill(&key, ticket, record.clone());
+            cache.fill(&key, ticket, Cached::Session(record.clone()));
         }
         Ok(record.filter(live))
     }
