@@ -55,6 +55,8 @@ mod service;
 mod session;
 mod snapshot;
 pub mod store;
+#[cfg(feature = "token")]
+mod token;
 mod trailers;
 mod writeback;
 
@@ -76,6 +78,9 @@ pub use crate::store::redis::{DurableRevocationsError, RedisConnection, RedisSto
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub use crate::store::sealed::Sealed;
+#[cfg(feature = "token")]
+#[cfg_attr(docsrs, doc(cfg(feature = "token")))]
+pub use crate::token::{MemoryRevocations, RevocationState, Revocations, TokenSessions};
 pub use crate::trailers::{TrailersBody, TrailersFuture, TrailersLayer, TrailersService};
 pub use ::cookie::SameSite;
 

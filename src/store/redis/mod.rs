@@ -2,7 +2,7 @@
 //!
 //! One concept per file: `store.rs` the store and its per-session calls, `user_index.rs`
 //! the per-user index behind log-out-everywhere, `cycle.rs` the two `cycle_id`
-//! algorithms, `durable.rs` waiting for replicas after revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
+//! algorithms, `durable.rs` waiting for replicas after revocations, `revocation.rs` token mode's revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
 //! `codec.rs` the hash layout, `conn.rs` single, cluster and Sentinel connections (`sentinel.rs` follows a failover).
 
 mod codec;
@@ -10,6 +10,8 @@ mod conn;
 mod cycle;
 mod durable;
 mod eviction;
+#[cfg(feature = "token")]
+mod revocation;
 mod scripts;
 mod sentinel;
 mod store;

@@ -1,0 +1,117 @@
+//! Token mode's revocations in Redis, under the store's prefix so that whatever watches
+//! the prefix (the coherent cache) sees them too:
+//!
+//! - `<prefix>revoked:{<hashed ID>}` — a string, present while the session is revoked;
+//!   `PEXPIRE` at its absolute deadline, after which its token is dead anyway.
+//! - `<prefix>nbf:{<base64url SHA-256 of the user ID>}` — the user's "not before" time
+//!   (ms since the epoch): bindings made earlier are revoked. TTL: the absolute lifetime.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use super::codec;
+use super::store::RedisStore;
+use crate::store::{HashedId, StoreError, Timestamp};
+use crate::token::{RevocationState, Revocations};
+
+impl RedisStore {
+    fn revoked_key(&self, hashed: &str) -> String {
+        format!("{}revoked:{{{hashed}}}", self.prefix)
+    }
+
+    fn not_before_key(&self, user_id: &str) -> String {
+        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(user_id.as_bytes()));
+        format!("{}nbf:{{{digest}}}", self.prefix)
+    }
+
+    /// The per-request read: whether the session key exists, and the user's "not before"
+    /// time. Plain commands, one per key (on a cluster they live in different slots).
+    pub(super) async fn revocation_state(
+        &self,
+        session_key: &str,
+        user_key: Option<&str>,
+    ) -> Result<(bool, Option<u64>), StoreError> {
+        let mut conn = self.conn.clone();
+        let revoked: bool = ::redis::cmd("EXISTS")
+            .arg(session_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        let Some(user_key) = user_key else {
+            return Ok((revoked, None));
+        };
+        let not_before: Option<u64> = ::redis::cmd("GET")
+            .arg(user_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok((revoked, not_before))
+    }
+}
+
+impl Revocations for RedisStore {
+    async fn revoke_session(
+        &self,
+        id: &HashedId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let ttl = codec::millis(until.saturating_since(now));
+        if ttl == 0 {
+            return Ok(());
+        }
+        let mut command = ::redis::cmd("SET");
+        command
+            .arg(self.revoked_key(id.as_str()))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl);
+        self.revoke(|store| async move {
+            command
+                .query_async::<()>(&mut store.conn.clone())
+                .await
+                .map_err(StoreError::backend)
+        })
+        .await
+    }
+
+    async fn revoke_user(
+        &self,
+        user_id: &str,
+        not_before: Timestamp,
+        keep_for: Duration,
+    ) -> Result<(), StoreError> {
+        let mut command = ::redis::cmd("SET");
+        command
+            .arg(self.not_before_key(user_id))
+            .arg(not_before.as_millis())
+            .arg("PX")
+            .arg(codec::millis(keep_for).max(1));
+        self.revoke(|store| async move {
+            command
+                .query_async::<()>(&mut store.conn.clone())
+                .await
+                .map_err(StoreError::backend)
+        })
+        .await
+    }
+
+    async fn revocation_state(
+        &self,
+        id: &HashedId,
+        user_id: Option<&str>,
+        _now: Timestamp,
+    ) -> Result<RevocationState, StoreError> {
+        let session_key = self.revoked_key(id.as_str());
+        let user_key = user_id.map(|user| self.not_before_key(user));
+        let (revoked, not_before) =
+            RedisStore::revocation_state(self, &session_key, user_key.as_deref()).await?;
+        Ok(RevocationState::new(
+            revoked,
+            not_before.map(Timestamp::from_millis),
+        ))
+    }
+}
