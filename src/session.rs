@@ -339,9 +339,9 @@ impl Session {
                     Some(record) => {
                         if state.seen == Seen::NotLoaded {
                             // A token a retiring key sealed is re-sealed: a refresh does it.
-                            let needs_refresh =
-                                (shared.config.expiry).needs_refresh(&record.metadata, &expiry)
-                                    || shared.reseals(incoming);
+                            let needs_refresh = (shared.config.expiry)
+                                .needs_refresh(&record.metadata, &expiry)
+                                || shared.reseals(incoming);
                             state.seen = Seen::Live { needs_refresh };
                         }
                     }

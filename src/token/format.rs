@@ -168,7 +168,10 @@ mod tests {
     fn round_trips_and_predicts_its_length() {
         for original in [
             contents(None, &[]),
-            contents(Some("alice"), &[("cart", "[1,2]"), ("n", "3"), ("", "\"\"")]),
+            contents(
+                Some("alice"),
+                &[("cart", "[1,2]"), ("n", "3"), ("", "\"\"")],
+            ),
             contents(Some(""), &[("é", "\"ü\"")]),
         ] {
             let bytes = encode(&original).unwrap();

@@ -105,7 +105,9 @@ impl<R: Revocations> DynRevocations for R {
         not_before: Timestamp,
         keep_for: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(Revocations::revoke_user(self, user_id, not_before, keep_for))
+        Box::pin(Revocations::revoke_user(
+            self, user_id, not_before, keep_for,
+        ))
     }
 
     fn revocation_state<'a>(

@@ -25,8 +25,8 @@ impl Session {
             }
             _ => None,
         };
-        let mut record = base
-            .unwrap_or_else(|| Record::new(HashMap::new(), Metadata::new(shared.expiry().now)));
+        let mut record =
+            base.unwrap_or_else(|| Record::new(HashMap::new(), Metadata::new(shared.expiry().now)));
         // A rejected increment fails the write-back (409) anyway; nothing to measure.
         if state.changes.apply_to(&mut record).is_err() {
             return Ok(());

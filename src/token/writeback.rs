@@ -43,13 +43,27 @@ async fn execute(
             }
         }
         Write::Apply(target, changes) => match live(tokens, &target, expiry).await? {
-            Some(contents) => reseal(config, tokens, contents, contents.id.clone(), &changes, expiry),
+            Some(contents) => reseal(
+                config,
+                tokens,
+                contents,
+                contents.id.clone(),
+                &changes,
+                expiry,
+            ),
             None => gone(config, tokens, &target, &changes, expiry),
         },
         Write::Touch(target) => match &target.session.contents {
             Some(contents) => {
                 let changes = ChangeSet::default();
-                reseal(config, tokens, contents, contents.id.clone(), &changes, expiry)
+                reseal(
+                    config,
+                    tokens,
+                    contents,
+                    contents.id.clone(),
+                    &changes,
+                    expiry,
+                )
             }
             None => Ok(CookieUpdate::Keep),
         },
