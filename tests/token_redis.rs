@@ -1,1 +1,286 @@
-//! placeholder
+//! Token mode with revocations in Redis, across two instances (two layers, each with its
+//! own connection), on a single server and on a cluster: a logout on one instance kills
+//! the cookie on the other, log-out-everywhere kills tokens issued anywhere, and an
+//! unreachable Redis fails closed (or open, if chosen).
+
+#![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::{header, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use support::{RedisCluster, RedisServer};
+use tower::ServiceExt;
+use tower_stateless::{Key, RedisStore, Session, SessionLayer, TokenSessions};
+
+fn key() -> Key {
+    Key::from_bytes(&[7; 32]).unwrap()
+}
+
+/// One instance: token mode, revocations in `store`.
+fn instance(store: RedisStore, fail_open: bool) -> Router {
+    let tokens = TokenSessions::new()
+        .with_revocations(store)
+        .with_fail_open(fail_open);
+    let handle = tokens.clone();
+    Router::new()
+        .route(
+            "/login/{user}",
+            post(|session: Session, Path(user): Path<String>| async move {
+                session.cycle_id();
+                session.insert("user", &user)?;
+                session.set_user_id(user);
+                Ok::<_, tower_stateless::Error>("welcome")
+            }),
+        )
+        .route(
+            "/me",
+            get(|session: Session| async move {
+                match session.get::<String>("user").await {
+                    Ok(Some(user)) => user.into_response(),
+                    Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
+                    Err(error) => error.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/logout",
+            post(|session: Session| async move { session.destroy() }),
+        )
+        .route(
+            "/logout-everywhere",
+            post(move |session: Session| {
+                let tokens = handle.clone();
+                async move {
+                    let user = session.user_id().await?.unwrap_or_default();
+                    tokens
+                        .destroy_sessions_of_user(&user, session.expiry())
+                        .await
+                        .map(|()| "bye")
+                }
+            }),
+        )
+        .layer(SessionLayer::with_tokens(tokens, key()))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .filter(|c| !c.contains("Max-Age=0"))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+            .next_back()
+    }
+}
+
+async fn send(app: &Router, method: &str, path: &str, cookie: Option<&str>) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn login(app: &Router, user: &str) -> String {
+    let reply = send(app, "POST", &format!("/login/{user}"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.cookie().unwrap()
+}
+
+/// Rounds of: log in on A, read on B, log out on A, replay the cookie on B. Returns
+/// how many replays B accepted.
+async fn logout_rounds(a: &Router, b: &Router, rounds: usize) -> usize {
+    let mut accepted = 0;
+    for round in 0..rounds {
+        let cookie = login(a, &format!("user-{round}")).await;
+        let before = send(b, "GET", "/me", Some(&cookie)).await;
+        assert_eq!(before.status, StatusCode::OK, "round {round}: live on B");
+        let logout = send(a, "POST", "/logout", Some(&cookie)).await;
+        assert_eq!(logout.status, StatusCode::OK, "round {round}: logout");
+        if send(b, "GET", "/me", Some(&cookie)).await.status != StatusCode::UNAUTHORIZED {
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+#[tokio::test]
+async fn a_logout_on_one_instance_kills_the_cookie_on_the_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    let b = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    assert_eq!(logout_rounds(&a, &b, 1000).await, 0, "replays accepted");
+}
+
+#[tokio::test]
+async fn a_logout_on_one_instance_kills_the_cookie_on_the_other_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let a = instance(
+        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
+        false,
+    );
+    let b = instance(
+        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
+        false,
+    );
+    assert_eq!(logout_rounds(&a, &b, 1000).await, 0, "replays accepted");
+}
+
+async fn everywhere(a: &Router, b: &Router) {
+    let mut alice = Vec::new();
+    for app in [a, b, a, b] {
+        alice.push(login(app, "alice").await);
+    }
+    let bob = login(b, "bob").await;
+    let reply = send(b, "POST", "/logout-everywhere", Some(&alice[0])).await;
+    assert_eq!(reply.body, "bye");
+    for cookie in &alice {
+        for app in [a, b] {
+            let reply = send(app, "GET", "/me", Some(cookie)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "alice's tokens are dead"
+            );
+        }
+    }
+    assert_eq!(send(a, "GET", "/me", Some(&bob)).await.body, "bob");
+    // Bindings made after the logout are not affected.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = login(a, "alice").await;
+    assert_eq!(send(b, "GET", "/me", Some(&again)).await.body, "alice");
+}
+
+#[tokio::test]
+async fn log_out_everywhere_revokes_tokens_issued_on_every_instance() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    let b = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    everywhere(&a, &b).await;
+}
+
+#[tokio::test]
+async fn log_out_everywhere_revokes_tokens_issued_on_every_instance_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let a = instance(
+        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
+        false,
+    );
+    let b = instance(
+        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
+        false,
+    );
+    everywhere(&a, &b).await;
+}
+
+#[tokio::test]
+async fn revocations_live_under_the_prefix_until_the_deadlines() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_prefix("app:")
+        .unwrap();
+    let app = instance(store, false);
+    let first = login(&app, "carol").await;
+    let again = send(&app, "POST", "/login/carol", Some(&first)).await;
+    let cookie = again.cookie().unwrap();
+    send(&app, "POST", "/logout-everywhere", Some(&cookie)).await;
+    send(&app, "POST", "/logout", Some(&cookie)).await;
+    let keys = server.cli(&["--scan"]);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort_unstable();
+    let user = URL_SAFE_NO_PAD.encode(Sha256::digest(b"carol"));
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.contains(&format!("app:nbf:{{{user}}}").as_str()),
+        "{keys:?}"
+    );
+    let revoked: Vec<&&str> = keys
+        .iter()
+        .filter(|k| k.starts_with("app:revoked:{"))
+        .collect();
+    // The second login revoked the ID it cycled away from, the logout the new one.
+    assert_eq!(revoked.len(), 2, "{keys:?}");
+    let week = 7 * 24 * 3600 * 1000;
+    for key in keys {
+        let ttl: i64 = server.cli(&["PTTL", key]).trim().parse().unwrap();
+        assert!(ttl > week - 60_000 && ttl <= week, "{key}: {ttl} ms");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_closed_unless_told_to_fail_open() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let closed = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    let open = instance(RedisStore::connect(&server.url()).await.unwrap(), true);
+    let cookie = login(&closed, "dave").await;
+    server.stop();
+    let refused = send(&closed, "GET", "/me", Some(&cookie)).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(refused.cookie(), None, "cookie kept");
+    let served = send(&open, "GET", "/me", Some(&cookie)).await;
+    assert_eq!(
+        (served.status, served.body.as_str()),
+        (StatusCode::OK, "dave")
+    );
+    let logout = send(&closed, "POST", "/logout", Some(&cookie)).await;
+    assert_eq!(
+        logout.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "logout not recorded"
+    );
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = send(&closed, "GET", "/me", Some(&cookie)).await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.body, "dave");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", reply.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
