@@ -212,13 +212,13 @@ impl Session {
     ) -> Result<R, Error> {
         let mut state = self.shared.lock();
         #[cfg(feature = "token")]
-        if let Backend::Tokens(tokens) = &self.shared.config.backend {
+        if matches!(self.shared.config.backend, Backend::Tokens(_)) {
             let before = state.changes.clone();
             let result = change(&mut state.changes);
             let fits = result
                 .as_ref()
                 .map_err(Clone::clone)
-                .and_then(|_| self.fits(tokens, &state));
+                .and_then(|_| self.fits(&state));
             if let Err(error) = fits {
                 state.changes = before;
                 return Err(error);
@@ -341,7 +341,7 @@ impl Session {
                             // A token a retiring key sealed is re-sealed: a refresh does it.
                             let needs_refresh = (shared.config.expiry)
                                 .needs_refresh(&record.metadata, &expiry)
-                                || shared.reseals(incoming);
+                                || reseals(incoming);
                             state.seen = Seen::Live { needs_refresh };
                         }
                     }
@@ -425,17 +425,6 @@ impl Shared {
         }
     }
 
-    /// Whether the request's token must be re-sealed even if nothing changed: token mode,
-    /// opened by a retiring key.
-    fn reseals(&self, incoming: &Incoming) -> bool {
-        #[cfg(feature = "token")]
-        if incoming.contents.is_some() {
-            return incoming.verified == Verified::Retiring;
-        }
-        let _ = incoming;
-        false
-    }
-
     /// The expiry rules at this request's `now`.
     pub(crate) fn expiry(&self) -> Expiry {
         *self.expiry.get_or_init(|| self.config.expiry.at_now())
@@ -508,6 +497,17 @@ impl Shared {
             state.failure = Some(error.clone());
         }
     }
+}
+
+/// Whether the request's token must be re-sealed even if nothing changed: token mode,
+/// opened by a retiring key.
+fn reseals(incoming: &Incoming) -> bool {
+    #[cfg(feature = "token")]
+    if incoming.contents.is_some() {
+        return incoming.verified == Verified::Retiring;
+    }
+    let _ = incoming;
+    false
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {

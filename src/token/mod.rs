@@ -137,18 +137,10 @@ impl Tokens {
     /// The token for `contents`, or [`ErrorKind::TooLarge`] if `name=token` would not
     /// fit in a cookie: the layer never sends one browsers would drop.
     pub(crate) fn seal(&self, name: &str, contents: &Contents) -> Result<String, Error> {
-        self.check_budget(name, &contents.record)?;
+        check_budget(name, &contents.record)?;
         self.sealer
             .seal(name, contents)
             .ok_or_else(|| Error::of_kind(ErrorKind::TooLarge))
-    }
-
-    /// Whether `record` sealed fits in a cookie named `name`.
-    pub(crate) fn check_budget(&self, name: &str, record: &Record) -> Result<(), Error> {
-        match format::encoded_len(record) {
-            Some(len) if seal::fits(name, len) => Ok(()),
-            _ => Err(Error::of_kind(ErrorKind::TooLarge)),
-        }
     }
 
     /// Whether the token is live at `expiry`: within both deadlines (from its sealed
@@ -166,11 +158,12 @@ impl Tokens {
         let hashed = contents.id.hashed();
         let call = revocations.revocation_state(&hashed, user, expiry.now);
         match self.call("revocation_state", call).await {
-            Ok(state) => Ok(!state.session_revoked
-                && !(user.is_some()
-                    && state
-                        .user_not_before
-                        .is_some_and(|not_before| contents.bound_at < not_before))),
+            Ok(state) => {
+                let user_revoked = user.is_some()
+                    && (state.user_not_before)
+                        .is_some_and(|not_before| contents.bound_at < not_before);
+                Ok(!(state.session_revoked || user_revoked))
+            }
             Err(error) if self.settings.fail_open && error.is_unavailable() => {
                 tracing::warn!(
                     error = %error.chain(),
@@ -209,6 +202,14 @@ impl Tokens {
         };
         metrics::store_call(operation, outcome, started.elapsed());
         result
+    }
+}
+
+/// Whether `record` sealed fits in a cookie named `name`.
+pub(crate) fn check_budget(name: &str, record: &Record) -> Result<(), Error> {
+    match format::encoded_len(record) {
+        Some(len) if seal::fits(name, len) => Ok(()),
+        _ => Err(Error::of_kind(ErrorKind::TooLarge)),
     }
 }
 
