@@ -284,3 +284,35 @@ async fn an_unreachable_redis_fails_closed_unless_told_to_fail_open() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_least_privilege_user_with_the_token_acl_commands_suffices() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut acl: Vec<String> = ["ACL", "SETUSER", "app", "on", ">pw", "resetkeys", "~t:*"]
+        .map(String::from)
+        .to_vec();
+    for commands in [RedisStore::ACL_COMMANDS, RedisStore::TOKEN_ACL_COMMANDS] {
+        acl.extend(commands.split_whitespace().map(String::from));
+    }
+    server.cli(&acl.iter().map(String::as_str).collect::<Vec<_>>());
+    let url = format!("redis://app:pw@{}", server.addr());
+    let connect = || async {
+        RedisStore::connect(&url)
+            .await
+            .unwrap()
+            .with_prefix("t:")
+            .unwrap()
+    };
+    let (a, b) = (
+        instance(connect().await, false),
+        instance(connect().await, false),
+    );
+    assert_eq!(logout_rounds(&a, &b, 20).await, 0, "replays accepted");
+    let cookie = login(&a, "erin").await;
+    let reply = send(&b, "POST", "/logout-everywhere", Some(&cookie)).await;
+    assert_eq!(reply.body, "bye");
+    let replay = send(&a, "GET", "/me", Some(&cookie)).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+}

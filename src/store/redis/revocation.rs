@@ -18,6 +18,11 @@ use crate::store::{HashedId, StoreError, Timestamp};
 use crate::token::{RevocationState, Revocations};
 
 impl RedisStore {
+    /// The commands token mode's revocations add to [`ACL_COMMANDS`](Self::ACL_COMMANDS),
+    /// as Redis ACL rules, for a least-privilege user of a store used as
+    /// [`Revocations`](crate::Revocations).
+    pub const TOKEN_ACL_COMMANDS: &'static str = "+exists +get +set";
+
     fn revoked_key(&self, hashed: &str) -> String {
         format!("{}revoked:{{{hashed}}}", self.prefix)
     }
@@ -28,27 +33,26 @@ impl RedisStore {
     }
 
     /// The per-request read: whether the session key exists, and the user's "not before"
-    /// time. Plain commands, one per key (on a cluster they live in different slots).
+    /// time. Plain commands, one per key (on a cluster they live in different slots),
+    /// sent together on the multiplexed connection: one round trip's wait.
     pub(super) async fn revocation_state(
         &self,
         session_key: &str,
         user_key: Option<&str>,
     ) -> Result<(bool, Option<u64>), StoreError> {
-        let mut conn = self.conn.clone();
-        let revoked: bool = ::redis::cmd("EXISTS")
-            .arg(session_key)
-            .query_async(&mut conn)
-            .await
-            .map_err(StoreError::backend)?;
+        let (mut exists_conn, mut get_conn) = (self.conn.clone(), self.conn.clone());
+        let mut exists = ::redis::cmd("EXISTS");
+        exists.arg(session_key);
+        let revoked = exists.query_async::<bool>(&mut exists_conn);
         let Some(user_key) = user_key else {
-            return Ok((revoked, None));
+            return Ok((revoked.await.map_err(StoreError::backend)?, None));
         };
-        let not_before: Option<u64> = ::redis::cmd("GET")
-            .arg(user_key)
-            .query_async(&mut conn)
+        let mut get = ::redis::cmd("GET");
+        get.arg(user_key);
+        let not_before = get.query_async::<Option<u64>>(&mut get_conn);
+        futures_util::future::try_join(revoked, not_before)
             .await
-            .map_err(StoreError::backend)?;
-        Ok((revoked, not_before))
+            .map_err(StoreError::backend)
     }
 }
 
