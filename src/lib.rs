@@ -85,7 +85,13 @@ pub use crate::trailers::{TrailersBody, TrailersFuture, TrailersLayer, TrailersS
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.
-#[cfg(all(doctest, feature = "axum", feature = "redis", feature = "encryption"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "redis",
+    feature = "encryption",
+    feature = "token"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

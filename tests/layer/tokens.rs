@@ -362,6 +362,12 @@ async fn capacity_in_values_of_typical_sizes() {
     // Each value under its own short key ("k0", "k1", ...), a JSON string of `len`
     // characters, default cookie name `__Host-id`, no user.
     let app = plain(|layer| layer);
+    // The smallest session, one short value: 144 bytes of name and value, where a
+    // store-mode cookie is always 86 (`__Host-id=` and a 76-character token).
+    let small = app.send("POST", "/set/a/1", None).await.cookie().unwrap();
+    assert_eq!(small.len(), 144);
+    let signed = crate::App::new().send("POST", "/set/a/1", None).await;
+    assert_eq!(signed.cookie().unwrap().len(), 86);
     let mut capacity = Vec::new();
     for len in [8, 32, 100, 500, 1000] {
         let reply = app.send("POST", &format!("/fill-many/{len}"), None).await;
@@ -384,8 +390,14 @@ async fn logout_and_new_ids_revoke_tokens() {
     let watched = Watched::default();
     let app = revocable(&watched);
     let anonymous = app.send("POST", "/set/a/1", None).await.cookie().unwrap();
+    assert_eq!(watched.calls(), 0, "a new session needs no call");
     let login = app.send("POST", "/login/alice", Some(&anonymous)).await;
     let alice = login.cookie().unwrap();
+    assert_eq!(
+        watched.calls(),
+        2,
+        "cycle_id unread: one check, one revocation"
+    );
     let replay = app.send("GET", "/get/a", Some(&anonymous)).await;
     assert_eq!(
         replay.status,
@@ -448,6 +460,34 @@ async fn log_out_everywhere_revokes_every_token_of_the_user() {
         one.send("GET", "/get/user", Some(&again)).await.body,
         "\"alice\""
     );
+}
+
+#[tokio::test]
+async fn concurrent_writes_race_and_an_old_cookie_brings_back_old_state() {
+    let app = plain(|layer| layer);
+    let first = app.send("POST", "/set/a/1", None).await.cookie().unwrap();
+    // Two requests sent with the same cookie, as concurrent ones are: each response
+    // seals its own copy, and whichever the browser stores last is the session.
+    let with_b = app
+        .send("POST", "/set/b/2", Some(&first))
+        .await
+        .cookie()
+        .unwrap();
+    let with_c = app
+        .send("POST", "/set/c/3", Some(&first))
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(app.send("GET", "/keys", Some(&with_b)).await.body, "a,b");
+    assert_eq!(app.send("GET", "/keys", Some(&with_c)).await.body, "a,c");
+    // A cookie from before a change still opens, with the state it sealed.
+    let removed = app
+        .send("POST", "/remove/a", Some(&with_c))
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(app.send("GET", "/keys", Some(&removed)).await.body, "c");
+    assert_eq!(app.send("GET", "/keys", Some(&with_c)).await.body, "a,c");
 }
 
 #[tokio::test]
