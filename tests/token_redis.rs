@@ -316,3 +316,31 @@ async fn a_least_privilege_user_with_the_token_acl_commands_suffices() {
     let replay = send(&a, "GET", "/me", Some(&cookie)).await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
 }
+
+/// What SECURITY.md warns of: revocations live in Redis, so a Redis that restarts
+/// without persistence forgets them, and a logged-out cookie opens again.
+#[tokio::test]
+async fn a_redis_restart_without_persistence_forgets_revocations() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let app = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    let cookie = login(&app, "frank").await;
+    send(&app, "POST", "/logout", Some(&cookie)).await;
+    let replay = send(&app, "GET", "/me", Some(&cookie)).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = send(&app, "GET", "/me", Some(&cookie)).await;
+        if reply.status != StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (StatusCode::OK, "frank")
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Redis came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
