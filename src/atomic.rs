@@ -43,6 +43,8 @@ impl Session {
         if let Some(sum) = self.fold_into_pending(key, |pending| add_to_stored(pending, delta))? {
             return Ok(sum);
         }
+        // Without feature `token` the match has one arm.
+        #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
         let store = match &self.shared.config.backend {
             Backend::Store(store) => store,
             #[cfg(feature = "token")]
@@ -94,6 +96,8 @@ impl Session {
         if folding.is_some() {
             return Ok(folded.flatten());
         }
+        // Without feature `token` the match has one arm.
+        #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
         let store = match &self.shared.config.backend {
             Backend::Store(store) => store,
             #[cfg(feature = "token")]

@@ -25,6 +25,8 @@ const ID_ATTEMPTS: usize = 3;
 
 /// Runs `write` against the layer's store at the request's `expiry`.
 pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Outcome {
+    // Without feature `token` the match has one arm.
+    #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
     let store = match &config.backend {
         Backend::Store(store) => store,
         #[cfg(feature = "token")]
