@@ -22,6 +22,10 @@
 //! # let _ = app;
 //! ```
 //!
+//! With feature `token`, `SessionLayer::with_tokens` keeps each session sealed in its
+//! own cookie instead (no store; optional revocations): same `Session` API, trade-offs in
+//! the README's "Token mode".
+//!
 //! Applications use the items at the crate root; store authors implement
 //! [`store::SessionStore`] and run the `conformance` suite (feature `conformance`). See
 //! `ARCHITECTURE.md` for the path of a request and the store contract.

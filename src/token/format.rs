@@ -19,8 +19,8 @@ const VERSION: u8 = 1;
 /// Bytes before the user: version, ID, two timestamps.
 const HEADER_LEN: usize = 1 + ID_LEN + 8 + 8;
 
-/// A session as a token carries it.
-#[derive(Clone)]
+/// A session as a token carries it. `Debug` shows no ID, user or value (theirs redact).
+#[derive(Clone, Debug)]
 pub(crate) struct Contents {
     pub(crate) id: SessionId,
     pub(crate) record: Record,

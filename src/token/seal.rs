@@ -116,6 +116,55 @@ mod tests {
         }
     }
 
+    mod properties {
+        use proptest::collection::{hash_map, vec};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_contents() -> impl Strategy<Value = Contents> {
+            (
+                hash_map(".{0,12}", ".{0,40}", 0..8),
+                proptest::option::of(".{0,20}"),
+                any::<u32>(),
+            )
+                .prop_map(|(data, user, at)| {
+                    // A binding time is carried only with a user.
+                    let bound_at = user.as_ref().map_or(0, |_| u64::from(at) + 1);
+                    let mut metadata = Metadata::new(Timestamp::from_millis(u64::from(at)));
+                    metadata.user_id = user;
+                    Contents {
+                        id: SessionId::generate().unwrap(),
+                        record: Record::new(data, metadata),
+                        bound_at: Timestamp::from_millis(bound_at),
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn seal_then_open_round_trips(contents in any_contents()) {
+                let sealer = Sealer::new(&Keys::new(Key::from_bytes(&[3; 32]).unwrap()));
+                let token = sealer.seal("id", &contents).unwrap();
+                let (opened, verified) = sealer.open("id", token.as_bytes()).unwrap();
+                prop_assert_eq!(verified, Verified::Signing);
+                prop_assert!(opened.id == contents.id);
+                prop_assert!(opened.record == contents.record);
+                prop_assert_eq!(opened.bound_at, contents.bound_at);
+                prop_assert_eq!(token.len(), sealed_len(format::encode(&contents).unwrap().len()));
+            }
+
+            #[test]
+            fn any_bytes_are_refused_without_panicking(bytes in vec(any::<u8>(), 0..300)) {
+                let sealer = Sealer::new(&Keys::new(Key::from_bytes(&[3; 32]).unwrap()));
+                prop_assert!(sealer.open("id", &bytes).is_err());
+                prop_assert!(format::decode(&bytes).is_none() || bytes.first() == Some(&1));
+            }
+        }
+    }
+
     #[test]
     fn sealed_len_is_exact() {
         let sealer = Sealer::new(&Keys::new(Key::from_bytes(&[1; 32]).unwrap()));
