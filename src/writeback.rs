@@ -157,7 +157,7 @@ async fn limit_sessions(
     }
 }
 
-pub(crate) fn rejected(config: &Config, reason: Rejected, target: &Target) {
+fn rejected(config: &Config, reason: Rejected, target: &Target) {
     let hashed = target.session.hashed();
     (config.events).rejected(reason, Clue::Session(hashed.as_str()));
 }
@@ -180,7 +180,7 @@ async fn create(
     Err(ids_exhausted())
 }
 
-pub(crate) fn generate_id() -> Result<SessionId, Error> {
+fn generate_id() -> Result<SessionId, Error> {
     SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))
 }
 

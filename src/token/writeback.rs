@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use super::{bound_at, Contents, Tokens};
 use crate::config::Config;
 use crate::error::Error;
+use crate::error::ErrorKind;
+use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::id::SessionId;
 use crate::keys::Rejected;
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::record::{ChangeSet, Metadata, Record};
-use crate::writeback::{generate_id, rejected};
 
 /// Runs `write` in token mode at the request's `expiry`.
 pub(crate) async fn run(config: &Config, tokens: &Tokens, write: Write, expiry: Expiry) -> Outcome {
@@ -71,7 +72,7 @@ async fn execute(
             let Some(contents) = live(tokens, &target, expiry).await? else {
                 return gone(config, tokens, &target, &changes, expiry);
             };
-            let cookie = reseal(config, tokens, contents, generate_id()?, &changes, expiry)?;
+            let cookie = reseal(config, tokens, contents, fresh_id()?, &changes, expiry)?;
             // The old token must die with its ID: only then is the new one handed out.
             tokens.revoke(contents, expiry).await?;
             Ok(cookie)
@@ -127,7 +128,8 @@ fn gone(
     changes: &ChangeSet,
     expiry: Expiry,
 ) -> Result<CookieUpdate, Error> {
-    rejected(config, Rejected::Unknown, target);
+    let hashed = target.session.hashed();
+    (config.events).rejected(Rejected::Unknown, Clue::Session(hashed.as_str()));
     if !changes.adds_anything() {
         return Ok(CookieUpdate::Keep);
     }
@@ -144,11 +146,15 @@ fn create(
     let mut record = Record::new(HashMap::new(), Metadata::new(expiry.now));
     changes.apply_to(&mut record)?;
     let sealed = Contents {
-        id: generate_id()?,
+        id: fresh_id()?,
         record,
         bound_at: expiry.now,
     };
     tokens
         .seal(config.carrier.name(), &sealed)
         .map(CookieUpdate::Sealed)
+}
+
+fn fresh_id() -> Result<SessionId, Error> {
+    SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))
 }
