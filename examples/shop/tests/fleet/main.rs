@@ -588,6 +588,17 @@ impl Drop for FleetProcess {
 /// must not read the serving variables (PORT here is not a port).
 #[test]
 fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
+    shop_fleet_command(&[], "store");
+}
+
+/// The same in token mode (`--session-mode token`): a logout through nginx makes the
+/// cookie dead on whichever instance the next request reaches.
+#[test]
+fn shop_fleet_runs_in_token_mode() {
+    shop_fleet_command(&["--session-mode", "token"], "token");
+}
+
+fn shop_fleet_command(extra: &[&str], mode: &str) {
     use std::io::{BufRead as _, BufReader};
     use std::process::{Command, Stdio};
 
@@ -598,11 +609,13 @@ fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
     let mut fleet = FleetProcess(
         Command::new(env!("CARGO_BIN_EXE_shop"))
             .args(["fleet", "--port", "0"])
+            .args(extra)
             .env("FLEET_INSTANCES", "2")
             .env("PORT", "not-a-port")
             .env("RUST_LOG", "warn")
             .env_remove("REDIS_URL")
             .env_remove("FLEET_PORT")
+            .env_remove("SESSION_MODE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -636,10 +649,32 @@ fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
         .and_then(|url| url.strip_prefix("http://127.0.0.1:"))
         .unwrap_or_else(|| panic!("no URL in {:?}", printed[0]));
     let port: u16 = url.parse().expect("nginx's port");
+    assert!(
+        printed[0].contains(&format!("({mode} mode)")),
+        "{printed:?}"
+    );
     let client = Client::new(port);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (reply, _) = runtime.block_on(client.request_retrying("GET", "/healthz", None, false));
     assert_eq!(reply.expect("GET /healthz through nginx").status, 200);
+    runtime.block_on(async {
+        login(&client).await;
+        let cookie = client.cookie();
+        for _ in 0..4 {
+            let me = client.request("GET", "/me", None).await.expect("GET /me");
+            assert_eq!(me.status, 200, "logged in on every instance");
+        }
+        let logout = client
+            .request("POST", "/logout", None)
+            .await
+            .expect("logout");
+        assert_eq!(logout.status, 204);
+        let replay = Client::with_cookie(port, cookie);
+        for _ in 0..4 {
+            let me = replay.request("GET", "/me", None).await.expect("GET /me");
+            assert_eq!(me.status, 401, "the logged-out cookie is dead everywhere");
+        }
+    });
 
     // What it started: its children, each leading a process group.
     let groups = shop::fleet::children(pid);
