@@ -544,3 +544,34 @@ fn token_mode_refuses_a_session_limit_and_debug_shows_no_secret() {
     assert!(text.contains("Tokens"), "{text}");
     assert!(!text.contains("[1, 1"), "{text}");
 }
+
+#[tokio::test]
+async fn sealed_sessions_travel_in_a_header_bound_to_its_name() {
+    let name = header::HeaderName::from_static("x-session");
+    let app = plain(|layer| layer.with_header(name.clone()));
+    let send = |method: &str, path: &str, token: Option<&str>| {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(name.clone(), token);
+        }
+        app.request(request.body(Body::empty()).unwrap())
+    };
+    let first = send("POST", "/set/a/1", None).await;
+    assert!(first.set_cookies().is_empty(), "no cookie in header mode");
+    let token = first.headers["x-session"].to_str().unwrap().to_owned();
+    let read = send("GET", "/get/a", Some(&token)).await;
+    assert_eq!(read.body, "\"1\"");
+    assert!(
+        !read.headers.contains_key("x-session"),
+        "not resent when unchanged"
+    );
+    // A token sealed for the cookie does not open as the header's, nor the reverse.
+    let cookie = plain(|layer| layer).send("POST", "/set/a/1", None).await;
+    let cookie_token = token_of(&cookie.cookie().unwrap()).to_owned();
+    assert_eq!(
+        send("GET", "/get/a", Some(&cookie_token)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let logout = send("POST", "/logout", Some(&token)).await;
+    assert_eq!(logout.headers["x-session"], "", "an empty header ends it");
+}
