@@ -24,6 +24,7 @@ struct Watched {
     inner: MemoryRevocations,
     calls: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    stalling: Arc<AtomicBool>,
 }
 
 impl Watched {
@@ -35,8 +36,15 @@ impl Watched {
         self.failing.store(failing, Ordering::SeqCst);
     }
 
-    fn enter(&self) -> Result<(), StoreError> {
+    fn set_stalling(&self, stalling: bool) {
+        self.stalling.store(stalling, Ordering::SeqCst);
+    }
+
+    async fn enter(&self) -> Result<(), StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.stalling.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::backend("revocations unreachable"));
         }
@@ -51,7 +59,7 @@ impl Revocations for Watched {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.enter()?;
+        self.enter().await?;
         self.inner.revoke_session(id, until, now).await
     }
 
@@ -61,7 +69,7 @@ impl Revocations for Watched {
         not_before: Timestamp,
         keep_for: Duration,
     ) -> Result<(), StoreError> {
-        self.enter()?;
+        self.enter().await?;
         self.inner.revoke_user(user_id, not_before, keep_for).await
     }
 
@@ -71,7 +79,7 @@ impl Revocations for Watched {
         user_id: Option<&str>,
         now: Timestamp,
     ) -> Result<RevocationState, StoreError> {
-        self.enter()?;
+        self.enter().await?;
         self.inner.revocation_state(id, user_id, now).await
     }
 }
@@ -525,6 +533,20 @@ async fn an_unknown_revocation_state_fails_closed_by_default_or_open() {
     assert_eq!(
         closed.send("GET", "/get/a", Some(&cookie)).await.body,
         "\"1\""
+    );
+    // A revocation store that does not answer: the layer's store timeout ends the wait.
+    let tokens = TokenSessions::new().with_revocations(watched.clone());
+    let timed = App::tokens(tokens, Keys::new(key(1)), |layer| {
+        layer.with_store_timeout(Duration::from_millis(50))
+    });
+    watched.set_stalling(true);
+    let started = std::time::Instant::now();
+    let reply = timed.send("GET", "/get/a", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 }
 
