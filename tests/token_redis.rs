@@ -344,3 +344,31 @@ async fn a_redis_restart_without_persistence_forgets_revocations() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Instances' clocks differ: a log-out-everywhere stamped earlier than the one already
+/// recorded must not move the boundary back.
+#[tokio::test]
+async fn the_not_before_time_only_rises() {
+    use tower_stateless::store::{HashedId, Timestamp};
+    use tower_stateless::Revocations as _;
+
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
+    let day = Duration::from_secs(86_400);
+    let (later, earlier) = (Timestamp::from_millis(2_000), Timestamp::from_millis(1_000));
+    store.revoke_user("gina", later, day).await.unwrap();
+    store.revoke_user("gina", earlier, day).await.unwrap();
+    let id = HashedId::from_stored("x".repeat(43));
+    let state = store
+        .revocation_state(&id, Some("gina"), earlier)
+        .await
+        .unwrap();
+    assert_eq!(state.user_not_before, Some(later));
+    assert!(!state.session_revoked);
+    let raised = Timestamp::from_millis(3_000);
+    store.revoke_user("gina", raised, day).await.unwrap();
+    let state = store.revocation_state(&id, Some("gina"), raised).await;
+    assert_eq!(state.unwrap().user_not_before, Some(raised));
+}

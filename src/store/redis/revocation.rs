@@ -4,9 +4,13 @@
 //! - `<prefix>revoked:{<hashed ID>}` — a string, present while the session is revoked;
 //!   `PEXPIRE` at its absolute deadline, after which its token is dead anyway.
 //! - `<prefix>nbf:{<base64url SHA-256 of the user ID>}` — the user's "not before" time
-//!   (ms since the epoch): bindings made earlier are revoked. TTL: the absolute lifetime.
+//!   (ms since the epoch): bindings made earlier are revoked; a later log-out-everywhere
+//!   only ever raises it (one script). TTL: the absolute lifetime.
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use ::redis::Script;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -16,6 +20,20 @@ use super::codec;
 use super::store::RedisStore;
 use crate::store::{HashedId, StoreError, Timestamp};
 use crate::token::{RevocationState, Revocations};
+
+/// Sets the not-before time unless a later one is there (instances' clocks differ, and a
+/// log-out-everywhere must never move the boundary back), and renews the TTL.
+static RAISE_NOT_BEFORE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local wanted = tonumber(ARGV[1])
+if current > wanted then wanted = current end
+redis.call('SET', KEYS[1], string.format('%d', wanted), 'PX', ARGV[2])
+return wanted
+",
+    )
+});
 
 impl RedisStore {
     /// The commands token mode's revocations add to [`ACL_COMMANDS`](Self::ACL_COMMANDS),
@@ -88,16 +106,15 @@ impl Revocations for RedisStore {
         not_before: Timestamp,
         keep_for: Duration,
     ) -> Result<(), StoreError> {
-        let mut command = ::redis::cmd("SET");
-        command
-            .arg(self.not_before_key(user_id))
+        let mut invocation = RAISE_NOT_BEFORE.key(self.not_before_key(user_id));
+        invocation
             .arg(not_before.as_millis())
-            .arg("PX")
             .arg(codec::millis(keep_for).max(1));
         self.revoke(|store| async move {
-            command
-                .query_async::<()>(&mut store.conn.clone())
+            invocation
+                .invoke_async::<u64>(&mut store.conn.clone())
                 .await
+                .map(drop)
                 .map_err(StoreError::backend)
         })
         .await
