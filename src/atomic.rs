@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::config::Backend;
 use crate::error::{Error, ErrorKind};
 use crate::id::SessionId;
 use crate::keys::{Rejected, Verified};
 use crate::record::{add_to_stored, Metadata, Record};
 use crate::session::{decode, encode, Incoming, Session};
 use crate::snapshot::Seen;
-use crate::store::{Created, Incremented, Swapped};
+use crate::store::{Created, Incremented, StoreHandle, Swapped};
 
 /// Compare-and-set rounds before [`Session::update`] gives up on a key that keeps changing.
 const UPDATE_ATTEMPTS: usize = 16;
@@ -42,17 +43,21 @@ impl Session {
         if let Some(sum) = self.fold_into_pending(key, |pending| add_to_stored(pending, delta))? {
             return Ok(sum);
         }
+        // Without feature `token` the match has one arm.
+        #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
+        let store = match &self.shared.config.backend {
+            Backend::Store(store) => store,
+            #[cfg(feature = "token")]
+            Backend::Tokens(_) => return self.increment_sealed(key, delta).await,
+        };
         loop {
-            let Target::Live(target) = self.target().await? else {
-                self.start_session(key, delta.to_string()).await?;
+            let Target::Live(target) = self.target(store).await? else {
+                self.start_session(store, key, delta.to_string()).await?;
                 return Ok(delta);
             };
             let shared = &self.shared;
             let expiry = shared.expiry();
-            let call = shared
-                .config
-                .store
-                .increment(target.hashed(), key, delta, expiry);
+            let call = store.increment(target.hashed(), key, delta, expiry);
             match call
                 .await
                 .inspect_err(|error| shared.remember_failure(error))?
@@ -91,19 +96,26 @@ impl Session {
         if folding.is_some() {
             return Ok(folded.flatten());
         }
+        // Without feature `token` the match has one arm.
+        #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
+        let store = match &self.shared.config.backend {
+            Backend::Store(store) => store,
+            #[cfg(feature = "token")]
+            Backend::Tokens(_) => return self.update_sealed(key, change).await,
+        };
         let mut current = self.current(key).await?;
         for _ in 0..UPDATE_ATTEMPTS {
             let value = change(decode(current.as_deref())?);
             let json = value.as_ref().map(encode).transpose()?;
-            let Target::Live(target) = self.target().await? else {
+            let Target::Live(target) = self.target(store).await? else {
                 if let Some(json) = json {
-                    self.start_session(key, json).await?;
+                    self.start_session(store, key, json).await?;
                 }
                 return Ok(value);
             };
             let shared = &self.shared;
             let expiry = shared.expiry();
-            let call = shared.config.store.compare_and_set(
+            let call = store.compare_and_set(
                 target.hashed(),
                 key,
                 current.as_deref(),
@@ -139,21 +151,22 @@ impl Session {
         T: PendingValue,
         Error: From<E>,
     {
-        let mut state = self.shared.lock();
-        let changes = &mut state.changes;
-        let pending = match changes.fields.get(key) {
-            Some(value) => value.clone(),
-            None if changes.clear => None,
-            None => return Ok(None),
-        };
-        let result = apply(pending.as_deref())?;
-        changes.fields.insert(key.to_owned(), result.as_json());
-        Ok(Some(result))
+        // Through `change`: in token mode the new value must still fit in the cookie.
+        self.change(|changes| {
+            let pending = match changes.fields.get(key) {
+                Some(value) => value.clone(),
+                None if changes.clear => None,
+                None => return Ok(None),
+            };
+            let result = apply(pending.as_deref())?;
+            changes.fields.insert(key.to_owned(), result.as_json());
+            Ok(Some(result))
+        })
     }
 
     /// The live session to write to, if any. A pending `destroy()` is carried out first:
     /// the operation must not land in the session being ended.
-    async fn target(&self) -> Result<Target, Error> {
+    async fn target(&self, store: &StoreHandle) -> Result<Target, Error> {
         let shared = &self.shared;
         let doomed = {
             let state = shared.lock();
@@ -171,7 +184,7 @@ impl Session {
         if !doomed {
             return Ok(Target::Live(incoming.clone()));
         }
-        let destroy = shared.config.store.destroy(incoming.hashed());
+        let destroy = store.destroy(incoming.hashed());
         destroy
             .await
             .inspect_err(|error| shared.remember_failure(error))?;
@@ -213,7 +226,12 @@ impl Session {
     }
 
     /// Creates a new session now holding `key` = `json`; write-back continues with it.
-    async fn start_session(&self, key: &str, json: String) -> Result<(), Error> {
+    async fn start_session(
+        &self,
+        store: &StoreHandle,
+        key: &str,
+        json: String,
+    ) -> Result<(), Error> {
         let shared = &self.shared;
         let expiry = shared.expiry();
         let record = Record::new(
@@ -223,7 +241,7 @@ impl Session {
         for _ in 0..ID_ATTEMPTS {
             let id = SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))?;
             let fresh = Incoming::new(id, Verified::Signing);
-            let create = shared.config.store.create(fresh.hashed(), &record, expiry);
+            let create = store.create(fresh.hashed(), &record, expiry);
             match create
                 .await
                 .inspect_err(|error| shared.remember_failure(error))?

@@ -21,6 +21,9 @@ pub(crate) enum Found {
     Malformed,
     /// A token-sized value, still to be verified.
     Token(RawToken),
+    /// Token mode: a sealed session (at most 4096 bytes with its name), still to be opened.
+    #[cfg(feature = "token")]
+    Sealed(Box<[u8]>),
 }
 
 impl std::fmt::Debug for Found {
@@ -29,6 +32,8 @@ impl std::fmt::Debug for Found {
             Self::Absent => "Absent",
             Self::Malformed => "Malformed",
             Self::Token(_) => "Token(<redacted>)",
+            #[cfg(feature = "token")]
+            Self::Sealed(_) => "Sealed(<redacted>)",
         })
     }
 }
@@ -38,6 +43,9 @@ pub(crate) struct Carrier {
     pub(crate) cookie: CookieConfig,
     /// When set, the token travels in this header instead of a cookie.
     pub(crate) header: Option<HeaderName>,
+    /// Token mode: the value is a sealed session of any length up to the cookie limit.
+    #[cfg(feature = "token")]
+    pub(crate) sealed: bool,
 }
 
 impl Carrier {
@@ -63,6 +71,13 @@ impl Carrier {
                 Some(value.as_bytes())
             }
         };
+        #[cfg(feature = "token")]
+        if self.sealed {
+            return match found {
+                None => Found::Absent,
+                Some(value) => Found::Sealed(value.into()),
+            };
+        }
         match found.map(RawToken::try_from) {
             None => Found::Absent,
             Some(Ok(token)) => Found::Token(token),
@@ -75,7 +90,7 @@ impl Carrier {
         match &self.header {
             None => self.cookie.set(headers, token, lifetime),
             Some(name) => {
-                let value = HeaderValue::try_from(token).expect("tokens are base64url and '.'");
+                let value = HeaderValue::try_from(token).expect("tokens are base64url (and '.')");
                 headers.insert(name.clone(), value);
             }
         }

@@ -9,11 +9,40 @@ use crate::events::SecurityEvents;
 use crate::expiry::ExpirySettings;
 use crate::keys::Keys;
 use crate::store::StoreHandle;
+#[cfg(feature = "token")]
+use crate::token::Tokens;
+
+/// Where sessions live: in a store, or sealed in the request's own token.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Store(StoreHandle),
+    #[cfg(feature = "token")]
+    Tokens(Tokens),
+}
+
+impl Backend {
+    /// The limit on each store (or revocation store) call.
+    pub(crate) fn timeout(&self) -> Duration {
+        match self {
+            Self::Store(store) => store.timeout(),
+            #[cfg(feature = "token")]
+            Self::Tokens(tokens) => tokens.timeout(),
+        }
+    }
+
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
+        match self {
+            Self::Store(store) => Self::Store(store.with_timeout(timeout)),
+            #[cfg(feature = "token")]
+            Self::Tokens(tokens) => Self::Tokens(tokens.with_timeout(timeout)),
+        }
+    }
+}
 
 /// Everything a request needs from the layer, shared by all requests behind one `Arc`.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) store: StoreHandle,
+    pub(crate) backend: Backend,
     pub(crate) keys: Keys,
     pub(crate) carrier: Carrier,
     pub(crate) expiry: ExpirySettings,
@@ -47,7 +76,7 @@ impl Config {
             ("idle timeout", Some(expiry.idle_timeout)),
             ("absolute lifetime", Some(expiry.absolute_lifetime)),
             ("refresh interval", expiry.refresh_after),
-            ("store timeout", Some(self.store.timeout())),
+            ("store timeout", Some(self.backend.timeout())),
         ] {
             if duration == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(setting));
@@ -58,6 +87,10 @@ impl Config {
         }
         if self.max_sessions_per_user == Some(0) {
             return Err(ConfigError::ZeroSessionLimit);
+        }
+        #[cfg(feature = "token")]
+        if matches!(self.backend, Backend::Tokens(_)) && self.max_sessions_per_user.is_some() {
+            return Err(ConfigError::NeedsStore("a limit on sessions per user"));
         }
         Ok(())
     }
@@ -79,7 +112,7 @@ fn is_attribute_text(text: &str) -> bool {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("store", &self.store)
+            .field("backend", &self.backend)
             .field("keys", &self.keys)
             .field("carrier", &self.carrier)
             .field("expiry", &self.expiry)
@@ -113,6 +146,9 @@ pub enum ConfigError {
     PrefixAfterCache,
     /// The limit on sessions per user is zero.
     ZeroSessionLimit,
+    /// Token mode was given a setting only a store can honour (it lists no user's
+    /// sessions): the setting is named.
+    NeedsStore(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -137,6 +173,7 @@ impl fmt::Display for ConfigError {
                 f.write_str("set the key prefix before turning the cache on")
             }
             Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
+            Self::NeedsStore(setting) => write!(f, "token mode has no store for {setting}"),
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum ErrorKind {
     /// [`Session::update`](crate::Session::update) found the key changed under it on
     /// every attempt; nothing was written.
     Contended,
+    /// Token mode: the session would no longer fit in its cookie (name and value at most
+    /// 4096 bytes); the change that would overflow it was not recorded.
+    TooLarge,
 }
 
 impl ErrorKind {
@@ -134,6 +137,9 @@ impl fmt::Display for Error {
                 f.write_str("a session value to increment is not an integer")
             }
             (ErrorKind::Overflow, _) => f.write_str("a session increment would overflow"),
+            (ErrorKind::TooLarge, _) => {
+                f.write_str("the session would not fit in its cookie (4096 bytes)")
+            }
             (ErrorKind::Contended, _) => {
                 f.write_str("a session value kept changing during a read-modify-write")
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::protocol::{GrpcStatus, Protocol};
 
 /// Builds the response that replaces the handler's when the session failed.
@@ -33,6 +33,7 @@ where
 /// |---|---|---|
 /// | store failed or timed out | 503, `Retry-After` | `UNAVAILABLE` (14) |
 /// | session ended meanwhile | 409 | `ABORTED` (10) |
+/// | token mode: the session outgrew its cookie ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)) | 500 | `ABORTED` (10) |
 #[derive(Debug, Clone, Copy)]
 pub struct DefaultOnFailure {
     retry_after: Duration,
@@ -78,6 +79,10 @@ impl<B: Default> OnFailure<B> for DefaultOnFailure {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            // An application bug (it kept more than a cookie holds), not a conflict.
+            Protocol::Http if error.kind() == ErrorKind::TooLarge => {
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             }
             Protocol::Http => *response.status_mut() = StatusCode::CONFLICT,
         }

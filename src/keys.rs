@@ -57,7 +57,7 @@ impl Key {
 
     /// A 32-byte key for another purpose, named by `label`: HKDF-Expand (RFC 5869) with
     /// this key as the pseudorandom key, so the signing key itself never leaves `Key`.
-    #[cfg(feature = "encryption")]
+    #[cfg(any(feature = "encryption", feature = "token"))]
     pub(crate) fn derive(&self, label: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(label);
@@ -202,6 +202,15 @@ impl Keys {
         std::iter::once(&self.signing)
             .chain(&self.retiring)
             .chain(&self.upcoming)
+    }
+
+    /// Every key with its role, in the order of [`all`](Self::all)'s: token mode opens
+    /// with each and re-seals what a retiring key opened.
+    #[cfg(feature = "token")]
+    pub(crate) fn with_roles(&self) -> impl Iterator<Item = (&Key, Verified)> {
+        std::iter::once((&self.signing, Verified::Signing))
+            .chain(self.retiring.iter().map(|key| (key, Verified::Retiring)))
+            .chain(self.upcoming.iter().map(|key| (key, Verified::Upcoming)))
     }
 
     /// `<id>.<base64url HMAC-SHA256(cookie_name "=" id)>`

@@ -9,7 +9,7 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use crate::carrier::Carrier;
-use crate::config::{Config, ConfigError};
+use crate::config::{Backend, Config, ConfigError};
 use crate::expiry::{Clock, ExpirySettings};
 use crate::failure::DefaultOnFailure;
 use crate::keys::Keys;
@@ -65,9 +65,51 @@ impl SessionLayer {
     }
 }
 
+#[cfg(feature = "token")]
+#[cfg_attr(docsrs, doc(cfg(feature = "token")))]
+impl SessionLayer {
+    /// Token mode: each session lives in its own cookie, sealed with XChaCha20-Poly1305
+    /// under a key derived from `keys`, so no store is needed; `tokens` says whether
+    /// revocations are recorded. The [`Session`](crate::Session) API is the same; the
+    /// differences (size budget, revocation, concurrency) are in
+    /// [`TokenSessions`](crate::TokenSessions) and the README. Defaults as
+    /// [`new`](Self::new).
+    pub fn with_tokens(tokens: crate::TokenSessions, keys: impl Into<Keys>) -> Self {
+        Self {
+            config: Arc::new(token_config(tokens, keys.into())),
+            on_failure: DefaultOnFailure::default(),
+        }
+    }
+
+    /// A builder for token mode, starting from the defaults of
+    /// [`with_tokens`](Self::with_tokens).
+    pub fn tokens_builder(
+        tokens: crate::TokenSessions,
+        keys: impl Into<Keys>,
+    ) -> SessionLayerBuilder {
+        SessionLayerBuilder {
+            config: token_config(tokens, keys.into()),
+            on_failure: DefaultOnFailure::default(),
+        }
+    }
+}
+
+#[cfg(feature = "token")]
+fn token_config(tokens: crate::TokenSessions, keys: Keys) -> Config {
+    let tokens = crate::token::Tokens::new(tokens, &keys, DEFAULT_STORE_TIMEOUT);
+    let mut config = config_with(Backend::Tokens(tokens), keys);
+    config.carrier.sealed = true;
+    config
+}
+
 fn default_config(store: impl SessionStore, keys: Keys) -> Config {
+    let store = StoreHandle::new(store, DEFAULT_STORE_TIMEOUT);
+    config_with(Backend::Store(store), keys)
+}
+
+fn config_with(backend: Backend, keys: Keys) -> Config {
     Config {
-        store: StoreHandle::new(store, DEFAULT_STORE_TIMEOUT),
+        backend,
         keys,
         carrier: Carrier::default(),
         expiry: ExpirySettings::default(),
@@ -208,8 +250,9 @@ impl<F> SessionLayerBuilder<F> {
     }
 
     /// The limit on each store call (default 1 s); past it the request fails as unavailable.
+    /// In token mode, the limit on each revocation-store call.
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.config.store = self.config.store.with_timeout(timeout);
+        self.config.backend = self.config.backend.with_timeout(timeout);
         self
     }
 
@@ -220,7 +263,8 @@ impl<F> SessionLayerBuilder<F> {
     /// being bound is never ended. Costs the binding request one listing of the user's
     /// sessions and one `destroy` per session ended. If the store fails during that
     /// clean-up, the binding still succeeds (it was saved) and the failure is logged; the
-    /// next binding enforces the limit again. Zero is a [`ConfigError`].
+    /// next binding enforces the limit again. Zero is a [`ConfigError`], and so is any
+    /// limit in token mode ([`ConfigError::NeedsStore`]), which lists no user's sessions.
     pub fn with_max_sessions_per_user(mut self, limit: usize) -> Self {
         self.config.max_sessions_per_user = Some(limit);
         self

@@ -22,6 +22,10 @@
 //! # let _ = app;
 //! ```
 //!
+//! With feature `token`, `SessionLayer::with_tokens` keeps each session sealed in its
+//! own cookie instead (no store; optional revocations): same `Session` API, trade-offs in
+//! the README's "Token mode".
+//!
 //! Applications use the items at the crate root; store authors implement
 //! [`store::SessionStore`] and run the `conformance` suite (feature `conformance`). See
 //! `ARCHITECTURE.md` for the path of a request and the store contract.
@@ -55,6 +59,8 @@ mod service;
 mod session;
 mod snapshot;
 pub mod store;
+#[cfg(feature = "token")]
+mod token;
 mod trailers;
 mod writeback;
 
@@ -76,11 +82,20 @@ pub use crate::store::redis::{CacheStats, DurableRevocationsError, RedisConnecti
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub use crate::store::sealed::Sealed;
+#[cfg(feature = "token")]
+#[cfg_attr(docsrs, doc(cfg(feature = "token")))]
+pub use crate::token::{MemoryRevocations, RevocationState, Revocations, TokenSessions};
 pub use crate::trailers::{TrailersBody, TrailersFuture, TrailersLayer, TrailersService};
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.
-#[cfg(all(doctest, feature = "axum", feature = "redis", feature = "encryption"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "redis",
+    feature = "encryption",
+    feature = "token"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
@@ -104,5 +119,47 @@ pub mod __bench {
     /// Whether `token` verifies under `keys`.
     pub fn verify(keys: &Keys, name: &str, token: &str) -> bool {
         keys.verify(name, token.as_bytes()).is_ok()
+    }
+
+    /// Token mode: seals one fixed session holding `fields` (and bound to `user`) under
+    /// `keys`' signing key each call.
+    #[cfg(feature = "token")]
+    pub fn sealer(
+        keys: &Keys,
+        name: &'static str,
+        fields: &[(&str, &str)],
+        user: Option<&str>,
+    ) -> impl Fn() -> String {
+        use crate::expiry::Timestamp;
+        use crate::record::{Metadata, Record};
+        let tokens = crate::token::Tokens::new(
+            crate::TokenSessions::new(),
+            keys,
+            std::time::Duration::from_secs(1),
+        );
+        let mut metadata = Metadata::new(Timestamp::from_millis(1_800_000_000_000));
+        metadata.user_id = user.map(str::to_owned);
+        let data = fields
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let contents = crate::token::Contents {
+            id: SessionId::generate().expect("OS random source"),
+            record: Record::new(data, metadata),
+            bound_at: Timestamp::from_millis(1_800_000_000_000),
+        };
+        move || tokens.seal(name, &contents).expect("fits in a cookie")
+    }
+
+    /// Token mode: whether `token` opens under `keys`.
+    #[cfg(feature = "token")]
+    pub fn open(keys: &Keys, name: &str) -> impl Fn(&str) -> bool {
+        let tokens = crate::token::Tokens::new(
+            crate::TokenSessions::new(),
+            keys,
+            std::time::Duration::from_secs(1),
+        );
+        let name = name.to_owned();
+        move |token| tokens.open(&name, token.as_bytes()).is_ok()
     }
 }

@@ -60,6 +60,7 @@ pub(crate) fn failure_response(kind: ErrorKind) {
             ErrorKind::NotAnInteger => "not_an_integer",
             ErrorKind::Overflow => "overflow",
             ErrorKind::Contended => "contended",
+            ErrorKind::TooLarge => "too_large",
         };
         metrics::counter!("tower_stateless_failure_responses_total", "cause" => cause).increment(1);
     }

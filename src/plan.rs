@@ -9,11 +9,27 @@ use crate::session::Incoming;
 use crate::snapshot::{Seen, Snapshot};
 
 /// What the client's token should become.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub(crate) enum CookieUpdate {
     Keep,
     Set(SessionId),
+    /// Token mode: a freshly sealed session.
+    #[cfg(feature = "token")]
+    Sealed(String),
     Remove,
+}
+
+// By hand: a sealed token is the session itself, and Debug never shows it.
+impl std::fmt::Debug for CookieUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Keep => f.write_str("Keep"),
+            Self::Set(id) => f.debug_tuple("Set").field(id).finish(),
+            #[cfg(feature = "token")]
+            Self::Sealed(_) => f.write_str("Sealed(<redacted>)"),
+            Self::Remove => f.write_str("Remove"),
+        }
+    }
 }
 
 /// Write-back's result: the token change, and a failure that replaces the response.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::carrier::Found;
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
@@ -60,6 +60,9 @@ pub(crate) struct Incoming {
     pub(crate) id: SessionId,
     pub(crate) verified: Verified,
     hashed: OnceLock<HashedId>,
+    /// Token mode: the session the token carried, opened.
+    #[cfg(feature = "token")]
+    pub(crate) contents: Option<Arc<crate::token::Contents>>,
 }
 
 impl fmt::Debug for Incoming {
@@ -76,6 +79,8 @@ impl Incoming {
             id,
             verified,
             hashed: OnceLock::new(),
+            #[cfg(feature = "token")]
+            contents: None,
         }
     }
 
@@ -151,10 +156,11 @@ impl Session {
     ) -> Result<(), Error> {
         let json = encode(value)?;
         let key = key.into();
-        let mut state = self.shared.lock();
-        state.changes.increments.remove(&key);
-        state.changes.fields.insert(key, Some(json));
-        Ok(())
+        self.change(|changes| {
+            changes.increments.remove(&key);
+            changes.fields.insert(key, Some(json));
+            Ok(())
+        })
     }
 
     /// Removes `key`.
@@ -181,20 +187,45 @@ impl Session {
     /// and returns the new value, see [`increment`](Self::increment).
     pub fn increment_later(&self, key: impl Into<String>, delta: i64) -> Result<(), Error> {
         let key = key.into();
+        self.change(|changes| {
+            // A value this request set (or removed) is final: add to it here.
+            if let Some(pending) = changes.fields.get(&key) {
+                let sum = add_to_stored(pending.as_deref(), delta)?;
+                changes.fields.insert(key, Some(sum.to_string()));
+                return Ok(());
+            }
+            let total = changes.increments.get(&key).copied().unwrap_or(0);
+            let total = total
+                .checked_add(delta)
+                .ok_or_else(|| Error::of_kind(ErrorKind::Overflow))?;
+            changes.increments.insert(key, total);
+            Ok(())
+        })
+    }
+
+    /// Records a change for write-back. In token mode, a change after which the session
+    /// would no longer fit in its cookie is undone and fails with
+    /// [`ErrorKind::TooLarge`], here, where the handler can still react.
+    pub(crate) fn change<R>(
+        &self,
+        change: impl FnOnce(&mut ChangeSet) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let mut state = self.shared.lock();
-        let changes = &mut state.changes;
-        // A value this request set (or removed) is final: add to it here.
-        if let Some(pending) = changes.fields.get(&key) {
-            let sum = add_to_stored(pending.as_deref(), delta)?;
-            changes.fields.insert(key, Some(sum.to_string()));
-            return Ok(());
+        #[cfg(feature = "token")]
+        if matches!(self.shared.config.backend, Backend::Tokens(_)) {
+            let before = state.changes.clone();
+            let result = change(&mut state.changes);
+            let fits = result
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|_| self.fits(&state));
+            if let Err(error) = fits {
+                state.changes = before;
+                return Err(error);
+            }
+            return result;
         }
-        let total = changes.increments.get(&key).copied().unwrap_or(0);
-        let total = total
-            .checked_add(delta)
-            .ok_or_else(|| Error::of_kind(ErrorKind::Overflow))?;
-        changes.increments.insert(key, total);
-        Ok(())
+        change(&mut state.changes)
     }
 
     /// The session's keys, sorted, loading the session on first use.
@@ -299,16 +330,18 @@ impl Session {
             .loaded
             .get_or_try_init(|| async {
                 let expiry = shared.expiry();
-                let load = shared.config.store.load(incoming.hashed(), expiry);
-                let loaded = load
+                let loaded = shared
+                    .load(incoming, expiry)
                     .await
                     .inspect_err(|error| shared.remember_failure(error))?;
                 let mut state = shared.lock();
                 match &loaded {
                     Some(record) => {
                         if state.seen == Seen::NotLoaded {
-                            let needs_refresh =
-                                (shared.config.expiry).needs_refresh(&record.metadata, &expiry);
+                            // A token a retiring key sealed is re-sealed: a refresh does it.
+                            let needs_refresh = (shared.config.expiry)
+                                .needs_refresh(&record.metadata, &expiry)
+                                || reseals(incoming);
                             state.seen = Seen::Live { needs_refresh };
                         }
                     }
@@ -376,6 +409,22 @@ impl Session {
 }
 
 impl Shared {
+    /// The stored session of `incoming`: the store's record, or in token mode the one
+    /// the token carried, if it is still live.
+    async fn load(&self, incoming: &Incoming, expiry: Expiry) -> Result<Option<Record>, Error> {
+        match &self.config.backend {
+            Backend::Store(store) => store.load(incoming.hashed(), expiry).await,
+            #[cfg(feature = "token")]
+            Backend::Tokens(tokens) => {
+                let Some(contents) = &incoming.contents else {
+                    return Ok(None);
+                };
+                let live = tokens.is_live(contents, expiry).await?;
+                Ok(live.then(|| contents.record.clone()))
+            }
+        }
+    }
+
     /// The expiry rules at this request's `now`.
     pub(crate) fn expiry(&self) -> Expiry {
         *self.expiry.get_or_init(|| self.config.expiry.at_now())
@@ -392,6 +441,8 @@ impl Shared {
                     Found::Token(token) => (self.config.keys)
                         .verify(self.config.carrier.name(), token)
                         .map_err(|reason| (reason, Clue::Token(token))),
+                    #[cfg(feature = "token")]
+                    Found::Sealed(token) => return self.open(token),
                 };
                 match verdict {
                     Ok((id, verified)) => Some(Incoming::new(id, verified)),
@@ -402,6 +453,27 @@ impl Shared {
                 }
             })
             .as_ref()
+    }
+
+    /// Token mode: the session sealed in `token`, if one of the layer's keys sealed it for
+    /// this carrier's name. No store call: a forged token costs one AEAD check per key.
+    #[cfg(feature = "token")]
+    fn open(&self, token: &[u8]) -> Option<Incoming> {
+        let Backend::Tokens(tokens) = &self.config.backend else {
+            self.config.events.rejected(Rejected::Malformed, Clue::None);
+            return None;
+        };
+        match tokens.open(self.config.carrier.name(), token) {
+            Ok((contents, verified)) => {
+                let mut incoming = Incoming::new(contents.id.clone(), verified);
+                incoming.contents = Some(Arc::new(contents));
+                Some(incoming)
+            }
+            Err(reason) => {
+                self.config.events.rejected(reason, Clue::Token(token));
+                None
+            }
+        }
     }
 
     /// Reports the request's verified token as rejected: its session is unknown to the
@@ -425,6 +497,17 @@ impl Shared {
             state.failure = Some(error.clone());
         }
     }
+}
+
+/// Whether the request's token must be re-sealed even if nothing changed: token mode,
+/// opened by a retiring key.
+fn reseals(incoming: &Incoming) -> bool {
+    #[cfg(feature = "token")]
+    if incoming.contents.is_some() {
+        return incoming.verified == Verified::Retiring;
+    }
+    let _ = incoming;
+    false
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {

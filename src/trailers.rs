@@ -355,6 +355,10 @@ fn finish(outcome: Outcome, trailers: &mut HeaderMap, config: &Config) {
                 .carrier
                 .set(trailers, &token, config.expiry.absolute_lifetime);
         }
+        #[cfg(feature = "token")]
+        CookieUpdate::Sealed(token) => {
+            (config.carrier).set(trailers, &token, config.expiry.absolute_lifetime);
+        }
         CookieUpdate::Remove => config.carrier.remove(trailers),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::header::CACHE_CONTROL;
 use http::{HeaderValue, Response};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
@@ -18,28 +18,37 @@ use crate::limit;
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
-use crate::store::{Applied, Created, Cycled};
+use crate::store::{Applied, Created, Cycled, StoreHandle};
 
 /// Fresh IDs tried before a store that keeps answering "in use" is declared broken.
 const ID_ATTEMPTS: usize = 3;
 
 /// Runs `write` against the layer's store at the request's `expiry`.
 pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Outcome {
+    // Without feature `token` the match has one arm.
+    #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
+    let store = match &config.backend {
+        Backend::Store(store) => store,
+        #[cfg(feature = "token")]
+        Backend::Tokens(tokens) => return crate::token::run(&config, tokens, write, expiry).await,
+    };
     let binding = config.max_sessions_per_user.and_then(|limit| {
         let user = write.bound_user()?.to_owned();
         let target = write.target().map(|target| target.session.hashed().clone());
         Some((limit, user, target))
     });
-    match execute(&config, write, expiry).await {
+    match execute(&config, store, write, expiry).await {
         Ok(cookie) => {
             if let Some((limit, user, target)) = binding {
                 let current = match &cookie {
                     CookieUpdate::Set(id) => Some(id.hashed()),
                     CookieUpdate::Keep => target,
                     CookieUpdate::Remove => None,
+                    #[cfg(feature = "token")]
+                    CookieUpdate::Sealed(_) => None,
                 };
                 if let Some(current) = current {
-                    limit_sessions(&config, &user, &current, limit, expiry).await;
+                    limit_sessions(store, &user, &current, limit, expiry).await;
                 }
             }
             Outcome::cookie(cookie)
@@ -54,14 +63,18 @@ pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Ou
     }
 }
 
-async fn execute(config: &Config, write: Write, expiry: Expiry) -> Result<CookieUpdate, Error> {
-    let store = &config.store;
+async fn execute(
+    config: &Config,
+    store: &StoreHandle,
+    write: Write,
+    expiry: Expiry,
+) -> Result<CookieUpdate, Error> {
     match write {
-        Write::Create(changes) => create(config, &changes, expiry).await,
+        Write::Create(changes) => create(store, &changes, expiry).await,
         Write::Destroy(target, then) => {
             store.destroy(target.session.hashed()).await?;
             match then {
-                Some(changes) => create(config, &changes, expiry).await,
+                Some(changes) => create(store, &changes, expiry).await,
                 None => Ok(CookieUpdate::Remove),
             }
         }
@@ -71,7 +84,7 @@ async fn execute(config: &Config, write: Write, expiry: Expiry) -> Result<Cookie
                 .await?
             {
                 Applied::Saved => Ok(target.kept()),
-                Applied::Gone => gone(config, &target, &changes, expiry).await,
+                Applied::Gone => gone(config, store, &target, &changes, expiry).await,
                 // A deferred increment met a value it cannot add to: all or nothing.
                 Applied::Rejected(error) => Err(error.into()),
             }
@@ -94,7 +107,7 @@ async fn execute(config: &Config, write: Write, expiry: Expiry) -> Result<Cookie
                     Cycled::Saved => return Ok(CookieUpdate::Set(new)),
                     // Taken (astronomically unlikely): try another fresh ID.
                     Cycled::IdInUse => {}
-                    Cycled::Gone => return gone(config, &target, &changes, expiry).await,
+                    Cycled::Gone => return gone(config, store, &target, &changes, expiry).await,
                     Cycled::Rejected(error) => return Err(error.into()),
                 }
             }
@@ -109,6 +122,7 @@ async fn execute(config: &Config, write: Write, expiry: Expiry) -> Result<Cookie
 /// go into a new session, and removals alone need nothing.
 async fn gone(
     config: &Config,
+    store: &StoreHandle,
     target: &Target,
     changes: &ChangeSet,
     expiry: Expiry,
@@ -121,19 +135,19 @@ async fn gone(
     if !changes.adds_anything() {
         return Ok(CookieUpdate::Keep);
     }
-    create(config, changes, expiry).await
+    create(store, changes, expiry).await
 }
 
 /// Enforces the limit on the user's sessions after a binding was saved. The binding
 /// stands either way, so a failure here is logged, not answered.
 async fn limit_sessions(
-    config: &Config,
+    store: &StoreHandle,
     user: &str,
     current: &HashedId,
     limit: usize,
     expiry: Expiry,
 ) {
-    match limit::enforce(&config.store, user, current, limit, expiry).await {
+    match limit::enforce(store, user, current, limit, expiry).await {
         Ok(0) => {}
         Ok(ended) => tracing::debug!(ended, "ended a user's sessions beyond the limit"),
         Err(error) => tracing::warn!(
@@ -150,7 +164,7 @@ fn rejected(config: &Config, reason: Rejected, target: &Target) {
 
 /// Stores `changes` as a new session under a fresh ID.
 async fn create(
-    config: &Config,
+    store: &StoreHandle,
     changes: &ChangeSet,
     expiry: Expiry,
 ) -> Result<CookieUpdate, Error> {
@@ -158,7 +172,7 @@ async fn create(
     changes.apply_to(&mut record)?;
     for _ in 0..ID_ATTEMPTS {
         let id = generate_id()?;
-        match config.store.create(&id.hashed(), &record, expiry).await? {
+        match store.create(&id.hashed(), &record, expiry).await? {
             Created::Saved => return Ok(CookieUpdate::Set(id)),
             Created::IdInUse => {}
         }
@@ -203,6 +217,10 @@ impl Outcome {
                 config
                     .carrier
                     .set(headers, &token, config.expiry.absolute_lifetime);
+            }
+            #[cfg(feature = "token")]
+            CookieUpdate::Sealed(token) => {
+                (config.carrier).set(headers, &token, config.expiry.absolute_lifetime);
             }
             CookieUpdate::Remove => config.carrier.remove(headers),
         }

@@ -192,11 +192,15 @@ async fn an_acknowledged_logout_survives_a_failover_only_when_durable() {
     // The replica wakes well within the wait: every logout is acknowledged.
     assert_eq!(acknowledged, rounds);
 
-    // Without the option, what the durable rounds prevent: the same scenario revives
-    // the session every time (the call returned while the replica was asleep).
+    // Without the option, what the durable rounds prevent: the same scenario revives the
+    // session (the call returned while the replica was asleep). Not every time on a
+    // loaded machine: the replica may wake and resync before the primary's SIGKILL.
     let (acknowledged, revived) = rounds_of(Revocation::Logout, false, rounds).await;
     assert_eq!(acknowledged, rounds);
-    assert_eq!(revived, rounds, "without durable revocations");
+    assert!(
+        revived > 0,
+        "without durable revocations, no logout was undone"
+    );
 }
 
 #[tokio::test]

@@ -144,8 +144,8 @@ impl StoreHandle {
     }
 }
 
-/// Runs one store call under `limit`.
-async fn within<T>(
+/// Runs one store call under `limit` (token mode's revocation calls too).
+pub(crate) async fn within<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, Error> {

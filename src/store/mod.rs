@@ -15,6 +15,8 @@ pub(crate) mod redis;
 pub(crate) mod sealed;
 
 pub(crate) use self::dyn_store::BoxFuture;
+#[cfg(feature = "token")]
+pub(crate) use self::handle::within;
 pub(crate) use self::handle::StoreHandle;
 pub use crate::error::StoreError;
 pub use crate::expiry::{Expiry, Timestamp};

@@ -12,6 +12,8 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod protocols;
+#[cfg(feature = "token")]
+mod tokens;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -174,6 +176,32 @@ fn routes() -> Router {
             }),
         )
         .route(
+            "/fill/{key}/{len}",
+            post(
+                |session: Session, Path((key, len)): Path<(String, usize)>| async move {
+                    session.insert(key, &"x".repeat(len)).map(|()| "filled")
+                },
+            ),
+        )
+        .route(
+            "/fill-many/{len}",
+            post(|session: Session, Path(len): Path<usize>| async move {
+                let value = "x".repeat(len);
+                let mut count = 0;
+                while session.insert(format!("k{count}"), &value).is_ok() {
+                    count += 1;
+                }
+                count.to_string()
+            }),
+        )
+        .route(
+            "/bind/{user}",
+            post(|session: Session, Path(user): Path<String>| async move {
+                session.set_user_id(user);
+                "bound"
+            }),
+        )
+        .route(
             "/logout",
             post(|session: Session| async move { session.destroy() }),
         )
@@ -296,16 +324,49 @@ impl App {
         keys: Keys,
         configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
     ) -> Self {
+        let builder = SessionLayer::builder(store.clone(), keys);
+        Self::on(store, routes(), builder, configure)
+    }
+
+    /// An instance in token mode: no store at all (`store` stays untouched, so tests can
+    /// assert that nothing reached one).
+    #[cfg(feature = "token")]
+    pub fn tokens(
+        tokens: tower_stateless::TokenSessions,
+        keys: Keys,
+        configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    ) -> Self {
+        let handle = tokens.clone();
+        let everywhere = post(move |session: Session| {
+            let tokens = handle.clone();
+            async move {
+                let user = session.user_id().await?.unwrap_or_default();
+                tokens
+                    .destroy_sessions_of_user(&user, session.expiry())
+                    .await
+                    .map(|()| "everywhere")
+            }
+        });
+        let routes = routes().route("/logout-everywhere", everywhere);
+        let builder = SessionLayer::tokens_builder(tokens.clone(), keys);
+        Self::on(Instrumented::default(), routes, builder, configure)
+    }
+
+    fn on(
+        store: Instrumented,
+        routes: Router,
+        builder: SessionLayerBuilder,
+        configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    ) -> Self {
         let clock = ManualClock::default();
         let now = clock.clone();
-        let layer =
-            configure(SessionLayer::builder(store.clone(), keys).with_clock(move || now.now()))
-                .build()
-                .unwrap();
+        let layer = configure(builder.with_clock(move || now.now()))
+            .build()
+            .unwrap();
         Self {
             store,
             clock,
-            router: routes().layer(layer),
+            router: routes.layer(layer),
         }
     }
 

@@ -16,8 +16,12 @@ use crate::{account, cart, devices, uploads};
 /// What handlers share: the session store (for health checks) and the chunk store.
 #[derive(Clone)]
 pub struct AppState<S> {
+    /// The session store; in token mode only what the health check pings (Redis, which
+    /// records revocations, or nothing in memory).
     pub store: S,
     pub chunks: Chunks,
+    /// Sessions sealed in cookies: no store lists a user's sessions.
+    pub token_mode: bool,
 }
 
 /// The shop's routes behind `layer`.

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// The example shop on tower-stateless: login, cart, checkout, uploads.
 ///
@@ -49,9 +49,36 @@ pub enum Command {
     Fleet(FleetArgs),
 }
 
+/// Where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SessionMode {
+    /// In the store (Redis, or this process's memory); the cookie holds a signed ID.
+    #[default]
+    Store,
+    /// Sealed in the cookie itself; Redis, if given, only records revocations.
+    Token,
+}
+
+impl SessionMode {
+    /// The value `SESSION_MODE` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Token => "token",
+        }
+    }
+}
+
 /// How `shop` serves.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Where sessions live: `store` (the store holds them, the cookie a signed ID) or
+    /// `token` (each session sealed in its cookie; REDIS_URL, if set, records logouts so
+    /// that a logged-out cookie is refused by every instance; without it a cookie stays
+    /// valid until it expires).
+    #[arg(long, env = "SESSION_MODE", value_enum, default_value_t = SessionMode::Store)]
+    pub session_mode: SessionMode,
+
     /// Listening port.
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
@@ -161,6 +188,11 @@ pub struct FleetArgs {
     /// redis-server on a free port].
     #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Where the instances keep sessions (see `shop --help`); in token mode the fleet's
+    /// Redis records revocations.
+    #[arg(long, env = "SESSION_MODE", value_enum, default_value_t = SessionMode::Store)]
+    pub session_mode: SessionMode,
 }
 
 /// Parses `args` as the command line with no environment variable read, for tests that
@@ -193,6 +225,12 @@ mod tests {
             panic!("fleet expected");
         };
         assert_eq!((fleet.instances, fleet.port), (2, 0));
+        assert_eq!(fleet.session_mode, SessionMode::Store);
+        let cli = parse_ignoring_env(["shop", "fleet", "--session-mode", "token"]).unwrap();
+        let Some(Command::Fleet(fleet)) = cli.command else {
+            panic!("fleet expected");
+        };
+        assert_eq!(fleet.session_mode, SessionMode::Token);
     }
 
     #[test]

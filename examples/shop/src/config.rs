@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use tower_stateless::{Key, Keys};
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, SessionMode};
 
 /// Where sessions live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct Config {
     pub encrypt_sessions: bool,
     /// Sessions the coherent cache holds on Redis (`SESSION_CACHE`); 0: no cache.
     pub session_cache: usize,
+    /// Sessions in the store, or sealed in the cookie (`SESSION_MODE`).
+    pub session_mode: SessionMode,
 }
 
 impl Config {
@@ -77,6 +79,22 @@ impl Config {
             (None, None, Some(url)) => StoreChoice::Redis(url),
             (None, None, None) => StoreChoice::Memory,
         };
+        if args.session_mode == SessionMode::Token {
+            if args.session_encrypt {
+                return Err(
+                    "SESSION_ENCRYPT is for store mode: token mode always seals \
+                            the whole session"
+                        .to_owned(),
+                );
+            }
+            if args.max_sessions_per_user.is_some() {
+                return Err(
+                    "MAX_SESSIONS_PER_USER needs store mode: token mode lists no \
+                            user's sessions"
+                        .to_owned(),
+                );
+            }
+        }
         Ok(Self {
             host: args.host,
             port: args.port,
@@ -88,6 +106,7 @@ impl Config {
             max_sessions_per_user: args.max_sessions_per_user,
             encrypt_sessions: args.session_encrypt,
             session_cache: args.session_cache,
+            session_mode: args.session_mode,
         })
     }
 }
@@ -120,6 +139,39 @@ mod tests {
         assert!(config.instance.ends_with(":3000"));
         assert!(config.secure_cookies);
         assert!(!config.encrypt_sessions);
+        assert_eq!(config.session_mode, SessionMode::Store);
+    }
+
+    #[test]
+    fn token_mode_and_what_it_cannot_take() {
+        let token = config(["shop", "--session-mode", "token"]).unwrap();
+        assert_eq!(
+            (token.session_mode, token.store),
+            (SessionMode::Token, StoreChoice::Memory)
+        );
+        let with_redis = config([
+            "shop",
+            "--session-mode",
+            "token",
+            "--redis-url",
+            "redis://127.0.0.1:6380",
+        ])
+        .unwrap();
+        assert_eq!(
+            with_redis.store,
+            StoreChoice::Redis("redis://127.0.0.1:6380".into())
+        );
+        let sealed = config(["shop", "--session-mode", "token", "--session-encrypt", "1"]);
+        assert!(sealed.unwrap_err().contains("SESSION_ENCRYPT"));
+        let limited = config([
+            "shop",
+            "--session-mode",
+            "token",
+            "--max-sessions-per-user",
+            "2",
+        ]);
+        assert!(limited.unwrap_err().contains("MAX_SESSIONS_PER_USER"));
+        assert!(config(["shop", "--session-mode", "cookie"]).is_err());
     }
 
     #[test]

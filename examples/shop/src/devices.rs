@@ -26,7 +26,7 @@ pub(crate) async fn list<S: SessionStore>(
     State(state): State<AppState<S>>,
     session: Session,
 ) -> Result<Json<Vec<Device>>, ApiError> {
-    let (current, mut sessions) = sessions_of_current_user(&state.store, &session).await?;
+    let (current, mut sessions) = sessions_of_current_user(&state, &session).await?;
     sessions.sort_by_key(|summary| std::cmp::Reverse(summary.metadata.refreshed_at));
     let devices = sessions
         .into_iter()
@@ -50,7 +50,7 @@ pub(crate) async fn log_out_others<S: SessionStore>(
     State(state): State<AppState<S>>,
     session: Session,
 ) -> Result<Json<Ended>, ApiError> {
-    let (current, sessions) = sessions_of_current_user(&state.store, &session).await?;
+    let (current, sessions) = sessions_of_current_user(&state, &session).await?;
     let mut ended = 0;
     for other in sessions.iter().filter(|summary| summary.id != current) {
         state
@@ -65,10 +65,15 @@ pub(crate) async fn log_out_others<S: SessionStore>(
 
 /// This request's hashed session ID and every live session of its user; 401 when logged out.
 async fn sessions_of_current_user<S: SessionStore>(
-    store: &S,
+    AppState {
+        store, token_mode, ..
+    }: &AppState<S>,
     session: &Session,
 ) -> Result<(tower_stateless::store::HashedId, Vec<SessionSummary>), ApiError> {
     let user = current_user(session).await?;
+    if *token_mode {
+        return Err(ApiError::NoSessionList);
+    }
     // A logged-in request always carries a verified token.
     let current = session.hashed_id().ok_or(ApiError::Unauthorized)?;
     let sessions = store

@@ -16,6 +16,8 @@ pub(crate) enum ApiError {
     /// A per-user limit on uploads in progress.
     Limit(&'static str),
     Conflict(&'static str),
+    /// Token mode: sessions live in cookies, and nothing lists a user's.
+    NoSessionList,
     Session(tower_stateless::Error),
     Chunks(chunks::ChunkError),
 }
@@ -47,6 +49,10 @@ impl IntoResponse for ApiError {
             ),
             Self::Limit(why) => (StatusCode::TOO_MANY_REQUESTS, why.to_owned()),
             Self::Conflict(why) => (StatusCode::CONFLICT, why.to_owned()),
+            Self::NoSessionList => (
+                StatusCode::NOT_IMPLEMENTED,
+                "token mode keeps sessions in cookies: nothing lists a user's sessions".to_owned(),
+            ),
             Self::Session(error) => return error.into_response(),
             Self::Chunks(error) => {
                 tracing::warn!(error = %error.0, "chunk store unavailable");

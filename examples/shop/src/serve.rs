@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower_stateless::store::{SessionStore, StoreError};
-use tower_stateless::{Keys, MemoryStore, RedisStore, Sealed, SessionLayer};
+use tower_stateless::{Keys, MemoryStore, RedisStore, Sealed, SessionLayer, TokenSessions};
 
+use crate::cli::SessionMode;
 use crate::signals::StopSignals;
 use crate::{AppState, Chunks, Config, StoreChoice};
 
@@ -39,19 +40,26 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
     if config.encrypt_sessions {
         tracing::info!("session data is encrypted at rest (SESSION_ENCRYPT)");
     }
-    match config.store.clone() {
-        StoreChoice::Memory => {
+    match (config.store.clone(), config.session_mode) {
+        (StoreChoice::Memory, SessionMode::Token) => {
+            tracing::warn!(
+                "token mode without REDIS_URL: sessions are sealed in their cookies and \
+                 cannot be revoked, so a logged-out cookie stays valid until it expires"
+            );
+            serve_on(config, MemoryStore::new(), Chunks::memory(), None).await
+        }
+        (StoreChoice::Memory, SessionMode::Store) => {
             tracing::warn!(
                 "no REDIS_URL or REDIS_CLUSTER_NODES: sessions are kept in this process's memory \
                  (MemoryStore), which one instance only can see and a restart loses"
             );
             serve(config, MemoryStore::new(), Chunks::memory()).await
         }
-        StoreChoice::Redis(url) => serve_redis(config, RedisStore::connect(&url).await).await,
-        StoreChoice::Cluster(nodes) => {
+        (StoreChoice::Redis(url), _) => serve_redis(config, RedisStore::connect(&url).await).await,
+        (StoreChoice::Cluster(nodes), _) => {
             serve_redis(config, RedisStore::connect_cluster(&nodes).await).await
         }
-        StoreChoice::Sentinel { sentinels, master } => {
+        (StoreChoice::Sentinel { sentinels, master }, _) => {
             let store = RedisStore::connect_sentinel(&sentinels, &master).await;
             serve_redis(config, store).await
         }
@@ -79,11 +87,16 @@ async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> R
         );
         tokio::spawn(log_cache_stats(store.clone()));
     }
+    if config.session_mode == SessionMode::Token {
+        tracing::info!("token mode: sessions sealed in their cookies, revocations in Redis");
+        let revocations = store.clone();
+        return serve_on(config, store, chunks, Some(revocations)).await;
+    }
     if config.encrypt_sessions {
         let store = sealed(store, &config.keys);
-        return serve_on(config, store, chunks).await;
+        return serve_on(config, store, chunks, None).await;
     }
-    serve_on(config, store, chunks).await
+    serve_on(config, store, chunks, None).await
 }
 
 fn chain(error: &StoreError) -> String {
@@ -147,18 +160,30 @@ async fn serve<S: SessionStore + Clone>(
 ) -> Result<(), String> {
     if config.encrypt_sessions {
         let store = sealed(store, &config.keys);
-        return serve_on(config, store, chunks).await;
+        return serve_on(config, store, chunks, None).await;
     }
-    serve_on(config, store, chunks).await
+    serve_on(config, store, chunks, None).await
 }
 
+/// Serves with sessions in `store`, or in token mode sealed in cookies, revocations in
+/// `revocations` if given (`store` then only answers the health check).
 async fn serve_on<S: SessionStore + Clone>(
     config: Config,
     store: S,
     chunks: Chunks,
+    revocations: Option<RedisStore>,
 ) -> Result<(), String> {
-    let mut layer = SessionLayer::builder(store.clone(), config.keys.clone())
-        .with_secure(config.secure_cookies);
+    let token_mode = config.session_mode == SessionMode::Token;
+    let layer = if token_mode {
+        let mut tokens = TokenSessions::new();
+        if let Some(revocations) = revocations {
+            tokens = tokens.with_revocations(revocations);
+        }
+        SessionLayer::tokens_builder(tokens, config.keys.clone())
+    } else {
+        SessionLayer::builder(store.clone(), config.keys.clone())
+    };
+    let mut layer = layer.with_secure(config.secure_cookies);
     if let Some(limit) = config.max_sessions_per_user {
         layer = layer.with_max_sessions_per_user(limit);
     }
@@ -168,7 +193,12 @@ async fn serve_on<S: SessionStore + Clone>(
     let recorder = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
-    let app = crate::router(AppState { store, chunks }, layer, &config.instance);
+    let state = AppState {
+        store,
+        chunks,
+        token_mode,
+    };
+    let app = crate::router(state, layer, &config.instance);
     let app = crate::with_metrics(app, recorder);
     let address = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(address)

@@ -6,7 +6,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use tower_stateless::{Key, MemoryStore, SessionLayer};
+use tower_stateless::{Key, MemoryStore, SessionLayer, TokenSessions};
 
 struct Client {
     app: Router,
@@ -31,10 +31,29 @@ impl Client {
                 shop::AppState {
                     store,
                     chunks: shop::Chunks::memory(),
+                    token_mode: false,
                 },
                 layer,
                 "test-1",
             ),
+            cookie: None,
+        }
+    }
+
+    /// The shop in token mode (`SESSION_MODE=token` without Redis): sessions sealed in
+    /// cookies, no revocations.
+    fn tokens() -> Self {
+        let layer = SessionLayer::tokens_builder(TokenSessions::new(), Key::generate())
+            .with_secure(false)
+            .build()
+            .unwrap();
+        let state = shop::AppState {
+            store: MemoryStore::new(),
+            chunks: shop::Chunks::memory(),
+            token_mode: true,
+        };
+        Self {
+            app: shop::router(state, layer, "test-1"),
             cookie: None,
         }
     }
@@ -127,7 +146,23 @@ impl Client {
 
 #[tokio::test]
 async fn login_cart_checkout_logout() {
-    let mut client = Client::new();
+    login_cart_checkout_logout_on(Client::new()).await;
+}
+
+#[tokio::test]
+async fn login_cart_checkout_logout_in_token_mode() {
+    let mut client = Client::tokens();
+    login_cart_checkout_logout_on(client.another_device()).await;
+    client.login("bob").await;
+    let listing = client.call("GET", "/sessions", None).await;
+    assert_eq!(listing.status, StatusCode::NOT_IMPLEMENTED);
+    let others = client.call("POST", "/sessions/others/logout", None).await;
+    assert_eq!(others.status, StatusCode::NOT_IMPLEMENTED);
+    let uploads = client.start_upload(10).await;
+    assert!(uploads.is_ok(), "uploads work: {uploads:?}");
+}
+
+async fn login_cart_checkout_logout_on(mut client: Client) {
     assert_eq!(
         client.call("GET", "/me", None).await.status,
         StatusCode::UNAUTHORIZED

@@ -60,7 +60,15 @@ async fn metrics_lists_the_session_series() {
         .build()
         .unwrap();
     let app = shop::with_metrics(
-        shop::router(AppState { store, chunks }, layer, "metrics-test"),
+        shop::router(
+            AppState {
+                store,
+                chunks,
+                token_mode: false,
+            },
+            layer,
+            "metrics-test",
+        ),
         recorder,
     );
 

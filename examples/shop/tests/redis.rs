@@ -59,7 +59,15 @@ impl Shop {
             .with_store_timeout(Duration::from_millis(500))
             .build()
             .unwrap();
-        let app = shop::router(AppState { store, chunks }, layer, "redis-test");
+        let app = shop::router(
+            AppState {
+                store,
+                chunks,
+                token_mode: false,
+            },
+            layer,
+            "redis-test",
+        );
         Self {
             app,
             issued: Arc::default(),

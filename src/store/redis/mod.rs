@@ -2,9 +2,11 @@
 //!
 //! One concept per file: `store.rs` the store and its per-session calls, `user_index.rs`
 //! the per-user index behind log-out-everywhere, `cycle.rs` the two `cycle_id`
-//! algorithms, `durable.rs` waiting for replicas after revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua scripts,
-//! `codec.rs` the hash layout, `cache.rs` the coherent local cache and
-//! `tracking.rs` the invalidation stream that keeps it coherent, `conn.rs` single, cluster and Sentinel connections (`sentinel.rs` follows a failover).
+//! algorithms, `durable.rs` waiting for replicas after revocations, `revocation.rs` token
+//! mode's revocations, `eviction.rs` the eviction-policy check, `scripts.rs` the Lua
+//! scripts, `codec.rs` the hash layout, `cache.rs` the coherent local cache and
+//! `tracking.rs` the invalidation stream that keeps it coherent, `conn.rs` single, cluster
+//! and Sentinel connections (`sentinel.rs` follows a failover).
 
 mod cache;
 mod codec;
@@ -12,6 +14,8 @@ mod conn;
 mod cycle;
 mod durable;
 mod eviction;
+#[cfg(feature = "token")]
+mod revocation;
 mod scripts;
 mod sentinel;
 mod store;

@@ -277,6 +277,25 @@ impl RedisStore {
         }
     }
 
+    /// The string at `key` (`GET`), through the local cache when there is one.
+    pub(super) async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let reading = self.cache().filter(|_| !self.read_through);
+        let ticket = match reading.map(|cache| cache.lookup(key)) {
+            Some(Lookup::Hit(Cached::Value(value))) => return Ok(value),
+            Some(Lookup::Miss(ticket)) => Some(ticket),
+            Some(Lookup::Hit(Cached::Session(_)) | Lookup::Bypass) | None => None,
+        };
+        let value: Option<String> = ::redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        if let (Some(cache), Some(ticket)) = (reading, ticket) {
+            cache.fill(key, ticket, Cached::Value(value.clone()));
+        }
+        Ok(value)
+    }
+
     /// The key prefix in use.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -376,7 +395,7 @@ impl SessionStore for RedisStore {
         let ticket = match reading.map(|cache| cache.lookup(&key)) {
             Some(Lookup::Hit(Cached::Session(record))) => return Ok(record.filter(live)),
             Some(Lookup::Miss(ticket)) => Some(ticket),
-            Some(Lookup::Bypass) | None => None,
+            Some(Lookup::Hit(Cached::Value(_)) | Lookup::Bypass) | None => None,
         };
         let mut command = ::redis::cmd("HGETALL");
         command.arg(&key);

@@ -53,6 +53,8 @@ const REOPEN_WAIT: (Duration, Duration) = (Duration::from_millis(50), Duration::
 pub(super) enum Cached {
     /// A session hash: the record read, or that there was none.
     Session(Option<Record>),
+    /// A plain string key (token mode's revocations), or that there was none.
+    Value(Option<String>),
 }
 
 pub(super) type SessionCache = CoherentCache<Cached>;

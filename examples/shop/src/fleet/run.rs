@@ -30,7 +30,10 @@ pub fn run(args: FleetArgs) -> ExitCode {
             None => FleetStore::OwnRedis(Vec::new()),
         },
         port: args.port,
-        env: Vec::new(),
+        env: vec![(
+            "SESSION_MODE".to_owned(),
+            args.session_mode.as_str().to_owned(),
+        )],
     };
     let fleet = match Fleet::start(config) {
         Ok(fleet) => fleet,
@@ -40,8 +43,9 @@ pub fn run(args: FleetArgs) -> ExitCode {
         }
     };
     println!(
-        "fleet: {} shop instances behind nginx at {}",
+        "fleet: {} shop instances ({} mode) behind nginx at {}",
         fleet.instances.len(),
+        args.session_mode.as_str(),
         fleet.url()
     );
     for instance in &fleet.instances {

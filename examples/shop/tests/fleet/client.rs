@@ -53,6 +53,14 @@ impl Client {
         self.cookie.lock().unwrap().clone()
     }
 
+    /// A client of `port` holding `cookie`, as a copy of another's cookie would be.
+    pub fn with_cookie(port: u16, cookie: Option<String>) -> Self {
+        Self {
+            port,
+            cookie: Arc::new(Mutex::new(cookie)),
+        }
+    }
+
     /// One attempt.
     pub async fn request(
         &self,

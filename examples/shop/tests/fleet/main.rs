@@ -53,12 +53,20 @@ fn report(line: &str) {
 }
 
 fn start(store: FleetStore) -> Arc<Mutex<Fleet>> {
+    start_in(store, "store")
+}
+
+/// A fleet whose instances run with `SESSION_MODE=mode`.
+fn start_in(store: FleetStore, mode: &str) -> Arc<Mutex<Fleet>> {
     let config = FleetConfig {
         shop_binary: env!("CARGO_BIN_EXE_shop").into(),
         instances: 3,
         store,
         port: 0,
-        env: vec![("RUST_LOG".into(), "warn".into())],
+        env: vec![
+            ("RUST_LOG".into(), "warn".into()),
+            ("SESSION_MODE".into(), mode.into()),
+        ],
     };
     Arc::new(Mutex::new(Fleet::start(config).expect("fleet starts")))
 }
@@ -100,13 +108,13 @@ fn add_body(sku: &str) -> Option<Vec<u8>> {
 }
 
 async fn login(client: &Client) {
+    login_as(client, "alice").await;
+}
+
+async fn login_as(client: &Client, user: &str) {
+    let body = json!({ "user": user }).to_string().into_bytes();
     let (reply, _) = client
-        .request_retrying(
-            "POST",
-            "/login",
-            Some(br#"{"user":"alice"}"#.to_vec()),
-            false,
-        )
+        .request_retrying("POST", "/login", Some(body), false)
         .await;
     assert_eq!(reply.expect("login").status, 200);
 }
@@ -580,6 +588,17 @@ impl Drop for FleetProcess {
 /// must not read the serving variables (PORT here is not a port).
 #[test]
 fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
+    shop_fleet_command(&[], "store");
+}
+
+/// The same in token mode (`--session-mode token`): a logout through nginx makes the
+/// cookie dead on whichever instance the next request reaches.
+#[test]
+fn shop_fleet_runs_in_token_mode() {
+    shop_fleet_command(&["--session-mode", "token"], "token");
+}
+
+fn shop_fleet_command(extra: &[&str], mode: &str) {
     use std::io::{BufRead as _, BufReader};
     use std::process::{Command, Stdio};
 
@@ -590,11 +609,13 @@ fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
     let mut fleet = FleetProcess(
         Command::new(env!("CARGO_BIN_EXE_shop"))
             .args(["fleet", "--port", "0"])
+            .args(extra)
             .env("FLEET_INSTANCES", "2")
             .env("PORT", "not-a-port")
             .env("RUST_LOG", "warn")
             .env_remove("REDIS_URL")
             .env_remove("FLEET_PORT")
+            .env_remove("SESSION_MODE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -628,10 +649,32 @@ fn shop_fleet_starts_serves_and_leaves_nothing_when_stopped() {
         .and_then(|url| url.strip_prefix("http://127.0.0.1:"))
         .unwrap_or_else(|| panic!("no URL in {:?}", printed[0]));
     let port: u16 = url.parse().expect("nginx's port");
+    assert!(
+        printed[0].contains(&format!("({mode} mode)")),
+        "{printed:?}"
+    );
     let client = Client::new(port);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (reply, _) = runtime.block_on(client.request_retrying("GET", "/healthz", None, false));
     assert_eq!(reply.expect("GET /healthz through nginx").status, 200);
+    runtime.block_on(async {
+        login(&client).await;
+        let cookie = client.cookie();
+        for _ in 0..4 {
+            let me = client.request("GET", "/me", None).await.expect("GET /me");
+            assert_eq!(me.status, 200, "logged in on every instance");
+        }
+        let logout = client
+            .request("POST", "/logout", None)
+            .await
+            .expect("logout");
+        assert_eq!(logout.status, 204);
+        let replay = Client::with_cookie(port, cookie);
+        for _ in 0..4 {
+            let me = replay.request("GET", "/me", None).await.expect("GET /me");
+            assert_eq!(me.status, 401, "the logged-out cookie is dead everywhere");
+        }
+    });
 
     // What it started: its children, each leading a process group.
     let groups = shop::fleet::children(pid);
@@ -806,4 +849,212 @@ async fn a_cluster_primary_kill_under_traffic_logs_nobody_out() {
         },
     )
     .await;
+}
+
+/// Token mode: a session lives in its cookie, so concurrent requests of one session would
+/// race (the last cookie wins). Each writer is a user of its own, adding SKUs one request
+/// at a time, and moves to a new user (a new login, a new cookie) every `per_session`
+/// adds, to stay within the cookie's 4096 bytes, until it has added `count` or `stop` is
+/// set. Returns every user it was, for their carts to be checked.
+async fn token_writer(
+    port: u16,
+    tally: Arc<Tally>,
+    writer: usize,
+    count: usize,
+    per_session: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Client> {
+    let mut clients: Vec<Client> = Vec::new();
+    for i in 0..count {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if i % per_session == 0 {
+            let client = Client::new(port);
+            login_as(&client, &format!("writer-{writer}-{}", clients.len())).await;
+            clients.push(client);
+        }
+        let client = clients.last().expect("a client logged in");
+        tally.add(client, &format!("t{writer}-{i:04}"), false).await;
+    }
+    clients
+}
+
+/// Every SKU in the carts of `clients`; `None` if any of them is logged out.
+async fn carts(clients: &[Client]) -> Option<BTreeSet<String>> {
+    let mut all = BTreeSet::new();
+    for client in clients {
+        all.extend(cart(client).await?);
+    }
+    Some(all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_instance_loses_nothing_in_token_mode() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    token_kill_scenario(FleetStore::OwnRedis(Vec::new()), 6, "Redis for revocations").await;
+}
+
+/// The store-free demo: no Redis at all, each instance with only the shared key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_token_mode_no_store_is_needed_and_killing_an_instance_loses_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    token_kill_scenario(FleetStore::Memory, 5, "no store").await;
+}
+
+/// 4 users add 150 SKUs each; a third of the way in instance 1 is SIGKILLed, two
+/// thirds in it is started again.
+async fn token_kill_scenario(store: FleetStore, groups: usize, what: &str) {
+    let fleet = start_in(store, "token");
+    let port = port(&fleet);
+    let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (tally, stop) = (tally.clone(), stop.clone());
+            tokio::spawn(token_writer(port, tally, writer, 150, 150, stop))
+        })
+        .collect();
+    let deadline = Instant::now() + SCENARIO_LIMIT;
+    while tally.acked() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    fleet.lock().unwrap().instances[0].kill();
+    report(&format!(
+        "token mode: killed shop-1 after {} acks",
+        tally.acked()
+    ));
+    while tally.acked() < 400 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let restarter = {
+        let fleet = fleet.clone();
+        tokio::task::spawn_blocking(move || fleet.lock().unwrap().instances[0].start())
+    };
+    let mut clients = Vec::new();
+    for writer in writers {
+        clients.extend(writer.await.unwrap());
+    }
+    restarter.await.unwrap().expect("shop-1 restarts");
+    let cart = carts(&clients).await;
+    stop_and_check(fleet, groups);
+    report(&format!(
+        "kill test (token mode, {what}): {}",
+        tally.summary(&cart)
+    ));
+    assert_eq!(tally.acked(), 600, "every add was acknowledged");
+    assert_eq!(tally.lost(&cart), 0, "every acknowledged SKU is in a cart");
+    assert_eq!(
+        tally.logged_out.load(Ordering::Relaxed),
+        0,
+        "never logged out"
+    );
+    assert_eq!(tally.other_failures.load(Ordering::Relaxed), 0);
+    assert_eq!(tally.instances.lock().unwrap().len(), 3, "all 3 served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_nothing_in_token_mode() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start_in(FleetStore::OwnRedis(Vec::new()), "token");
+    let port = port(&fleet);
+    let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            let (tally, stop) = (tally.clone(), stop.clone());
+            tokio::spawn(token_writer(port, tally, writer, 5000, 100, stop))
+        })
+        .collect();
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fleet = fleet.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut fleet = fleet.lock().unwrap();
+            fleet.instances[i].stop();
+            fleet.instances[i].start()
+        })
+        .await
+        .unwrap()
+        .expect("instance restarts");
+        report(&format!(
+            "rolling restart (token mode): shop-{} restarted after {} acks",
+            i + 1,
+            tally.acked()
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut clients = Vec::new();
+    for writer in writers {
+        clients.extend(writer.await.unwrap());
+    }
+    let cart = carts(&clients).await;
+    stop_and_check(fleet, 8);
+    report(&format!(
+        "rolling restart test (token mode, {} users): {}",
+        clients.len(),
+        tally.summary(&cart)
+    ));
+    assert!(tally.acked() > 0);
+    assert_eq!(tally.lost(&cart), 0, "no lost cart items");
+    assert_eq!(tally.logged_out.load(Ordering::Relaxed), 0, "no logouts");
+    assert_eq!(tally.other_failures.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_token_mode_a_logout_on_one_instance_is_refused_by_the_others() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start_in(FleetStore::OwnRedis(Vec::new()), "token");
+    let ports: Vec<u16> = fleet
+        .lock()
+        .unwrap()
+        .instances
+        .iter()
+        .map(|i| i.port)
+        .collect();
+    let rounds = 300;
+    let mut accepted = 0;
+    for round in 0..rounds {
+        let (a, others) = (
+            ports[round % 3],
+            [ports[(round + 1) % 3], ports[(round + 2) % 3]],
+        );
+        let client = Client::new(a);
+        login_as(&client, &format!("user-{round}")).await;
+        let cookie = client.cookie();
+        for port in others {
+            let copy = Client::with_cookie(port, cookie.clone());
+            let me = copy.request("GET", "/me", None).await.expect("GET /me");
+            assert_eq!(me.status, 200, "round {round}: live everywhere before");
+        }
+        let logout = client
+            .request("POST", "/logout", None)
+            .await
+            .expect("logout");
+        assert_eq!(logout.status, 204);
+        for port in others {
+            let copy = Client::with_cookie(port, cookie.clone());
+            let me = copy.request("GET", "/me", None).await.expect("GET /me");
+            if me.status != 401 {
+                accepted += 1;
+            }
+        }
+    }
+    stop_and_check(fleet, 5);
+    report(&format!(
+        "token mode: {rounds} logouts, {} replays on other instances, {accepted} accepted",
+        rounds * 2
+    ));
+    assert_eq!(accepted, 0, "a logged-out cookie is dead on every instance");
 }
