@@ -278,6 +278,7 @@ impl RedisStore {
     }
 
     /// The string at `key` (`GET`), through the local cache when there is one.
+    #[cfg_attr(not(feature = "token"), allow(dead_code))]
     pub(super) async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
         let reading = self.cache().filter(|_| !self.read_through);
         let ticket = match reading.map(|cache| cache.lookup(key)) {

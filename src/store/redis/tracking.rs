@@ -54,6 +54,7 @@ pub(super) enum Cached {
     /// A session hash: the record read, or that there was none.
     Session(Option<Record>),
     /// A plain string key (token mode's revocations), or that there was none.
+    #[cfg_attr(not(feature = "token"), allow(dead_code))]
     Value(Option<String>),
 }
 
