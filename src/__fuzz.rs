@@ -36,3 +36,24 @@ pub fn find_cookie<'h>(name: &str, headers: &'h HeaderMap) -> Option<&'h [u8]> {
 pub use crate::store::redis::codec_fuzz::{
     apply_argv, decode_record, record_fields, script_reads_apply,
 };
+
+/// Token mode's plaintext layout (what a sealed cookie holds once opened): `None` if
+/// `bytes` is not one; else whether what it holds encodes again to a plaintext of the
+/// length the size budget predicts, which decodes to the same session.
+#[cfg(feature = "token")]
+pub fn token_plaintext_round_trips(bytes: &[u8]) -> Option<bool> {
+    use crate::token::{decode, encode, encoded_len};
+    let contents = decode(bytes)?;
+    let Some(encoded) = encode(&contents) else {
+        return Some(false);
+    };
+    let Some(again) = decode(&encoded) else {
+        return Some(false);
+    };
+    Some(
+        encoded_len(&contents.record) == Some(encoded.len())
+            && again.record == contents.record
+            && again.id.as_str() == contents.id.as_str()
+            && again.bound_at == contents.bound_at,
+    )
+}

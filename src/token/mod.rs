@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use self::format::Contents;
+#[cfg(feature = "__fuzz")]
+pub(crate) use self::format::{decode, encode, encoded_len};
 pub use self::revocation::{MemoryRevocations, RevocationState, Revocations};
 pub(crate) use self::writeback::run;
 

@@ -230,6 +230,11 @@ impl<V: Clone> CoherentCache<V> {
         }
     }
 
+    /// Whether hits are served now.
+    pub(super) fn is_serving(&self) -> bool {
+        self.leased()
+    }
+
     fn leased(&self) -> bool {
         let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         now < self.lease_until.load(Ordering::Acquire)

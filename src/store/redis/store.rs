@@ -227,7 +227,7 @@ impl RedisStore {
     /// first or give the route a layer on [`reading_through`](Self::reading_through).
     pub async fn catch_up(&self) {
         if let Some(tracked) = &self.tracked {
-            if tracked.cache.stats().tracking {
+            if tracked.cache.is_serving() {
                 tracked.catch_up().await;
             }
         }
