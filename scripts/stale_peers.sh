@@ -52,86 +52,9 @@ for tool in cargo redis-server curl; do
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/stale_peers.XXXXXX")
-pids=()
-cleanup() {
-    local pid _
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for _ in $(seq 1 20); do
-        for pid in "${pids[@]}"; do
-            kill -0 "$pid" 2>/dev/null && break
-            pid=""
-        done
-        [ -n "$pid" ] || break
-        sleep 0.1
-    done
-    for pid in "${pids[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A loopback port no socket uses, below the kernel's ephemeral range when possible.
-ephemeral_low=$(cut -f 1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-if [ "$ephemeral_low" -gt 12000 ]; then
-    port_low=10000 port_span=$((ephemeral_low - 10000))
-else
-    port_low=20000 port_span=20000
-fi
-free_port() {
-    local port _
-    for _ in $(seq 1 100); do
-        port=$((port_low + RANDOM % port_span))
-        if ! port_open "$port" &&
-            { ! command -v ss >/dev/null || [ -z "$(ss -Htan "( sport = :$port )")" ]; }; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free loopback port found in 100 tries"
-}
-
-# wait_port PORT PID NAME LOG: until PORT accepts connections (0), NAME exited (1) or 15 s
-# passed (2).
-wait_port() {
-    local port=$1 pid=$2 name=$3 log=$4 _
-    for _ in $(seq 1 150); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "stale_peers: $name exited before listening on port $port; $log:" >&2
-            tail -n 20 "$log" >&2 || true
-            return 1
-        fi
-        port_open "$port" && return 0
-        sleep 0.1
-    done
-    echo "stale_peers: $name did not listen on port $port within 15 s; $log:" >&2
-    tail -n 20 "$log" >&2 || true
-    return 2
-}
-
-# stop PID: SIGTERM, then SIGKILL after 5 s; no longer a child for the exit trap.
-stop() {
-    local pid=$1 other left=() _
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for other in "${pids[@]}"; do
-        [ "$other" = "$pid" ] || left+=("$other")
-    done
-    pids=("${left[@]}")
-}
+script=stale_peers
+# shellcheck source=scripts/processes.sh
+. scripts/processes.sh
 
 target_dir=${CARGO_TARGET_DIR:-target}
 if [ "$SKIP_BUILD" != 1 ]; then

@@ -457,6 +457,34 @@ async fn a_redis_restart_never_leaves_a_stale_value() {
     assert_eq!(stale, 0);
 }
 
+/// After `failover`: A writes `v = 1` to every session B cached before it; B reads every
+/// write, its cache was flushed, and it serves again.
+async fn b_reads_every_write_after(
+    a: &RedisStore,
+    b: &RedisStore,
+    ids: &[HashedId],
+    failover: &str,
+) {
+    for id in ids {
+        apply_when_up(a, id, &ChangeSet::default().with_set("v", "1")).await;
+    }
+    let mut stale = 0;
+    for id in ids {
+        let seen = load_when_up(b, id).await;
+        stale += usize::from(value(&seen, "v").as_deref() != Some("1"));
+    }
+    let stats = b.cache_stats().unwrap();
+    eprintln!(
+        "{failover}: {stale} stale reads of {} sessions; B's cache: {stats:?}",
+        ids.len()
+    );
+    assert_eq!(stale, 0);
+    assert!(stats.flushes >= 1, "{stats:?}");
+    support::wait_for("B's cache serves again", Duration::from_secs(20), || {
+        b.cache_stats().unwrap().tracking
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_failover_never_leaves_a_stale_value() {
     let Some(mut cluster) = RedisCluster::start_with_replicas() else {
@@ -488,24 +516,7 @@ async fn a_cluster_failover_never_leaves_a_stale_value() {
     support::wait_for("the replica is promoted", Duration::from_secs(30), || {
         cluster.is_primary(heir)
     });
-    for id in &ids {
-        apply_when_up(&a, id, &ChangeSet::default().with_set("v", "1")).await;
-    }
-    let mut stale = 0;
-    for id in &ids {
-        let seen = load_when_up(&b, id).await;
-        stale += usize::from(value(&seen, "v").as_deref() != Some("1"));
-    }
-    let stats = b.cache_stats().unwrap();
-    eprintln!(
-        "failover: {stale} stale reads of {} sessions; B's cache: {stats:?}",
-        ids.len()
-    );
-    assert_eq!(stale, 0);
-    assert!(stats.flushes >= 1, "{stats:?}");
-    support::wait_for("B's cache serves again", Duration::from_secs(20), || {
-        b.cache_stats().unwrap().tracking
-    });
+    b_reads_every_write_after(&a, &b, &ids, "Cluster failover").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,24 +544,7 @@ async fn a_sentinel_failover_never_leaves_a_stale_value() {
         Duration::from_secs(30),
         || group.promoted(),
     );
-    for id in &ids {
-        apply_when_up(&a, id, &ChangeSet::default().with_set("v", "1")).await;
-    }
-    let mut stale = 0;
-    for id in &ids {
-        let seen = load_when_up(&b, id).await;
-        stale += usize::from(value(&seen, "v").as_deref() != Some("1"));
-    }
-    let stats = b.cache_stats().unwrap();
-    eprintln!(
-        "Sentinel failover: {stale} stale reads of {} sessions; B's cache: {stats:?}",
-        ids.len()
-    );
-    assert_eq!(stale, 0);
-    assert!(stats.flushes >= 1, "{stats:?}");
-    support::wait_for("B's cache serves again", Duration::from_secs(20), || {
-        b.cache_stats().unwrap().tracking
-    });
+    b_reads_every_write_after(&a, &b, &ids, "Sentinel failover").await;
 }
 
 /// How long B may serve what A's write replaced when it does not catch up: B reads at

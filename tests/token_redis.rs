@@ -116,6 +116,24 @@ async fn login(app: &Router, user: &str) -> String {
     reply.cookie().unwrap()
 }
 
+/// Instances A and B (fail closed), each with its own connection to `server`.
+async fn two_instances_on(server: &RedisServer) -> (Router, Router) {
+    let connect = || async { RedisStore::connect(&server.url()).await.unwrap() };
+    (
+        instance(connect().await, false),
+        instance(connect().await, false),
+    )
+}
+
+/// Instances A and B (fail closed), each with its own connection to `cluster`.
+async fn two_instances_on_a_cluster(cluster: &RedisCluster) -> (Router, Router) {
+    let connect = || async { RedisStore::connect_cluster(cluster.nodes()).await.unwrap() };
+    (
+        instance(connect().await, false),
+        instance(connect().await, false),
+    )
+}
+
 /// Rounds of: log in on A, read on B, log out on A, replay the cookie on B. Returns
 /// how many replays B accepted.
 async fn logout_rounds(a: &Router, b: &Router, rounds: usize) -> usize {
@@ -155,8 +173,7 @@ async fn a_logout_on_one_instance_kills_the_cookie_on_the_other() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let a = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
-    let b = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    let (a, b) = two_instances_on(&server).await;
     assert_eq!(logout_rounds(&a, &b, 1000).await, 0, "replays accepted");
 }
 
@@ -165,14 +182,7 @@ async fn a_logout_on_one_instance_kills_the_cookie_on_the_other_on_a_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let a = instance(
-        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
-        false,
-    );
-    let b = instance(
-        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
-        false,
-    );
+    let (a, b) = two_instances_on_a_cluster(&cluster).await;
     assert_eq!(logout_rounds(&a, &b, 1000).await, 0, "replays accepted");
 }
 
@@ -245,8 +255,7 @@ async fn log_out_everywhere_revokes_tokens_issued_on_every_instance() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let a = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
-    let b = instance(RedisStore::connect(&server.url()).await.unwrap(), false);
+    let (a, b) = two_instances_on(&server).await;
     everywhere(&a, &b).await;
 }
 
@@ -255,14 +264,7 @@ async fn log_out_everywhere_revokes_tokens_issued_on_every_instance_on_a_cluster
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let a = instance(
-        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
-        false,
-    );
-    let b = instance(
-        RedisStore::connect_cluster(cluster.nodes()).await.unwrap(),
-        false,
-    );
+    let (a, b) = two_instances_on_a_cluster(&cluster).await;
     everywhere(&a, &b).await;
 }
 
