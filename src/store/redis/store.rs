@@ -280,21 +280,45 @@ impl RedisStore {
     /// The string at `key` (`GET`), through the local cache when there is one.
     #[cfg_attr(not(feature = "token"), allow(dead_code))]
     pub(super) async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let read = async {
+            ::redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<String>>(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::backend)
+        };
+        let as_value = |cached| match cached {
+            Cached::Value(value) => Some(value),
+            Cached::Session(_) => None,
+        };
+        self.through_cache(key, as_value, Cached::Value, read).await
+    }
+
+    /// What `read` reads at `key`, answered by the local cache when it holds the key (as
+    /// `from_cache` takes it out) and kept there otherwise, unless an invalidation
+    /// overtook the read (its ticket) or this store reads through.
+    async fn through_cache<T: Clone>(
+        &self,
+        key: &str,
+        from_cache: impl FnOnce(Cached) -> Option<T>,
+        into_cache: impl FnOnce(T) -> Cached,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let reading = self.cache().filter(|_| !self.read_through);
         let ticket = match reading.map(|cache| cache.lookup(key)) {
-            Some(Lookup::Hit(Cached::Value(value))) => return Ok(value),
+            Some(Lookup::Hit(cached)) => match from_cache(cached) {
+                Some(found) => return Ok(found),
+                // Another kind of entry: keys of different kinds never meet.
+                None => None,
+            },
             Some(Lookup::Miss(ticket)) => Some(ticket),
-            Some(Lookup::Hit(Cached::Session(_)) | Lookup::Bypass) | None => None,
+            Some(Lookup::Bypass) | None => None,
         };
-        let value: Option<String> = ::redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::backend)?;
+        let found = read.await?;
         if let (Some(cache), Some(ticket)) = (reading, ticket) {
-            cache.fill(key, ticket, Cached::Value(value.clone()));
+            cache.fill(key, ticket, into_cache(found.clone()));
         }
-        Ok(value)
+        Ok(found)
     }
 
     /// The key prefix in use.
@@ -391,24 +415,22 @@ pub(super) fn unexpected_reply() -> StoreError {
 impl SessionStore for RedisStore {
     async fn load(&self, id: &HashedId, expiry: Expiry) -> Result<Option<Record>, StoreError> {
         let key = self.session_key(id.as_str());
-        let live = |record: &Record| expiry.is_live(&record.metadata);
-        let reading = self.cache().filter(|_| !self.read_through);
-        let ticket = match reading.map(|cache| cache.lookup(&key)) {
-            Some(Lookup::Hit(Cached::Session(record))) => return Ok(record.filter(live)),
-            Some(Lookup::Miss(ticket)) => Some(ticket),
-            Some(Lookup::Hit(Cached::Value(_)) | Lookup::Bypass) | None => None,
+        let read = async {
+            let reply: Value = ::redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::backend)?;
+            Ok(codec::decode_record(codec::hash_entries(reply)?)?.map(|(record, _)| record))
         };
-        let mut command = ::redis::cmd("HGETALL");
-        command.arg(&key);
-        let reply: Value = command
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::backend)?;
-        let record = codec::decode_record(codec::hash_entries(reply)?)?.map(|(record, _)| record);
-        if let (Some(cache), Some(ticket)) = (reading, ticket) {
-            cache.fill(&key, ticket, Cached::Session(record.clone()));
-        }
-        Ok(record.filter(live))
+        let as_session = |cached| match cached {
+            Cached::Session(record) => Some(record),
+            Cached::Value(_) => None,
+        };
+        let record = self
+            .through_cache(&key, as_session, Cached::Session, read)
+            .await?;
+        Ok(record.filter(|record| expiry.is_live(&record.metadata)))
     }
 
     async fn create(
