@@ -30,7 +30,8 @@ pub fn router<S: SessionStore + Clone>(
     layer: SessionLayer,
     instance: &str,
 ) -> Router {
-    let instance = HeaderValue::from_str(instance).expect("INSTANCE is a valid header value");
+    let instance =
+        HeaderValue::from_str(instance).expect("Config checked INSTANCE: printable ASCII");
     Router::new()
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
@@ -88,6 +89,7 @@ async fn healthz<S: SessionStore>(State(state): State<AppState<S>>) -> StatusCod
     match state.store.ping().await {
         Ok(()) => StatusCode::OK,
         Err(error) => {
+            let error = crate::error::chain(&error);
             tracing::warn!(%error, "health check: session store unavailable");
             StatusCode::SERVICE_UNAVAILABLE
         }
