@@ -35,7 +35,7 @@ pub fn run(args: FleetArgs) -> ExitCode {
             args.session_mode.as_str().to_owned(),
         )],
     };
-    let fleet = match Fleet::start(config) {
+    let mut fleet = match Fleet::start(config) {
         Ok(fleet) => fleet,
         Err(error) => {
             eprintln!("fleet: {error}");
@@ -62,6 +62,9 @@ pub fn run(args: FleetArgs) -> ExitCode {
     println!("Ctrl-C stops everything.");
     runtime.block_on(stop.recv());
     println!("fleet: stopping");
+    fleet.keep_logs();
+    let logs = fleet.dir().to_owned();
     drop(fleet);
+    println!("fleet: stopped; the logs are kept in {}", logs.display());
     ExitCode::SUCCESS
 }
