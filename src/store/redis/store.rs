@@ -4,7 +4,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use ::redis::Value;
+use ::redis::{IntoConnectionInfo, Value};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -14,6 +14,7 @@ use super::codec;
 use super::conn::{self, Conn, RedisConnection};
 use super::durable::{Durability, Source};
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
+use super::sentinel::Follower;
 use super::tracking::{Cached, SessionCache, Tracked};
 use crate::config::ConfigError;
 use crate::store::{
@@ -103,11 +104,16 @@ impl RedisStore {
     }
 
     /// Connects to the master that Redis Sentinel names `master`, asking `sentinels`
-    /// (`host:port`, or `redis://` URLs) where it is, and follows a failover: once a call
-    /// shows the connection no longer reaches a writable master (it broke, or the server
-    /// was demoted and answers `READONLY`), that call fails (the layer answers 503) and the
-    /// next one asks the sentinels again. Fails if no sentinel or no master can be
-    /// reached now. The master is reached without credentials or TLS.
+    /// (`host:port`, or `redis://` URLs) where it is, and follows it as Sentinel's client
+    /// guidelines describe: it listens to every sentinel's events, asks them all every
+    /// second, moves only when a majority of them agree (or a failover's leader announces
+    /// the move), and checks `ROLE` on every new connection. From the moment a failover's
+    /// leader announces itself until the promoted replica answers as master, calls fail
+    /// (the layer answers 503) rather than write to a master about to be demoted; then
+    /// every connection to the old master is dropped and the cache, if any, flushed.
+    /// A call that finds the master gone or demoted (`READONLY`) fails and the next one
+    /// asks the sentinels again. Fails if no sentinel or no master can be reached now.
+    /// The master is reached without credentials or TLS; the ACL user needs `+role`.
     pub async fn connect_sentinel<I, S>(sentinels: I, master: &str) -> Result<Self, StoreError>
     where
         I: IntoIterator<Item = S>,
@@ -117,7 +123,11 @@ impl RedisStore {
             .into_iter()
             .map(|node| conn::node_url(node.as_ref()))
             .collect();
-        let conn = Conn::sentinel(&urls, master).await?;
+        let node = "redis://127.0.0.1"
+            .into_connection_info()
+            .map_err(StoreError::backend)?;
+        let follower = Follower::start(&urls, master, node).await?;
+        let conn = Conn::sentinel(&follower);
         let target = format!(
             "sentinel master {master:?} via {}",
             urls.iter()
@@ -125,7 +135,7 @@ impl RedisStore {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let store = Self::new(conn, target, Source::Sentinel(urls, master.to_owned()));
+        let store = Self::new(conn, target, Source::Sentinel(follower));
         store.check_eviction_policy().await;
         Ok(store)
     }

@@ -14,8 +14,11 @@
 //! depends on which connection read what.
 //!
 //! The stream is trusted only while it is proven intact: a heartbeat (`PING` on every
-//! connection, and on a Cluster `CLUSTER SLOTS`, on Sentinel `ROLE`) extends the cache's
-//! lease. A dropped connection, a failed or slow heartbeat, or a changed topology gives
+//! connection, and on a Cluster `CLUSTER SLOTS`) extends the cache's lease. On Sentinel
+//! the stream must be on the master the store writes to now: the heartbeat compares its
+//! node with the store's follower of the master, never asks the node itself (a demoted
+//! master answers `ROLE` as master for seconds), and the follower's changes wake it at
+//! once. A dropped connection, a failed or slow heartbeat, or a changed topology gives
 //! the stream up: the cache is flushed and serves nothing until a new stream is up.
 
 use std::collections::BTreeSet;
@@ -28,12 +31,13 @@ use ::redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
     PushInfo, PushKind, Value,
 };
-use futures_util::future::try_join_all;
-use tokio::sync::Notify;
+use futures_util::future::{select, try_join_all};
+use tokio::sync::{watch, Notify};
 
 use super::cache::CoherentCache;
 use super::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use super::durable::Source;
+use super::sentinel::Follower;
 use crate::record::Record;
 use crate::store::StoreError;
 
@@ -144,8 +148,12 @@ async fn keep_up(
     published: Arc<Mutex<Vec<MultiplexedConnection>>>,
 ) {
     loop {
-        // The next heartbeat, or at once if a connection dropped.
-        let _ = tokio::time::timeout(HEARTBEAT, stream.broken.notified()).await;
+        // The next heartbeat, or at once if a connection dropped or the master changed.
+        {
+            let dropped = std::pin::pin!(stream.broken.notified());
+            let moved = std::pin::pin!(master_changed(&mut stream.changes));
+            let _ = tokio::time::timeout(HEARTBEAT, select(dropped, moved)).await;
+        }
         let Some(strong) = cache.upgrade() else {
             return;
         };
@@ -174,9 +182,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Opens a new stream, waiting longer between attempts; `None` once the cache is gone.
+/// Resolves when the Sentinel master changes (or a failover starts or ends); never
+/// for other topologies.
+async fn master_changed(changes: &mut Option<watch::Receiver<()>>) {
+    if let Some(changes) = changes {
+        if changes.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// Changes of the Sentinel master, for a stream about to be opened.
+fn changes_of(source: &Source) -> Option<watch::Receiver<()>> {
+    match source {
+        Source::Sentinel(follower) => Some(follower.changes()),
+        Source::Single(_) | Source::Cluster(_) => None,
+    }
+}
+
+/// Opens a new stream, waiting longer between attempts (but trying at once when the
+/// Sentinel master changes); `None` once the cache is gone.
 async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Option<Stream> {
     let mut wait = REOPEN_WAIT.0;
+    let mut changes = changes_of(source);
     loop {
         let strong = cache.upgrade()?;
         match Stream::open(source, prefix, &strong).await {
@@ -184,7 +213,8 @@ async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Op
             Err(error) => tracing::debug!(%error, "cannot open the Redis invalidation stream yet"),
         }
         drop(strong);
-        tokio::time::sleep(wait).await;
+        let moved = std::pin::pin!(master_changed(&mut changes));
+        let _ = tokio::time::timeout(wait, moved).await;
         wait = (wait * 2).min(REOPEN_WAIT.1);
     }
 }
@@ -196,6 +226,8 @@ struct Stream {
     topology: Topology,
     /// Woken by a connection's reader when the connection drops.
     broken: Arc<Notify>,
+    /// On Sentinel: changes of the master since the stream opened.
+    changes: Option<watch::Receiver<()>>,
 }
 
 /// What the heartbeat checks beside the connections being alive.
@@ -204,8 +236,9 @@ enum Topology {
     /// The slot map when the stream opened: any change (a failover, a resharding, a node
     /// added) gives the stream up.
     Cluster(SlotMap),
-    /// The tracked server must still be the master.
-    Sentinel,
+    /// The tracked server must still be the master the store writes to, in the same
+    /// epoch of its follower.
+    Sentinel(Arc<Follower>, u64),
 }
 
 type SlotMap = Vec<(i64, i64, Vec<(String, u16)>)>;
@@ -218,6 +251,8 @@ impl Stream {
     ) -> Result<Self, StoreError> {
         let generation = cache.generation();
         let broken = Arc::new(Notify::new());
+        // Before the master is looked up, so that no change after it goes unnoticed.
+        let changes = changes_of(source);
         let (nodes, topology) = discover(source).await?;
         let connect = nodes.into_iter().map(|node| {
             let sender = invalidator(Arc::downgrade(cache), generation, broken.clone());
@@ -229,6 +264,7 @@ impl Stream {
             connections,
             topology,
             broken,
+            changes,
         };
         // Nothing read before now was kept (the last stream's end flushed the cache, and
         // nothing fills without a lease), so the lease can start now.
@@ -264,12 +300,7 @@ impl Stream {
                     .await;
                 reply.ok().and_then(slot_map).as_ref() == Some(opened)
             }
-            Topology::Sentinel => {
-                let reply = ::redis::cmd("ROLE")
-                    .query_async::<Value>(&mut first.clone())
-                    .await;
-                is_master(reply.ok())
-            }
+            Topology::Sentinel(follower, epoch) => follower.writes_in(*epoch),
         }
     }
 }
@@ -289,15 +320,10 @@ async fn discover(source: &Source) -> Result<(Vec<ConnectionInfo>, Topology), St
             }
             Err(last_error)
         }
-        Source::Sentinel(sentinels, master) => {
-            let mut last_error = StoreError::backend("no Redis Sentinel given");
-            for sentinel in sentinels {
-                match master_of(sentinel, master).await {
-                    Ok(node) => return Ok((vec![node], Topology::Sentinel)),
-                    Err(error) => last_error = error,
-                }
-            }
-            Err(last_error)
+        Source::Sentinel(follower) => {
+            let (epoch, node) = follower.master().await.map_err(StoreError::backend)?;
+            let node = resp3(follower.node_info(&node));
+            Ok((vec![node], Topology::Sentinel(follower.clone(), epoch)))
         }
     }
 }
@@ -318,18 +344,6 @@ async fn cluster_nodes(seed: &str) -> Result<(Vec<ConnectionInfo>, Topology), St
         .map(|(host, port)| at(&seed_info, host, *port))
         .collect();
     Ok((infos, Topology::Cluster(map)))
-}
-
-async fn master_of(sentinel: &str, master: &str) -> Result<ConnectionInfo, StoreError> {
-    let mut connection = connect(info(sentinel)?, AsyncConnectionConfig::new()).await?;
-    let (host, port): (String, u16) = ::redis::cmd("SENTINEL")
-        .arg("GET-MASTER-ADDR-BY-NAME")
-        .arg(master)
-        .query_async(&mut connection)
-        .await
-        .map_err(StoreError::backend)?;
-    // As the store's own Sentinel connection: the master without credentials or TLS.
-    info(&format!("redis://{host}:{port}"))
 }
 
 /// Connects to `node`, switches tracking on, and routes its pushes to `sender`.
@@ -410,15 +424,20 @@ fn info(url: &str) -> Result<ConnectionInfo, StoreError> {
         .as_str()
         .into_connection_info()
         .map_err(StoreError::backend)?;
+    Ok(resp3(info))
+}
+
+/// `info` speaking RESP3.
+fn resp3(info: ConnectionInfo) -> ConnectionInfo {
     let settings = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    Ok(info.set_redis_settings(settings))
+    info.set_redis_settings(settings)
 }
 
 /// `seed`'s settings (credentials, TLS) for another node.
-fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+pub(super) fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
     let addr = match seed.addr() {
         ConnectionAddr::TcpTls {
             insecure,
@@ -467,16 +486,6 @@ fn slot_map(reply: Value) -> Option<SlotMap> {
     }
     map.sort();
     Some(map)
-}
-
-fn is_master(reply: Option<Value>) -> bool {
-    match reply {
-        Some(Value::Array(fields)) => matches!(
-            fields.first(),
-            Some(Value::BulkString(role)) if role.as_slice() == b"master"
-        ),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
