@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
-    RedisError, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value,
 };
 use futures_util::future::{join_all, select, Either};
 use futures_util::StreamExt as _;
@@ -683,6 +683,32 @@ impl ConnectionLike for SentinelConn {
     }
 }
 
+/// The name Sentinel knows the master by, and the settings (credentials, TLS, database)
+/// for the master and replicas, from `master`: the bare name, or a URL with the name in
+/// the host's place (`redis://user:password@<name>/<db>`, `rediss://…`).
+pub(super) fn master_settings(master: &str) -> Result<(String, ConnectionInfo), StoreError> {
+    let url = if master.contains("://") {
+        master.to_owned()
+    } else {
+        // No credentials, no TLS; the host is replaced by the one the sentinels name.
+        format!("redis://{master}")
+    };
+    // The URL holds a password: the parser's error is not passed on.
+    let node = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|_| StoreError::backend("the Sentinel master is neither a name nor a URL"))?;
+    let name = match node.addr() {
+        ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+        _ => {
+            return Err(StoreError::backend(
+                "the Sentinel master URL names no master",
+            ))
+        }
+    };
+    Ok((name, node))
+}
+
 fn failing_over() -> RedisError {
     RedisError::from((
         ErrorKind::Io,
@@ -769,6 +795,21 @@ mod tests {
         );
         let (epoch, _) = follower.install(("127.0.0.1".to_owned(), 7001), false);
         assert!(!follower.writes_in(1) && follower.writes_in(epoch));
+    }
+
+    #[test]
+    fn a_master_is_a_name_or_a_url() {
+        let (name, node) = master_settings("sessions").unwrap();
+        assert_eq!(name, "sessions");
+        assert_eq!(node.redis_settings().password(), None);
+        let (name, node) = master_settings("rediss://app:pw@sessions/2").unwrap();
+        assert_eq!(name, "sessions");
+        assert_eq!(node.redis_settings().password(), Some("pw"));
+        assert_eq!(node.redis_settings().username(), Some("app"));
+        assert_eq!(node.redis_settings().db(), 2);
+        assert!(matches!(node.addr(), ConnectionAddr::TcpTls { .. }));
+        let error = master_settings("redis://app:s3cret@[::1").unwrap_err();
+        assert!(!format!("{error:?}").contains("s3cret"));
     }
 
     #[test]

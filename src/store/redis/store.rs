@@ -4,7 +4,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use ::redis::{IntoConnectionInfo, Value};
+use ::redis::Value;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -14,7 +14,7 @@ use super::codec;
 use super::conn::{self, Conn, RedisConnection};
 use super::durable::{Durability, Source};
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
-use super::sentinel::Follower;
+use super::sentinel::{self, Follower};
 use super::tracking::{Cached, SessionCache, Tracked};
 use crate::config::ConfigError;
 use crate::store::{
@@ -113,7 +113,13 @@ impl RedisStore {
     /// every connection to the old master is dropped and the cache, if any, flushed.
     /// A call that finds the master gone or demoted (`READONLY`) fails and the next one
     /// asks the sentinels again. Fails if no sentinel or no master can be reached now.
-    /// The master is reached without credentials or TLS; the ACL user needs `+role`.
+    ///
+    /// `master` is the name Sentinel knows the master by (`sentinel monitor <name> …`),
+    /// or a URL with that name in the host's place, for the credentials, TLS and database
+    /// of the master and replicas: `redis://user:password@<name>/<db>`, `rediss://…`.
+    /// A sentinel with a password of its own is given as `redis://:password@host:port`.
+    /// The ACL user on the master and replicas needs `+role` beside
+    /// [`ACL_COMMANDS`](Self::ACL_COMMANDS).
     pub async fn connect_sentinel<I, S>(sentinels: I, master: &str) -> Result<Self, StoreError>
     where
         I: IntoIterator<Item = S>,
@@ -123,13 +129,11 @@ impl RedisStore {
             .into_iter()
             .map(|node| conn::node_url(node.as_ref()))
             .collect();
-        let node = "redis://127.0.0.1"
-            .into_connection_info()
-            .map_err(StoreError::backend)?;
-        let follower = Follower::start(&urls, master, node).await?;
+        let (name, node) = sentinel::master_settings(master)?;
+        let follower = Follower::start(&urls, &name, node).await?;
         let conn = Conn::sentinel(&follower);
         let target = format!(
-            "sentinel master {master:?} via {}",
+            "sentinel master {name:?} via {}",
             urls.iter()
                 .map(|url| conn::redact(url))
                 .collect::<Vec<_>>()
