@@ -229,7 +229,7 @@ pub async fn measure<T: std::future::Future<Output = RedisStore>>(
     let seen = seen.map(|seen| std::mem::take(&mut *seen.lock().unwrap()));
     let acknowledged_per_user =
         (0..ids.len()).map(|user| seen.iter().map(|seen| seen.acknowledged[user]).sum::<i64>());
-    let (logged_out_users, lost) = logged_out_and_lost(&truth, &ids, acknowledged_per_user).await;
+    let (logged_out_users, lost) = logged_out_and_lost(&truth, ids, acknowledged_per_user).await;
     let mut logouts_undone = 0;
     for id in doomed {
         if truth.load(id, now()).await.unwrap().is_some() {
