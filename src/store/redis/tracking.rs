@@ -13,7 +13,8 @@
 //! the first read on a new connection; here every connection is ours, and nothing else
 //! depends on which connection read what.
 //!
-//! The stream is trusted only while it is proven intact: a heartbeat (`PING` on every
+//! The stream is trusted only while it is proven intact (outside a Cluster, also that the
+//! database still holds the marker it found, which `SWAPDB` would change): a heartbeat (`PING` on every
 //! connection, and on a Cluster `CLUSTER SLOTS`) extends the cache's lease. On Sentinel
 //! the stream must be on the master the store writes to now: the heartbeat compares its
 //! node with the store's follower of the master, never asks the node itself (a demoted
@@ -67,9 +68,25 @@ pub(super) type SessionCache = CoherentCache<Cached>;
 /// A store's cache and the task that keeps it coherent; the task ends with the last clone.
 pub(super) struct Tracked {
     pub(super) cache: Arc<SessionCache>,
-    /// The current stream's connections, for [`catch_up`](Self::catch_up).
-    connections: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    /// The current stream's connections and marker, for [`catch_up`](Self::catch_up).
+    connections: Arc<Mutex<Published>>,
     task: tokio::task::AbortHandle,
+}
+
+/// What [`Tracked::catch_up`] checks of the current stream.
+#[derive(Clone, Default)]
+struct Published {
+    connections: Vec<MultiplexedConnection>,
+    marker: Option<Marker>,
+}
+
+impl Published {
+    fn of(stream: &Stream) -> Self {
+        Self {
+            connections: stream.connections.clone(),
+            marker: stream.marker.clone(),
+        }
+    }
 }
 
 impl Drop for Tracked {
@@ -87,7 +104,7 @@ impl Tracked {
         capacity: NonZeroUsize,
     ) -> Result<Self, StoreError> {
         let cache = Arc::new(SessionCache::new(capacity));
-        let connections: Arc<Mutex<Vec<MultiplexedConnection>>> = Arc::default();
+        let connections: Arc<Mutex<Published>> = Arc::default();
         let (opened, is_open) = tokio::sync::oneshot::channel();
         let (weak, published) = (Arc::downgrade(&cache), connections.clone());
         let run = async move {
@@ -102,7 +119,7 @@ impl Tracked {
                 }
             };
             drop(strong);
-            *lock(&published) = stream.connections.clone();
+            *lock(&published) = Published::of(&stream);
             let _ = opened.send(Ok(()));
             keep_up(weak, source, prefix, stream, published).await;
         };
@@ -122,18 +139,23 @@ impl Tracked {
     }
 
     /// Returns once every invalidation Redis queued before this call has been applied
-    /// (a `PING` on each tracking connection, whose reply comes after them), or the
-    /// cache has been flushed because the stream could not prove it.
+    /// (a `PING` on each tracking connection, whose reply comes after them) and the
+    /// database still holds the stream's marker, or the cache has been flushed because
+    /// the stream could not prove it.
     pub(super) async fn catch_up(&self) {
         let generation = self.cache.generation();
-        let connections = lock(&self.connections).clone();
-        let pings = connections.into_iter().map(|mut connection| async move {
-            ::redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
+        let published = lock(&self.connections).clone();
+        let pings = published.connections.iter().map(|connection| {
+            let mut connection = connection.clone();
+            async move {
+                ::redis::cmd("PING")
+                    .query_async::<()>(&mut connection)
+                    .await
+            }
         });
-        let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, try_join_all(pings)).await;
-        if !matches!(answered, Ok(Ok(_))) {
+        let proven = async { try_join_all(pings).await.is_ok() && marker_held(&published).await };
+        let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, proven).await;
+        if !matches!(answered, Ok(true)) {
             self.cache.stop_serving(generation);
         }
     }
@@ -145,7 +167,7 @@ async fn keep_up(
     source: Arc<Source>,
     prefix: Arc<str>,
     mut stream: Stream,
-    published: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    published: Arc<Mutex<Published>>,
 ) {
     loop {
         // The next heartbeat, or at once if a connection dropped or the master changed.
@@ -171,7 +193,7 @@ async fn keep_up(
             Some(stream) => stream,
             None => return,
         };
-        *lock(&published) = stream.connections.clone();
+        *lock(&published) = Published::of(&stream);
         tracing::info!("the Redis invalidation stream is back; the session cache serves again");
     }
 }
@@ -228,6 +250,68 @@ struct Stream {
     broken: Arc<Notify>,
     /// On Sentinel: changes of the master since the stream opened.
     changes: Option<watch::Receiver<()>>,
+    /// Outside a Cluster: the database's marker when the stream opened.
+    marker: Option<Marker>,
+}
+
+/// A random value in a hash under the prefix (`<prefix>cache-marker`), found or put there
+/// when a stream opens. `SWAPDB` sends no invalidation: when the database the stream
+/// watches no longer holds the value (swapped for another, or flushed), the stream is
+/// given up. A Cluster has one database and no `SWAPDB`.
+#[derive(Clone)]
+struct Marker {
+    key: String,
+    value: String,
+}
+
+impl Marker {
+    async fn place(connection: &MultiplexedConnection, prefix: &str) -> Result<Self, StoreError> {
+        let key = format!("{prefix}cache-marker");
+        let mut connection = connection.clone();
+        let found: Option<String> = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg("v")
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::backend)?;
+        let value = match found {
+            Some(value) => value,
+            None => {
+                // Two streams opening at once may each put a value: the one whose value
+                // was overwritten finds out at its next heartbeat and opens again.
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(StoreError::backend)?;
+                let value: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+                ::redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg(&value)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(StoreError::backend)?;
+                value
+            }
+        };
+        Ok(Self { key, value })
+    }
+
+    async fn is_held(&self, connection: &MultiplexedConnection) -> bool {
+        let found = ::redis::cmd("HGET")
+            .arg(&self.key)
+            .arg("v")
+            .query_async::<Option<String>>(&mut connection.clone())
+            .await;
+        matches!(found, Ok(Some(value)) if value == self.value)
+    }
+}
+
+/// Whether the database still holds the published stream's marker (true without one).
+async fn marker_held(published: &Published) -> bool {
+    match (&published.marker, published.connections.first()) {
+        (Some(marker), Some(first)) => marker.is_held(first).await,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// What the heartbeat checks beside the connections being alive.
@@ -259,12 +343,17 @@ impl Stream {
             track(node, prefix, sender)
         });
         let connections = try_join_all(connect).await?;
+        let marker = match (&topology, connections.first()) {
+            (Topology::Cluster(_), _) | (_, None) => None,
+            (_, Some(first)) => Some(Marker::place(first, prefix).await?),
+        };
         let stream = Self {
             generation,
             connections,
             topology,
             broken,
             changes,
+            marker,
         };
         // Nothing read before now was kept (the last stream's end flushed the cache, and
         // nothing fills without a lease), so the lease can start now.
@@ -291,6 +380,11 @@ impl Stream {
         let Some(first) = self.connections.first() else {
             return false;
         };
+        if let Some(marker) = &self.marker {
+            if !marker.is_held(first).await {
+                return false;
+            }
+        }
         match &self.topology {
             Topology::Single => true,
             Topology::Cluster(opened) => {
