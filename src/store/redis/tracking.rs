@@ -145,15 +145,8 @@ impl Tracked {
     pub(super) async fn catch_up(&self) {
         let generation = self.cache.generation();
         let published = lock(&self.connections).clone();
-        let pings = published.connections.iter().map(|connection| {
-            let mut connection = connection.clone();
-            async move {
-                ::redis::cmd("PING")
-                    .query_async::<()>(&mut connection)
-                    .await
-            }
-        });
-        let proven = async { try_join_all(pings).await.is_ok() && marker_held(&published).await };
+        let proven =
+            async { all_answer(&published.connections).await && marker_held(&published).await };
         let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, proven).await;
         if !matches!(answered, Ok(true)) {
             self.cache.stop_serving(generation);
@@ -305,6 +298,20 @@ impl Marker {
     }
 }
 
+/// Whether every connection answers a `PING`: its reply comes after every push Redis
+/// queued on it before.
+async fn all_answer(connections: &[MultiplexedConnection]) -> bool {
+    let pings = connections.iter().map(|connection| {
+        let mut connection = connection.clone();
+        async move {
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await
+        }
+    });
+    try_join_all(pings).await.is_ok()
+}
+
 /// Whether the database still holds the published stream's marker (true without one).
 async fn marker_held(published: &Published) -> bool {
     match (&published.marker, published.connections.first()) {
@@ -366,15 +373,7 @@ impl Stream {
     }
 
     async fn is_intact(&self) -> bool {
-        let pings = self.connections.iter().map(|connection| {
-            let mut connection = connection.clone();
-            async move {
-                ::redis::cmd("PING")
-                    .query_async::<()>(&mut connection)
-                    .await
-            }
-        });
-        if try_join_all(pings).await.is_err() {
+        if !all_answer(&self.connections).await {
             return false;
         }
         let Some(first) = self.connections.first() else {
