@@ -2,6 +2,7 @@
 //! [`Session::increment`] and [`Session::update`].
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +18,10 @@ use crate::store::{Created, Incremented, StoreHandle, Swapped};
 
 /// Compare-and-set rounds before [`Session::update`] gives up on a key that keeps changing.
 const UPDATE_ATTEMPTS: usize = 16;
+/// The bound on the wait after the first conflict of [`Session::update`], doubled after
+/// each further one up to the second value. Each wait is drawn at random below its bound
+/// (full jitter): writers that collided spread out instead of colliding again in step.
+const UPDATE_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(32));
 /// Fresh IDs tried before a store that keeps answering "in use" is declared broken.
 const ID_ATTEMPTS: usize = 3;
 
@@ -75,8 +80,10 @@ impl Session {
     /// Changes the value under `key` with `change` **now**, as a read-modify-write that
     /// loses no concurrent update: the new value is stored only if the key still holds
     /// what `change` saw (compare-and-set); otherwise `change` runs again on the newer
-    /// value, up to 16 times ([`ErrorKind::Contended`] after that). `None` in or out
-    /// means absent. Returns what was stored.
+    /// value, after a short random wait that grows with each conflict (at most 32 ms),
+    /// up to 16 times ([`ErrorKind::Contended`] after that). `None` in or out means
+    /// absent. Returns what was stored. For a counter, prefer
+    /// [`increment`](Self::increment): one atomic call, never contended.
     ///
     /// `change` may run more than once, so keep it free of side effects. Costs one store
     /// call when the session is already loaded (one more otherwise), plus one per retry.
@@ -104,7 +111,7 @@ impl Session {
             Backend::Tokens(_) => return self.update_sealed(key, change).await,
         };
         let mut current = self.current(key).await?;
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..UPDATE_ATTEMPTS {
             let value = change(decode(current.as_deref())?);
             let json = value.as_ref().map(encode).transpose()?;
             let Target::Live(target) = self.target(store).await? else {
@@ -130,7 +137,12 @@ impl Session {
                     self.committed(key, json);
                     return Ok(value);
                 }
-                Swapped::Conflict(now) => current = now,
+                Swapped::Conflict(now) => {
+                    current = now;
+                    if attempt + 1 < UPDATE_ATTEMPTS {
+                        back_off(attempt).await;
+                    }
+                }
                 Swapped::Gone => {
                     self.lost(&target)?;
                     current = None;
@@ -277,4 +289,17 @@ impl PendingValue for Option<String> {
     fn as_json(&self) -> Option<String> {
         self.clone()
     }
+}
+
+/// Waits before the retry that follows conflict number `conflict` (from 0) of an update.
+async fn back_off(conflict: usize) {
+    let doubled = UPDATE_BACKOFF.0.saturating_mul(1 << conflict.min(16));
+    let bound = doubled.min(UPDATE_BACKOFF.1);
+    let mut bytes = [0u8; 4];
+    // Without randomness, half the bound: still a growing wait.
+    let fraction = match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
+        Err(_) => 0.5,
+    };
+    tokio::time::sleep(bound.mul_f64(fraction)).await;
 }

@@ -342,7 +342,8 @@ async fn an_expiry_in_redis_reaches_the_cache() {
     // its active expiry (not a read) must tell B.
     server.cli(&["PEXPIRE", &key, "20"]);
     support::wait_for("Redis expires the key", Duration::from_secs(10), || {
-        server.cli(&["DBSIZE"]) == "0"
+        // Not DBSIZE: the stream's marker (`<prefix>cache-marker`) stays.
+        server.cli(&["EXISTS", &key]) == "0"
     });
     assert!(b.load(&id, now()).await.unwrap().is_none());
 }
@@ -677,4 +678,33 @@ async fn revocation_latency_cluster() {
         cached_cluster(&cluster).await,
     );
     revocation_latency(a, b, "cluster").await;
+}
+
+/// `SWAPDB` sends no invalidation: the cache notices that the database it watches no
+/// longer holds its stream's marker, flushes, and reads the swapped-in database.
+#[tokio::test]
+async fn a_swapped_database_is_noticed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    let id = cached_on_b(&a, &b, None).await;
+    let flushes = b.cache_stats().unwrap().flushes;
+    server.cli(&["SWAPDB", "0", "1"]);
+    b.catch_up().await;
+    assert!(
+        b.load(&id, now()).await.unwrap().is_none(),
+        "the session is in database 1 now, not in the one the store uses"
+    );
+    assert!(
+        b.cache_stats().unwrap().flushes > flushes,
+        "the cache was flushed"
+    );
+    // Back: the stream reopens on the database as it is and serves again.
+    server.cli(&["SWAPDB", "0", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.load(&id, now()).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the session is read again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

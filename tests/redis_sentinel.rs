@@ -127,3 +127,107 @@ async fn a_sentinel_failover_under_traffic_logs_nobody_out() {
     assert!(recovered.is_some(), "writes resumed after the failover");
     assert_eq!(logged_out, 0, "users logged out by the failover");
 }
+
+/// Servers and sentinels that require passwords: the master and replica `requirepass`
+/// plus a least-privilege ACL user for the store, the sentinels a password of their own.
+/// The store finds, uses and follows the master through a planned failover, with its
+/// cache on; without the credentials it does not start; `Debug` shows no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_with_passwords_and_a_least_privilege_user() {
+    let Some(group) = SentinelGroup::start(MASTER) else {
+        return;
+    };
+    let (server_pw, sentinel_pw, app_pw) = ("server-pw", "sentinel-pw", "app-s3cret");
+    let servers = [&group.master, &group.replica];
+    for server in servers {
+        server.cli(&["CONFIG", "SET", "masterauth", server_pw]);
+    }
+    for sentinel in &group.sentinels {
+        sentinel.cli(&["SENTINEL", "SET", MASTER, "auth-pass", server_pw]);
+    }
+    let app_password = format!(">{app_pw}");
+    let mut acl = vec!["ACL", "SETUSER", "app", "on", &app_password, "resetkeys"];
+    acl.extend(["~session:*", "+role", "+client|tracking"]);
+    acl.extend(RedisStore::ACL_COMMANDS.split_whitespace());
+    for server in servers {
+        // ACL users are per server: the replica needs it once promoted.
+        server.cli(&acl);
+        server.cli(&["CONFIG", "SET", "requirepass", server_pw]);
+    }
+    for sentinel in &group.sentinels {
+        sentinel.cli(&["SENTINEL", "CONFIG", "SET", "sentinel-pass", sentinel_pw]);
+    }
+    let sentinel_password = format!(">{sentinel_pw}");
+    for sentinel in &group.sentinels {
+        sentinel.cli(&["ACL", "SETUSER", "default", "resetpass", &sentinel_password]);
+    }
+    let as_admin = |password: &'static str, args: &[&'static str]| {
+        let mut all = vec!["-a", password, "--no-auth-warning"];
+        all.extend_from_slice(args);
+        all
+    };
+
+    let sentinels: Vec<String> = group
+        .sentinels
+        .iter()
+        .map(|sentinel| format!("redis://:{sentinel_pw}@{}", sentinel.addr()))
+        .collect();
+    let master = format!("redis://app:{app_pw}@{MASTER}");
+    let refused = RedisStore::connect_sentinel(group.sentinel_addrs(), &master).await;
+    assert!(refused.is_err(), "sentinels without their password");
+    let refused = RedisStore::connect_sentinel(&sentinels, MASTER).await;
+    assert!(refused.is_err(), "a master without credentials");
+    let wrong = format!("redis://app:wrong-pw@{MASTER}");
+    let refused = RedisStore::connect_sentinel(&sentinels, &wrong).await;
+    let error = refused.unwrap_err();
+    assert!(!format!("{error:?} {error}").contains("wrong-pw"));
+
+    let store = RedisStore::connect_sentinel(&sentinels, &master)
+        .await
+        .unwrap()
+        .with_cache(100)
+        .await
+        .unwrap();
+    let debug = format!("{store:?}");
+    assert!(
+        !debug.contains(app_pw) && !debug.contains(sentinel_pw) && debug.contains(MASTER),
+        "{debug}"
+    );
+    let ids = sessions_with_a_counter(&store, 1).await;
+    let mut acknowledged = 0;
+    for _ in 0..10 {
+        assert!(matches!(
+            store.increment(&ids[0], "n", 1, now()).await.unwrap(),
+            Incremented::Value(_)
+        ));
+        acknowledged += 1;
+    }
+    let failover = as_admin(sentinel_pw, &["SENTINEL", "FAILOVER", MASTER]);
+    assert_eq!(group.sentinels[0].cli(&failover), "OK");
+    let role = as_admin(server_pw, &["ROLE"]);
+    support::wait_for("the replica is promoted", Duration::from_secs(30), || {
+        group.replica.cli(&role).starts_with("master")
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut moved = false;
+    while !moved && Instant::now() < deadline {
+        match store.increment(&ids[0], "n", 1, now()).await {
+            Ok(Incremented::Value(_)) => {
+                acknowledged += 1;
+                moved = true;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(moved, "writes resumed on the promoted replica");
+    let key = format!("session:{{{}}}", ids[0].as_str());
+    let on_replica = ["-a", server_pw, "--no-auth-warning", "EXISTS", &key];
+    assert_eq!(
+        group.replica.cli(&on_replica),
+        "1",
+        "the session is on the promoted replica"
+    );
+    let record = store.load(&ids[0], now()).await.unwrap().unwrap();
+    assert_eq!(record.data["n"], acknowledged.to_string());
+}

@@ -453,6 +453,22 @@ impl SentinelGroup {
     pub fn promoted(&self) -> bool {
         self.replica.cli(&["ROLE"]).starts_with("master")
     }
+
+    /// Waits until every sentinel names the replica as the master (after a failover).
+    pub fn wait_until_the_sentinels_name_the_replica(&self) {
+        let promoted = self.replica.port().to_string();
+        for sentinel in &self.sentinels {
+            wait_for(
+                "every sentinel names the promoted replica",
+                Duration::from_secs(30),
+                || {
+                    sentinel
+                        .cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.name])
+                        .ends_with(&promoted)
+                },
+            );
+        }
+    }
 }
 
 impl RedisCluster {

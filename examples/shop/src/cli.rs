@@ -155,12 +155,15 @@ pub struct ServeArgs {
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "NODES")]
     pub redis_cluster_nodes: Option<String>,
 
-    /// Find the Redis master through these Redis Sentinels: host:port,host:port,...
-    /// (with REDIS_SENTINEL_MASTER; wins over REDIS_URL) [default: none].
+    /// Find the Redis master through these Redis Sentinels: host:port,host:port,...,
+    /// or redis://:password@host:port for sentinels with a password of their own (with
+    /// REDIS_SENTINEL_MASTER; wins over REDIS_URL) [default: none].
     #[arg(long, env = "REDIS_SENTINELS", value_name = "SENTINELS")]
     pub redis_sentinels: Option<String>,
 
-    /// The master's name in Sentinel (`sentinel monitor <name> ...`).
+    /// The master's name in Sentinel (`sentinel monitor <name> ...`), or a URL with
+    /// that name in the host's place for the master's and replicas' credentials, TLS
+    /// and database: redis://user:password@<name>/<db>, rediss://...
     #[arg(long, env = "REDIS_SENTINEL_MASTER", value_name = "NAME")]
     pub redis_sentinel_master: Option<String>,
 }

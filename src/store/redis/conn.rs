@@ -1,5 +1,6 @@
 //! The two kinds of connection a [`RedisStore`](super::RedisStore) can hold, behind one type.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -10,7 +11,7 @@ use ::redis::{
     Value,
 };
 
-use super::sentinel::SentinelConn;
+use super::sentinel::{Follower, SentinelConn};
 use crate::error::StoreError;
 
 /// How long to wait for a TCP (and TLS) connection to be set up.
@@ -68,13 +69,9 @@ impl Conn {
         Ok(Self::Single(manager(info).await?))
     }
 
-    pub(super) async fn sentinel(sentinels: &[String], master: &str) -> Result<Self, StoreError> {
-        if sentinels.is_empty() {
-            return Err(StoreError::backend("no Redis Sentinel given"));
-        }
-        let conn =
-            SentinelConn::connect(sentinels, master, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT).await?;
-        Ok(Self::Sentinel(conn))
+    /// A connection of its own to the master `follower` follows.
+    pub(super) fn sentinel(follower: &Arc<Follower>) -> Self {
+        Self::Sentinel(SentinelConn::new(follower.clone()))
     }
 
     pub(super) async fn cluster(nodes: &[String]) -> Result<Self, StoreError> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::conn::Conn;
+use super::sentinel::Follower;
 use super::store::RedisStore;
 use crate::config::ConfigError;
 use crate::store::StoreError;
@@ -22,7 +23,8 @@ use crate::store::StoreError;
 pub(super) enum Source {
     Single(String),
     Cluster(Vec<String>),
-    Sentinel(Vec<String>, String),
+    /// The store's follower of the master, shared by all its connections.
+    Sentinel(Arc<Follower>),
 }
 
 impl Source {
@@ -30,7 +32,7 @@ impl Source {
         match self {
             Self::Single(url) => Conn::single(url).await,
             Self::Cluster(nodes) => Conn::cluster(nodes).await,
-            Self::Sentinel(sentinels, master) => Conn::sentinel(sentinels, master).await,
+            Self::Sentinel(follower) => Ok(Conn::sentinel(follower)),
         }
     }
 }

@@ -14,6 +14,7 @@ use super::codec;
 use super::conn::{self, Conn, RedisConnection};
 use super::durable::{Durability, Source};
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
+use super::sentinel::{self, Follower};
 use super::tracking::{Cached, SessionCache, Tracked};
 use crate::config::ConfigError;
 use crate::store::{
@@ -103,11 +104,22 @@ impl RedisStore {
     }
 
     /// Connects to the master that Redis Sentinel names `master`, asking `sentinels`
-    /// (`host:port`, or `redis://` URLs) where it is, and follows a failover: once a call
-    /// shows the connection no longer reaches a writable master (it broke, or the server
-    /// was demoted and answers `READONLY`), that call fails (the layer answers 503) and the
-    /// next one asks the sentinels again. Fails if no sentinel or no master can be
-    /// reached now. The master is reached without credentials or TLS.
+    /// (`host:port`, or `redis://` URLs) where it is, and follows it as Sentinel's client
+    /// guidelines describe: it listens to every sentinel's events, asks them all every
+    /// second, moves only when a majority of them agree (or a failover's leader announces
+    /// the move), and checks `ROLE` on every new connection. From the moment a failover's
+    /// leader announces itself until the promoted replica answers as master, calls fail
+    /// (the layer answers 503) rather than write to a master about to be demoted; then
+    /// every connection to the old master is dropped and the cache, if any, flushed.
+    /// A call that finds the master gone or demoted (`READONLY`) fails and the next one
+    /// asks the sentinels again. Fails if no sentinel or no master can be reached now.
+    ///
+    /// `master` is the name Sentinel knows the master by (`sentinel monitor <name> …`),
+    /// or a URL with that name in the host's place, for the credentials, TLS and database
+    /// of the master and replicas: `redis://user:password@<name>/<db>`, `rediss://…`.
+    /// A sentinel with a password of its own is given as `redis://:password@host:port`.
+    /// The ACL user on the master and replicas needs `+role` beside
+    /// [`ACL_COMMANDS`](Self::ACL_COMMANDS).
     pub async fn connect_sentinel<I, S>(sentinels: I, master: &str) -> Result<Self, StoreError>
     where
         I: IntoIterator<Item = S>,
@@ -117,15 +129,17 @@ impl RedisStore {
             .into_iter()
             .map(|node| conn::node_url(node.as_ref()))
             .collect();
-        let conn = Conn::sentinel(&urls, master).await?;
+        let (name, node) = sentinel::master_settings(master)?;
+        let follower = Follower::start(&urls, &name, node).await?;
+        let conn = Conn::sentinel(&follower);
         let target = format!(
-            "sentinel master {master:?} via {}",
+            "sentinel master {name:?} via {}",
             urls.iter()
                 .map(|url| conn::redact(url))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let store = Self::new(conn, target, Source::Sentinel(urls, master.to_owned()));
+        let store = Self::new(conn, target, Source::Sentinel(follower));
         store.check_eviction_policy().await;
         Ok(store)
     }

@@ -13,9 +13,13 @@
 //! the first read on a new connection; here every connection is ours, and nothing else
 //! depends on which connection read what.
 //!
-//! The stream is trusted only while it is proven intact: a heartbeat (`PING` on every
-//! connection, and on a Cluster `CLUSTER SLOTS`, on Sentinel `ROLE`) extends the cache's
-//! lease. A dropped connection, a failed or slow heartbeat, or a changed topology gives
+//! The stream is trusted only while it is proven intact (outside a Cluster, also that the
+//! database still holds the marker it found, which `SWAPDB` would change): a heartbeat (`PING` on every
+//! connection, and on a Cluster `CLUSTER SLOTS`) extends the cache's lease. On Sentinel
+//! the stream must be on the master the store writes to now: the heartbeat compares its
+//! node with the store's follower of the master, never asks the node itself (a demoted
+//! master answers `ROLE` as master for seconds), and the follower's changes wake it at
+//! once. A dropped connection, a failed or slow heartbeat, or a changed topology gives
 //! the stream up: the cache is flushed and serves nothing until a new stream is up.
 
 use std::collections::BTreeSet;
@@ -28,12 +32,13 @@ use ::redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
     PushInfo, PushKind, Value,
 };
-use futures_util::future::try_join_all;
-use tokio::sync::Notify;
+use futures_util::future::{select, try_join_all};
+use tokio::sync::{watch, Notify};
 
 use super::cache::CoherentCache;
 use super::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use super::durable::Source;
+use super::sentinel::Follower;
 use crate::record::Record;
 use crate::store::StoreError;
 
@@ -63,9 +68,25 @@ pub(super) type SessionCache = CoherentCache<Cached>;
 /// A store's cache and the task that keeps it coherent; the task ends with the last clone.
 pub(super) struct Tracked {
     pub(super) cache: Arc<SessionCache>,
-    /// The current stream's connections, for [`catch_up`](Self::catch_up).
-    connections: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    /// The current stream's connections and marker, for [`catch_up`](Self::catch_up).
+    connections: Arc<Mutex<Published>>,
     task: tokio::task::AbortHandle,
+}
+
+/// What [`Tracked::catch_up`] checks of the current stream.
+#[derive(Clone, Default)]
+struct Published {
+    connections: Vec<MultiplexedConnection>,
+    marker: Option<Marker>,
+}
+
+impl Published {
+    fn of(stream: &Stream) -> Self {
+        Self {
+            connections: stream.connections.clone(),
+            marker: stream.marker.clone(),
+        }
+    }
 }
 
 impl Drop for Tracked {
@@ -83,7 +104,7 @@ impl Tracked {
         capacity: NonZeroUsize,
     ) -> Result<Self, StoreError> {
         let cache = Arc::new(SessionCache::new(capacity));
-        let connections: Arc<Mutex<Vec<MultiplexedConnection>>> = Arc::default();
+        let connections: Arc<Mutex<Published>> = Arc::default();
         let (opened, is_open) = tokio::sync::oneshot::channel();
         let (weak, published) = (Arc::downgrade(&cache), connections.clone());
         let run = async move {
@@ -98,7 +119,7 @@ impl Tracked {
                 }
             };
             drop(strong);
-            *lock(&published) = stream.connections.clone();
+            *lock(&published) = Published::of(&stream);
             let _ = opened.send(Ok(()));
             keep_up(weak, source, prefix, stream, published).await;
         };
@@ -118,18 +139,16 @@ impl Tracked {
     }
 
     /// Returns once every invalidation Redis queued before this call has been applied
-    /// (a `PING` on each tracking connection, whose reply comes after them), or the
-    /// cache has been flushed because the stream could not prove it.
+    /// (a `PING` on each tracking connection, whose reply comes after them) and the
+    /// database still holds the stream's marker, or the cache has been flushed because
+    /// the stream could not prove it.
     pub(super) async fn catch_up(&self) {
         let generation = self.cache.generation();
-        let connections = lock(&self.connections).clone();
-        let pings = connections.into_iter().map(|mut connection| async move {
-            ::redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
-        });
-        let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, try_join_all(pings)).await;
-        if !matches!(answered, Ok(Ok(_))) {
+        let published = lock(&self.connections).clone();
+        let proven =
+            async { all_answer(&published.connections).await && marker_held(&published).await };
+        let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, proven).await;
+        if !matches!(answered, Ok(true)) {
             self.cache.stop_serving(generation);
         }
     }
@@ -141,11 +160,15 @@ async fn keep_up(
     source: Arc<Source>,
     prefix: Arc<str>,
     mut stream: Stream,
-    published: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    published: Arc<Mutex<Published>>,
 ) {
     loop {
-        // The next heartbeat, or at once if a connection dropped.
-        let _ = tokio::time::timeout(HEARTBEAT, stream.broken.notified()).await;
+        // The next heartbeat, or at once if a connection dropped or the master changed.
+        {
+            let dropped = std::pin::pin!(stream.broken.notified());
+            let moved = std::pin::pin!(master_changed(&mut stream.changes));
+            let _ = tokio::time::timeout(HEARTBEAT, select(dropped, moved)).await;
+        }
         let Some(strong) = cache.upgrade() else {
             return;
         };
@@ -163,7 +186,7 @@ async fn keep_up(
             Some(stream) => stream,
             None => return,
         };
-        *lock(&published) = stream.connections.clone();
+        *lock(&published) = Published::of(&stream);
         tracing::info!("the Redis invalidation stream is back; the session cache serves again");
     }
 }
@@ -174,9 +197,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Opens a new stream, waiting longer between attempts; `None` once the cache is gone.
+/// Resolves when the Sentinel master changes (or a failover starts or ends); never
+/// for other topologies.
+async fn master_changed(changes: &mut Option<watch::Receiver<()>>) {
+    if let Some(changes) = changes {
+        if changes.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// Changes of the Sentinel master, for a stream about to be opened.
+fn changes_of(source: &Source) -> Option<watch::Receiver<()>> {
+    match source {
+        Source::Sentinel(follower) => Some(follower.changes()),
+        Source::Single(_) | Source::Cluster(_) => None,
+    }
+}
+
+/// Opens a new stream, waiting longer between attempts (but trying at once when the
+/// Sentinel master changes); `None` once the cache is gone.
 async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Option<Stream> {
     let mut wait = REOPEN_WAIT.0;
+    let mut changes = changes_of(source);
     loop {
         let strong = cache.upgrade()?;
         match Stream::open(source, prefix, &strong).await {
@@ -184,7 +228,8 @@ async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Op
             Err(error) => tracing::debug!(%error, "cannot open the Redis invalidation stream yet"),
         }
         drop(strong);
-        tokio::time::sleep(wait).await;
+        let moved = std::pin::pin!(master_changed(&mut changes));
+        let _ = tokio::time::timeout(wait, moved).await;
         wait = (wait * 2).min(REOPEN_WAIT.1);
     }
 }
@@ -196,6 +241,84 @@ struct Stream {
     topology: Topology,
     /// Woken by a connection's reader when the connection drops.
     broken: Arc<Notify>,
+    /// On Sentinel: changes of the master since the stream opened.
+    changes: Option<watch::Receiver<()>>,
+    /// Outside a Cluster: the database's marker when the stream opened.
+    marker: Option<Marker>,
+}
+
+/// A random value in a hash under the prefix (`<prefix>cache-marker`), found or put there
+/// when a stream opens. `SWAPDB` sends no invalidation: when the database the stream
+/// watches no longer holds the value (swapped for another, or flushed), the stream is
+/// given up. A Cluster has one database and no `SWAPDB`.
+#[derive(Clone)]
+struct Marker {
+    key: String,
+    value: String,
+}
+
+impl Marker {
+    async fn place(connection: &MultiplexedConnection, prefix: &str) -> Result<Self, StoreError> {
+        let key = format!("{prefix}cache-marker");
+        let mut connection = connection.clone();
+        let found: Option<String> = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg("v")
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::backend)?;
+        let value = match found {
+            Some(value) => value,
+            None => {
+                // Two streams opening at once may each put a value: the one whose value
+                // was overwritten finds out at its next heartbeat and opens again.
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(StoreError::backend)?;
+                let value: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+                ::redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg(&value)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(StoreError::backend)?;
+                value
+            }
+        };
+        Ok(Self { key, value })
+    }
+
+    async fn is_held(&self, connection: &MultiplexedConnection) -> bool {
+        let found = ::redis::cmd("HGET")
+            .arg(&self.key)
+            .arg("v")
+            .query_async::<Option<String>>(&mut connection.clone())
+            .await;
+        matches!(found, Ok(Some(value)) if value == self.value)
+    }
+}
+
+/// Whether every connection answers a `PING`: its reply comes after every push Redis
+/// queued on it before.
+async fn all_answer(connections: &[MultiplexedConnection]) -> bool {
+    let pings = connections.iter().map(|connection| {
+        let mut connection = connection.clone();
+        async move {
+            ::redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await
+        }
+    });
+    try_join_all(pings).await.is_ok()
+}
+
+/// Whether the database still holds the published stream's marker (true without one).
+async fn marker_held(published: &Published) -> bool {
+    match (&published.marker, published.connections.first()) {
+        (Some(marker), Some(first)) => marker.is_held(first).await,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// What the heartbeat checks beside the connections being alive.
@@ -204,8 +327,9 @@ enum Topology {
     /// The slot map when the stream opened: any change (a failover, a resharding, a node
     /// added) gives the stream up.
     Cluster(SlotMap),
-    /// The tracked server must still be the master.
-    Sentinel,
+    /// The tracked server must still be the master the store writes to, in the same
+    /// epoch of its follower.
+    Sentinel(Arc<Follower>, u64),
 }
 
 type SlotMap = Vec<(i64, i64, Vec<(String, u16)>)>;
@@ -218,17 +342,25 @@ impl Stream {
     ) -> Result<Self, StoreError> {
         let generation = cache.generation();
         let broken = Arc::new(Notify::new());
+        // Before the master is looked up, so that no change after it goes unnoticed.
+        let changes = changes_of(source);
         let (nodes, topology) = discover(source).await?;
         let connect = nodes.into_iter().map(|node| {
             let sender = invalidator(Arc::downgrade(cache), generation, broken.clone());
             track(node, prefix, sender)
         });
         let connections = try_join_all(connect).await?;
+        let marker = match (&topology, connections.first()) {
+            (Topology::Cluster(_), _) | (_, None) => None,
+            (_, Some(first)) => Some(Marker::place(first, prefix).await?),
+        };
         let stream = Self {
             generation,
             connections,
             topology,
             broken,
+            changes,
+            marker,
         };
         // Nothing read before now was kept (the last stream's end flushed the cache, and
         // nothing fills without a lease), so the lease can start now.
@@ -241,20 +373,17 @@ impl Stream {
     }
 
     async fn is_intact(&self) -> bool {
-        let pings = self.connections.iter().map(|connection| {
-            let mut connection = connection.clone();
-            async move {
-                ::redis::cmd("PING")
-                    .query_async::<()>(&mut connection)
-                    .await
-            }
-        });
-        if try_join_all(pings).await.is_err() {
+        if !all_answer(&self.connections).await {
             return false;
         }
         let Some(first) = self.connections.first() else {
             return false;
         };
+        if let Some(marker) = &self.marker {
+            if !marker.is_held(first).await {
+                return false;
+            }
+        }
         match &self.topology {
             Topology::Single => true,
             Topology::Cluster(opened) => {
@@ -264,12 +393,7 @@ impl Stream {
                     .await;
                 reply.ok().and_then(slot_map).as_ref() == Some(opened)
             }
-            Topology::Sentinel => {
-                let reply = ::redis::cmd("ROLE")
-                    .query_async::<Value>(&mut first.clone())
-                    .await;
-                is_master(reply.ok())
-            }
+            Topology::Sentinel(follower, epoch) => follower.writes_in(*epoch),
         }
     }
 }
@@ -289,15 +413,10 @@ async fn discover(source: &Source) -> Result<(Vec<ConnectionInfo>, Topology), St
             }
             Err(last_error)
         }
-        Source::Sentinel(sentinels, master) => {
-            let mut last_error = StoreError::backend("no Redis Sentinel given");
-            for sentinel in sentinels {
-                match master_of(sentinel, master).await {
-                    Ok(node) => return Ok((vec![node], Topology::Sentinel)),
-                    Err(error) => last_error = error,
-                }
-            }
-            Err(last_error)
+        Source::Sentinel(follower) => {
+            let (epoch, node) = follower.master().await.map_err(StoreError::backend)?;
+            let node = resp3(follower.node_info(&node));
+            Ok((vec![node], Topology::Sentinel(follower.clone(), epoch)))
         }
     }
 }
@@ -318,18 +437,6 @@ async fn cluster_nodes(seed: &str) -> Result<(Vec<ConnectionInfo>, Topology), St
         .map(|(host, port)| at(&seed_info, host, *port))
         .collect();
     Ok((infos, Topology::Cluster(map)))
-}
-
-async fn master_of(sentinel: &str, master: &str) -> Result<ConnectionInfo, StoreError> {
-    let mut connection = connect(info(sentinel)?, AsyncConnectionConfig::new()).await?;
-    let (host, port): (String, u16) = ::redis::cmd("SENTINEL")
-        .arg("GET-MASTER-ADDR-BY-NAME")
-        .arg(master)
-        .query_async(&mut connection)
-        .await
-        .map_err(StoreError::backend)?;
-    // As the store's own Sentinel connection: the master without credentials or TLS.
-    info(&format!("redis://{host}:{port}"))
 }
 
 /// Connects to `node`, switches tracking on, and routes its pushes to `sender`.
@@ -410,15 +517,20 @@ fn info(url: &str) -> Result<ConnectionInfo, StoreError> {
         .as_str()
         .into_connection_info()
         .map_err(StoreError::backend)?;
+    Ok(resp3(info))
+}
+
+/// `info` speaking RESP3.
+fn resp3(info: ConnectionInfo) -> ConnectionInfo {
     let settings = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    Ok(info.set_redis_settings(settings))
+    info.set_redis_settings(settings)
 }
 
 /// `seed`'s settings (credentials, TLS) for another node.
-fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
+pub(super) fn at(seed: &ConnectionInfo, host: &str, port: u16) -> ConnectionInfo {
     let addr = match seed.addr() {
         ConnectionAddr::TcpTls {
             insecure,
@@ -467,16 +579,6 @@ fn slot_map(reply: Value) -> Option<SlotMap> {
     }
     map.sort();
     Some(map)
-}
-
-fn is_master(reply: Option<Value>) -> bool {
-    match reply {
-        Some(Value::Array(fields)) => matches!(
-            fields.first(),
-            Some(Value::BulkString(role)) if role.as_slice() == b"master"
-        ),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -87,17 +87,24 @@ local function hset_pairs(key, from, count)
   end
 end
 
--- 'overflow' or 'not-integer', from a failed HINCRBY's error text.
-local function rejection(err)
-  if string.find(err, 'overflow', 1, true) then
+-- 'overflow' or 'not-integer' when a failed HINCRBY refused the value itself. Any other
+-- error is the server refusing the write (NOREPLICAS, READONLY, OOM, MASTERDOWN, ...):
+-- raised as it came, so that the store reports an outage (503) and looks for the master
+-- again, instead of blaming the session's data.
+local function rejection(reply)
+  if string.find(reply.err, 'would overflow', 1, true) then
     return 'overflow'
   end
-  return 'not-integer'
+  if string.find(reply.err, 'not an integer', 1, true) then
+    return 'not-integer'
+  end
+  error(reply)
 end
 
 -- Adds each delta to its field (HINCRBY: exact 64-bit integers). All or nothing: on
 -- the first value that is not an integer or would overflow, the fields already
--- incremented get their old values back and the rejection is returned.
+-- incremented get their old values back and the rejection is returned (or the server's
+-- refusal raised).
 local function increment_all(key, first, m)
   local originals = {}
   for j = 0, m - 1 do
@@ -113,7 +120,7 @@ local function increment_all(key, first, m)
           redis.call('HDEL', key, done)
         end
       end
-      return rejection(reply.err)
+      return rejection(reply)
     end
   end
   return nil

@@ -9,7 +9,7 @@ if not meta then
 end
 local reply = redis.pcall('HINCRBY', key, field, ARGV[5])
 if type(reply) == 'table' and reply.err then
-  return {'rejected', rejection(reply.err)}
+  return {'rejected', rejection(reply)}
 end
 refresh_after_write(key, meta, now, idle, absolute)
 -- Read back as text: a Lua number would round values beyond 2^53.
