@@ -106,12 +106,12 @@ fn reseal(
     changes: &ChangeSet,
     expiry: Expiry,
 ) -> Result<CookieUpdate, Error> {
-    let mut record = contents.record.clone();
+    let mut record = Record::clone(&contents.record);
     changes.apply_to(&mut record)?;
     record.metadata.refreshed_at = expiry.now;
     let sealed = Contents {
         id,
-        record,
+        record: record.into(),
         bound_at: bound_at(contents.bound_at, changes, expiry.now),
     };
     tokens
@@ -147,7 +147,7 @@ fn create(
     changes.apply_to(&mut record)?;
     let sealed = Contents {
         id: fresh_id()?,
-        record,
+        record: record.into(),
         bound_at: expiry.now,
     };
     tokens
