@@ -61,9 +61,10 @@ pub(crate) struct Incoming {
     pub(crate) id: SessionId,
     pub(crate) verified: Verified,
     hashed: OnceLock<HashedId>,
-    /// Token mode: the session the token carried, opened.
+    /// Token mode: the session the token carried, opened (its record shared: copies of
+    /// it are cheap).
     #[cfg(feature = "token")]
-    pub(crate) contents: Option<Arc<crate::token::Contents>>,
+    pub(crate) contents: Option<crate::token::Contents>,
 }
 
 impl fmt::Debug for Incoming {
@@ -485,7 +486,7 @@ impl Shared {
         match tokens.open(self.config.carrier.name(), token) {
             Ok((contents, verified)) => {
                 let mut incoming = Incoming::new(contents.id.clone(), verified);
-                incoming.contents = Some(Arc::new(contents));
+                incoming.contents = Some(contents);
                 Some(incoming)
             }
             Err(reason) => {

@@ -87,7 +87,7 @@ async fn live<'t>(
     target: &'t Target,
     expiry: Expiry,
 ) -> Result<Option<&'t Contents>, Error> {
-    let Some(contents) = target.session.contents.as_deref() else {
+    let Some(contents) = target.session.contents.as_ref() else {
         return Ok(None);
     };
     if target.seen_live || tokens.is_live(contents, expiry).await? {

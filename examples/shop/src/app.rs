@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower_stateless::store::SessionStore;
 use tower_layer::Layer as _;
+use tower_stateless::store::SessionStore;
 use tower_stateless::SessionLayer;
 
 use crate::chunks::Chunks;
