@@ -145,7 +145,7 @@ pub mod __bench {
             .collect();
         let contents = crate::token::Contents {
             id: SessionId::generate().expect("OS random source"),
-            record: Record::new(data, metadata),
+            record: Record::new(data, metadata).into(),
             bound_at: Timestamp::from_millis(1_800_000_000_000),
         };
         move || tokens.seal(name, &contents).expect("fits in a cookie")

@@ -48,7 +48,8 @@ pub(crate) struct Shared {
     incoming: OnceLock<Option<Incoming>>,
     state: Mutex<State>,
     /// The stored record, once something read it; `None` inside if the store had none.
-    loaded: OnceCell<Option<Record>>,
+    /// Shared with the store's cache (or the token's contents): reading it copies nothing.
+    loaded: OnceCell<Option<Arc<Record>>>,
     /// The request's clock reading, taken once: every store call of a request happens
     /// at the same `now`.
     expiry: OnceLock<Expiry>,
@@ -60,9 +61,10 @@ pub(crate) struct Incoming {
     pub(crate) id: SessionId,
     pub(crate) verified: Verified,
     hashed: OnceLock<HashedId>,
-    /// Token mode: the session the token carried, opened.
+    /// Token mode: the session the token carried, opened (its record shared: copies of
+    /// it are cheap).
     #[cfg(feature = "token")]
-    pub(crate) contents: Option<Arc<crate::token::Contents>>,
+    pub(crate) contents: Option<crate::token::Contents>,
 }
 
 impl fmt::Debug for Incoming {
@@ -360,7 +362,7 @@ impl Session {
                 Ok::<_, Error>(loaded)
             })
             .await?;
-        Ok(loaded.as_ref())
+        Ok(loaded.as_deref())
     }
 
     /// What the handler left for write-back: the session's state, taken once the
@@ -369,15 +371,29 @@ impl Session {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let shared = &*self.shared;
         let mut state = shared.lock();
-        let touched = !state.changes.is_empty()
+        let changed = !state.changes.is_empty()
             || state.destroy
             || state.cycle
-            || state.seen != Seen::NotLoaded
             || state.fresh.is_some()
             || state.failure.is_some();
+        // Write-back needs the incoming session only for a request that changed it, or
+        // whose reading found it due for a refresh or re-signing. A session never touched
+        // is not even verified; one only read, live and current keeps its cookie as it is
+        // (`plan` decides the same without it), and this copy, with its hashed ID, is the
+        // one allocation such a request would still make here.
+        let needed = changed
+            || match state.seen {
+                Seen::NotLoaded | Seen::Missing => false,
+                Seen::Live { needs_refresh } => {
+                    needs_refresh
+                        || shared
+                            .incoming()
+                            .is_some_and(|incoming| incoming.verified == Verified::Retiring)
+                }
+            };
         Snapshot {
             failure: state.failure.take(),
-            incoming: if touched {
+            incoming: if needed {
                 shared.incoming().cloned()
             } else {
                 None
@@ -411,7 +427,11 @@ impl Session {
 impl Shared {
     /// The stored session of `incoming`: the store's record, or in token mode the one
     /// the token carried, if it is still live.
-    async fn load(&self, incoming: &Incoming, expiry: Expiry) -> Result<Option<Record>, Error> {
+    async fn load(
+        &self,
+        incoming: &Incoming,
+        expiry: Expiry,
+    ) -> Result<Option<Arc<Record>>, Error> {
         match &self.config.backend {
             Backend::Store(store) => store.load(incoming.hashed(), expiry).await,
             #[cfg(feature = "token")]
@@ -466,7 +486,7 @@ impl Shared {
         match tokens.open(self.config.carrier.name(), token) {
             Ok((contents, verified)) => {
                 let mut incoming = Incoming::new(contents.id.clone(), verified);
-                incoming.contents = Some(Arc::new(contents));
+                incoming.contents = Some(contents);
                 Some(incoming)
             }
             Err(reason) => {

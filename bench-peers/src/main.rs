@@ -9,6 +9,8 @@
 //!   `/cart/items/{sku}` on tower-sessions 0.14 with tower-sessions-redis-store.
 //! * `bench-peers tower-sessions-moka`: the same with tower-sessions' `CachingSessionStore`,
 //!   a per-instance moka cache (tower-sessions-moka-store) in front of the Redis store.
+//! * `bench-peers sha256-cost SHORT|LONG N`: N SHA-256 digests and nothing else, for the
+//!   SHA-NI correction of `scripts/instructions.sh`.
 //!
 //! All take `--redis-url URL --port N` (or `REDIS_URL`, `PORT`; `no-io` needs no Redis URL)
 //! and listen on 127.0.0.1.
@@ -16,6 +18,7 @@
 mod baseline;
 mod common;
 mod no_io;
+mod sha256_cost;
 mod tower_sessions_peer;
 
 use common::Settings;
@@ -25,6 +28,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let peer = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
+    if peer == "sha256-cost" {
+        // No runtime: the digests alone.
+        if let Err(error) = sha256_cost::run(&rest) {
+            eprintln!("sha256-cost: {error}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match peer.as_str() {
         "no-io" => {
@@ -46,7 +57,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka \
+                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka|sha256-cost \
                  [--redis-url URL] [--port N]   (or REDIS_URL, PORT)"
             );
             std::process::exit(2);

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
@@ -13,11 +14,11 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The per-request half of [`SessionStore`], with boxed futures.
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn load<'a>(
+    fn load_shared<'a>(
         &'a self,
         id: &'a HashedId,
         expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>>;
     fn create<'a>(
         &'a self,
         id: &'a HashedId,
@@ -66,12 +67,12 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<S: SessionStore> DynStore for S {
-    fn load<'a>(
+    fn load_shared<'a>(
         &'a self,
         id: &'a HashedId,
         expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, id, expiry))
+    ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>> {
+        Box::pin(SessionStore::load_shared(self, id, expiry))
     }
     fn create<'a>(
         &'a self,

@@ -39,12 +39,13 @@ impl StoreHandle {
         Self { timeout, ..self }
     }
 
+    /// The stored record, shared with the store's cache when it keeps one.
     pub(crate) async fn load(
         &self,
         id: &HashedId,
         expiry: Expiry,
-    ) -> Result<Option<Record>, Error> {
-        self.call("load", self.store.load(id, expiry)).await
+    ) -> Result<Option<Arc<Record>>, Error> {
+        self.call("load", self.store.load_shared(id, expiry)).await
     }
 
     pub(crate) async fn create(

@@ -5,6 +5,7 @@
 //! and runs the conformance suite (feature `conformance`) against it.
 
 use std::future::Future;
+use std::sync::Arc;
 
 mod dyn_store;
 mod handle;
@@ -133,6 +134,17 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &HashedId,
         expiry: Expiry,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// [`load`](Self::load), answering a shared record: what the layer calls on every
+    /// read. A store that keeps records shared (a cache of them) overrides it to hand
+    /// out its own copy without cloning it; the default wraps what `load` answers.
+    fn load_shared(
+        &self,
+        id: &HashedId,
+        expiry: Expiry,
+    ) -> impl Future<Output = Result<Option<Arc<Record>>, StoreError>> + Send {
+        async move { Ok(self.load(id, expiry).await?.map(Arc::new)) }
+    }
 
     /// Stores a new session; never overwrites an existing one.
     fn create(

@@ -10,6 +10,7 @@
 //! | 2 | number of fields, then per field 2 + n its name, 2 + n its JSON value |
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::expiry::Timestamp;
 use crate::id::{SessionId, ID_LEN};
@@ -23,7 +24,8 @@ const HEADER_LEN: usize = 1 + ID_LEN + 8 + 8;
 #[derive(Clone, Debug)]
 pub(crate) struct Contents {
     pub(crate) id: SessionId,
-    pub(crate) record: Record,
+    /// Shared: the request's session reads it without a copy.
+    pub(crate) record: Arc<Record>,
     /// When the session was bound to its user: log-out-everywhere ends the bindings made
     /// before its "not before" time, whenever the session itself began.
     pub(crate) bound_at: Timestamp,
@@ -112,7 +114,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Contents> {
     }
     Some(Contents {
         id,
-        record: Record::new(data, metadata),
+        record: Arc::new(Record::new(data, metadata)),
         bound_at,
     })
 }
@@ -159,7 +161,7 @@ mod tests {
             .collect();
         Contents {
             id: SessionId::generate().unwrap(),
-            record: Record::new(data, metadata),
+            record: Arc::new(Record::new(data, metadata)),
             bound_at: Timestamp::from_millis(user.map_or(0, |_| 1_800_000_030_000)),
         }
     }

@@ -4,8 +4,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use std::sync::OnceLock;
+
+use chacha20poly1305::aead::{Aead as _, AeadInPlace as _, KeyInit as _, Payload};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use super::format::{self, Contents};
 use crate::cookie::MAX_COOKIE_LEN;
@@ -21,6 +23,9 @@ const TAG_LEN: usize = 16;
 /// The sealing keys of a key set; the first (the signing key's) seals, all open.
 pub(crate) struct Sealer {
     keys: Vec<(XChaCha20Poly1305, Verified)>,
+    /// The associated data of the first carrier name sealed or opened for: a layer has
+    /// one, so every token after the first reuses it instead of building it again.
+    associated: OnceLock<Box<[u8]>>,
 }
 
 impl Sealer {
@@ -29,7 +34,10 @@ impl Sealer {
             .with_roles()
             .map(|(key, role)| (XChaCha20Poly1305::new(&key.derive(LABEL).into()), role))
             .collect();
-        Self { keys }
+        Self {
+            keys,
+            associated: OnceLock::new(),
+        }
     }
 
     /// base64url(nonce ‖ XChaCha20-Poly1305(plaintext)), bound to `name`. `None` if the
@@ -39,16 +47,18 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         // As for session IDs: the OS random source does not fail transiently on Linux.
         getrandom::fill(&mut nonce).expect("the operating system's random source failed");
-        let sealed = self.keys[0]
-            .0
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: &associated_data(name),
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any length a cookie holds");
+        let sealed = self.with_associated_data(name, |aad| {
+            self.keys[0]
+                .0
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &plaintext,
+                        aad,
+                    },
+                )
+                .expect("XChaCha20-Poly1305 seals any length a cookie holds")
+        });
         let mut token = String::with_capacity(sealed_len(plaintext.len()));
         URL_SAFE_NO_PAD.encode_string([&nonce[..], &sealed].concat(), &mut token);
         Some(token)
@@ -56,30 +66,43 @@ impl Sealer {
 
     /// The contents of `token` and which key opened it. Anything not base64url of at
     /// least a nonce and a tag is malformed; what no key opens is forged.
+    ///
+    /// Decoded into one buffer of the token's size and decrypted there, in place: a key
+    /// that does not open the token leaves the buffer as it was (the tag is checked
+    /// first).
     pub(crate) fn open(&self, name: &str, token: &[u8]) -> Result<(Contents, Verified), Rejected> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token)
+        let mut buffer = Vec::with_capacity(token.len().div_ceil(4) * 3);
+        URL_SAFE_NO_PAD
+            .decode_vec(token, &mut buffer)
             .map_err(|_| Rejected::Malformed)?;
-        if bytes.len() < NONCE_LEN + TAG_LEN {
+        let len = buffer.len();
+        if len < NONCE_LEN + TAG_LEN {
             return Err(Rejected::Malformed);
         }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let aad = associated_data(name);
-        let (plaintext, verified) = self
-            .keys
-            .iter()
-            .find_map(|(key, role)| {
-                let payload = Payload {
-                    msg: sealed,
-                    aad: &aad,
-                };
-                let plaintext = key.decrypt(XNonce::from_slice(nonce), payload).ok()?;
-                Some((plaintext, *role))
+        let (nonce, rest) = buffer[..len].split_at_mut(NONCE_LEN);
+        let (sealed, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let (nonce, tag) = (XNonce::from_slice(nonce), Tag::from_slice(tag));
+        let verified = self
+            .with_associated_data(name, |aad| {
+                self.keys.iter().find_map(|(key, role)| {
+                    let opened = key.decrypt_in_place_detached(nonce, aad, sealed, tag);
+                    opened.is_ok().then_some(*role)
+                })
             })
             .ok_or(Rejected::Forged)?;
         // Authentic but unreadable: a layout this version does not know.
-        let contents = format::decode(&plaintext).ok_or(Rejected::Malformed)?;
+        let contents = format::decode(sealed).ok_or(Rejected::Malformed)?;
         Ok((contents, verified))
+    }
+
+    /// Runs `f` with the associated data for carrier `name`.
+    fn with_associated_data<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+        let cached = self.associated.get_or_init(|| associated_data(name).into());
+        if cached[AD.len()..] == *name.as_bytes() {
+            f(cached)
+        } else {
+            f(&associated_data(name))
+        }
     }
 }
 
@@ -111,7 +134,7 @@ mod tests {
         let data = [("v".to_owned(), "x".repeat(value_len))].into();
         Contents {
             id: SessionId::generate().unwrap(),
-            record: Record::new(data, Metadata::new(Timestamp::from_millis(1))),
+            record: Record::new(data, Metadata::new(Timestamp::from_millis(1))).into(),
             bound_at: Timestamp::default(),
         }
     }
@@ -135,7 +158,7 @@ mod tests {
                     metadata.user_id = user;
                     Contents {
                         id: SessionId::generate().unwrap(),
-                        record: Record::new(data, metadata),
+                        record: Record::new(data, metadata).into(),
                         bound_at: Timestamp::from_millis(bound_at),
                     }
                 })

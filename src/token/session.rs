@@ -21,7 +21,7 @@ impl Session {
         let shared = &self.shared;
         let base = match shared.incoming() {
             Some(incoming) if !state.destroy && state.seen != Seen::Missing => {
-                incoming.contents.as_ref().map(|c| c.record.clone())
+                incoming.contents.as_ref().map(|c| Record::clone(&c.record))
             }
             _ => None,
         };

@@ -87,7 +87,7 @@ async fn live<'t>(
     target: &'t Target,
     expiry: Expiry,
 ) -> Result<Option<&'t Contents>, Error> {
-    let Some(contents) = target.session.contents.as_deref() else {
+    let Some(contents) = target.session.contents.as_ref() else {
         return Ok(None);
     };
     if target.seen_live || tokens.is_live(contents, expiry).await? {
@@ -106,12 +106,12 @@ fn reseal(
     changes: &ChangeSet,
     expiry: Expiry,
 ) -> Result<CookieUpdate, Error> {
-    let mut record = contents.record.clone();
+    let mut record = Record::clone(&contents.record);
     changes.apply_to(&mut record)?;
     record.metadata.refreshed_at = expiry.now;
     let sealed = Contents {
         id,
-        record,
+        record: record.into(),
         bound_at: bound_at(contents.bound_at, changes, expiry.now),
     };
     tokens
@@ -147,7 +147,7 @@ fn create(
     changes.apply_to(&mut record)?;
     let sealed = Contents {
         id: fresh_id()?,
-        record,
+        record: record.into(),
         bound_at: expiry.now,
     };
     tokens

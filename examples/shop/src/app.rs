@@ -2,15 +2,16 @@
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode};
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower_layer::Layer as _;
 use tower_stateless::store::SessionStore;
 use tower_stateless::SessionLayer;
 
 use crate::chunks::Chunks;
+use crate::instance::InstanceHeader;
 use crate::{account, cart, devices, uploads};
 
 /// What handlers share: the session store (for health checks) and the chunk store.
@@ -32,7 +33,7 @@ pub fn router<S: SessionStore + Clone>(
 ) -> Router {
     let instance =
         HeaderValue::from_str(instance).expect("Config checked INSTANCE: printable ASCII");
-    Router::new()
+    let routes = Router::new()
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
         .route("/me", get(account::me))
@@ -53,19 +54,11 @@ pub fn router<S: SessionStore + Clone>(
         )
         .route("/uploads/{id}/complete", post(uploads::complete::<S>))
         .route("/healthz", get(healthz::<S>))
-        .with_state(state)
-        .layer(layer)
-        .layer(axum::middleware::map_response(
-            move |mut response: Response| {
-                let instance = instance.clone();
-                async move {
-                    response
-                        .headers_mut()
-                        .insert(HeaderName::from_static("x-instance"), instance);
-                    response
-                }
-            },
-        ))
+        .with_state(state);
+    // The layers wrap the router once, not each route (`Router::layer`): axum clones a
+    // route's whole service stack, the state in it included, for every request it serves.
+    let app = InstanceHeader::new(instance).layer(layer.layer(routes));
+    Router::new().fallback_service(app)
 }
 
 /// `router` plus `GET /metrics`: what `recorder` has counted, in Prometheus text format

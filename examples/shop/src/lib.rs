@@ -16,6 +16,7 @@ mod devices;
 mod error;
 pub mod fleet;
 mod ids;
+mod instance;
 mod json;
 pub mod serve;
 mod signals;

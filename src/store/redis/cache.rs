@@ -14,7 +14,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -42,7 +42,9 @@ pub(super) struct CoherentCache<V> {
 }
 
 struct Shard<V> {
-    entries: LruCache<String, V>,
+    /// By the key's hash, computed once per call (it also picks the shard); the key is
+    /// kept beside its value, so that a key never answers for another of the same hash.
+    entries: LruCache<u64, (Box<str>, V), BuildHasherDefault<KnownHash>>,
     /// Bumped by every invalidation of a key in this shard.
     sequence: u64,
 }
@@ -58,6 +60,8 @@ pub(super) enum Lookup<V> {
 
 /// Permission to fill one key, valid until an invalidation or flush overtakes it.
 pub(super) struct Ticket {
+    /// The key's hash, as `lookup` computed it.
+    hash: u64,
     shard: usize,
     sequence: u64,
     epoch: u64,
@@ -104,7 +108,7 @@ impl<V: Clone> CoherentCache<V> {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    entries: LruCache::new(per_shard),
+                    entries: LruCache::with_hasher(per_shard, BuildHasherDefault::default()),
                     sequence: 0,
                 })
             })
@@ -125,15 +129,17 @@ impl<V: Clone> CoherentCache<V> {
             self.counters.bypasses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Bypass;
         }
-        let index = self.shard_of(key);
+        let hash = self.hash(key);
+        let index = self.shard_of(hash);
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut shard = self.lock(index);
-        if let Some(value) = shard.entries.get(key) {
+        if let Some((_, value)) = shard.entries.get(&hash).filter(|(held, _)| **held == *key) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return Lookup::Hit(value.clone());
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         Lookup::Miss(Ticket {
+            hash,
             shard: index,
             sequence: shard.sequence,
             epoch,
@@ -152,14 +158,21 @@ impl<V: Clone> CoherentCache<V> {
         {
             return;
         }
-        shard.entries.put(key.to_owned(), value);
+        // The ticket's hash is this key's: `lookup` took it for `key`.
+        shard.entries.put(ticket.hash, (key.into(), value));
     }
 
     /// `key` changed in Redis (or is about to, through this store).
     pub(super) fn invalidate(&self, key: &str) {
-        let mut shard = self.lock(self.shard_of(key));
+        let hash = self.hash(key);
+        let mut shard = self.lock(self.shard_of(hash));
         shard.sequence += 1;
-        if shard.entries.pop(key).is_some() {
+        if shard
+            .entries
+            .peek(&hash)
+            .is_some_and(|(held, _)| **held == *key)
+        {
+            shard.entries.pop(&hash);
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -240,9 +253,14 @@ impl<V: Clone> CoherentCache<V> {
         now < self.lease_until.load(Ordering::Acquire)
     }
 
-    fn shard_of(&self, key: &str) -> usize {
-        // The hash is of a random session ID: any bits spread well.
-        (self.hasher.hash_one(key) as usize) % self.shards.len()
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn shard_of(&self, hash: u64) -> usize {
+        // The hash is of a random session ID: any bits spread well. The top bits: the
+        // shard's map uses the low ones.
+        (hash >> 60) as usize % self.shards.len()
     }
 
     fn lock_generation(&self) -> std::sync::MutexGuard<'_, u64> {
@@ -257,6 +275,28 @@ impl<V: Clone> CoherentCache<V> {
         self.shards[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The hasher of a shard's map, whose keys are already hashes (`RandomState`'s SipHash of
+/// the Redis key): it passes them through instead of hashing them a second time.
+#[derive(Default)]
+struct KnownHash(u64);
+
+impl Hasher for KnownHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; any other input still hashes (FNV-1a).
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
     }
 }
 

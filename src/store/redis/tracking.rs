@@ -56,8 +56,9 @@ const REOPEN_WAIT: (Duration, Duration) = (Duration::from_millis(50), Duration::
 /// What the cache holds per key.
 #[derive(Clone)]
 pub(super) enum Cached {
-    /// A session hash: the record read, or that there was none.
-    Session(Option<Record>),
+    /// A session hash: the record read (shared with the requests that read it), or that
+    /// there was none.
+    Session(Option<Arc<Record>>),
     /// A plain string key (token mode's revocations), or that there was none.
     #[cfg_attr(not(feature = "token"), allow(dead_code))]
     Value(Option<String>),
