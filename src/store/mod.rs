@@ -9,6 +9,8 @@ use std::future::Future;
 mod dyn_store;
 mod handle;
 pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 #[cfg(feature = "encryption")]
