@@ -24,6 +24,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 mod postgres;
+#[allow(unused_imports)] // Not every test that includes this module starts PostgreSQL.
 pub use self::postgres::PostgresServer;
 
 /// How long a server may take to answer `PING` after it was spawned.

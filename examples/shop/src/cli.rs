@@ -142,6 +142,12 @@ pub struct ServeArgs {
     )]
     pub session_encrypt: bool,
 
+    /// Keep sessions in this PostgreSQL: postgres://[user:password@]host:port/db (wins
+    /// over the Redis options, which are then unused; upload chunks stay in this
+    /// process's memory) [default: none].
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     #[arg(
         long,
         env = "REDIS_URL",
@@ -188,6 +194,11 @@ pub struct FleetArgs {
     /// redis-server on a free port].
     #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Keep the instances' sessions in this PostgreSQL instead of Redis (store mode
+    /// only) [default: none].
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Where the instances keep sessions (see `shop --help`); in token mode the fleet's
     /// Redis records revocations.
