@@ -242,6 +242,12 @@ mod tests {
             panic!("fleet expected");
         };
         assert_eq!(fleet.session_mode, SessionMode::Token);
+        let url = "postgres://127.0.0.1:5433/shop";
+        let cli = parse_ignoring_env(["shop", "fleet", "--database-url", url]).unwrap();
+        let Some(Command::Fleet(fleet)) = cli.command else {
+            panic!("fleet expected");
+        };
+        assert_eq!(fleet.database_url.as_deref(), Some(url));
     }
 
     #[test]
