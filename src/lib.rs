@@ -96,6 +96,7 @@ pub use ::cookie::SameSite;
     doctest,
     feature = "axum",
     feature = "redis",
+    feature = "postgres",
     feature = "encryption",
     feature = "token"
 ))]

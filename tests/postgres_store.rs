@@ -402,3 +402,37 @@ async fn the_same_store_serves_again_after_a_restart() {
     assert_eq!(loaded.data.len(), 2);
     assert_eq!(loaded.metadata.user_id.as_deref(), Some("una"));
 }
+
+// Multi-threaded: the wait below blocks its thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_common_write_updates_the_row_in_place() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let store = PostgresStore::builder(server.url())
+        .sweep_every(None)
+        .connect()
+        .await
+        .unwrap();
+    let (id, _) = session(&store, Some("hot")).await;
+    for n in 0..50 {
+        let changes = ChangeSet::default().with_set(format!("f{}", n % 5), n.to_string());
+        let applied = store.apply(&id, &changes, sessions::now()).await.unwrap();
+        assert_eq!(applied, Applied::Saved);
+    }
+    // The server publishes its counters within about a second of each transaction.
+    let counts = || {
+        server.psql(
+            "SELECT n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables \
+             WHERE relname = 'tower_stateless_sessions'",
+        )
+    };
+    support::wait_for("50 updates counted", Duration::from_secs(20), || {
+        counts().starts_with("50 ")
+    });
+    let hot: u32 = counts().split(' ').nth(1).unwrap().parse().unwrap();
+    eprintln!("HOT updates: {hot} of 50");
+    // A write that crosses a whole minute of the database's clock moves `expires_at` to
+    // the next minute, and that one is not HOT.
+    assert!(hot >= 48, "{hot} of 50 updates were HOT");
+}
