@@ -70,7 +70,8 @@ pub(super) async fn migrate(client: &mut Client) -> Result<i32, StoreError> {
         .query_one(READ_VERSION, &[])
         .await
         .map_err(error::backend)?
-        .get(0);
+        .try_get(0)
+        .map_err(error::backend)?;
     if found > VERSION {
         return Err(StoreError::backend(format!(
             "the sessions schema is at version {found}, newer than this build knows ({VERSION}); \
@@ -103,7 +104,8 @@ async fn current_version(client: &Client) -> Result<Option<i32>, StoreError> {
         )
         .await
         .map_err(error::backend)?
-        .get(0);
+        .try_get(0)
+        .map_err(error::backend)?;
     if !exists {
         return Ok(None);
     }
@@ -111,5 +113,5 @@ async fn current_version(client: &Client) -> Result<Option<i32>, StoreError> {
         .query_one(READ_VERSION, &[])
         .await
         .map_err(error::backend)?;
-    Ok(Some(version.get(0)))
+    Ok(Some(version.try_get(0).map_err(error::backend)?))
 }

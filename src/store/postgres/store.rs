@@ -189,7 +189,10 @@ impl PostgresStore {
                 .await;
             drop(client);
             match written {
-                Ok(Some(row)) => return Ok(Written::Saved(row.get(0))),
+                Ok(Some(row)) => {
+                    let value = row.try_get(0).map_err(|_| error::corrupt("data"))?;
+                    return Ok(Written::Saved(value));
+                }
                 Ok(None) if changes.incremented.is_empty() => return Ok(Written::Gone),
                 Ok(None) => match self.rejection(id, changes, &live).await? {
                     Some(Some(why)) => return Ok(Written::Rejected(why)),

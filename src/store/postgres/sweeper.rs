@@ -61,7 +61,8 @@ pub(super) async fn sweep(pool: &Pool) -> Result<u64, StoreError> {
             .query_one(TRY_LOCK, &[&SWEEP_LOCK])
             .await
             .map_err(error::backend)?
-            .get(0);
+            .try_get(0)
+            .map_err(error::backend)?;
         if !locked {
             return Ok(deleted);
         }
