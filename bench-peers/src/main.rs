@@ -10,6 +10,9 @@
 //! * `bench-peers tower-sessions-moka`: the same with tower-sessions' `CachingSessionStore`,
 //!   a per-instance moka cache (tower-sessions-moka-store) in front of the Redis store.
 //!
+//! * `bench-peers tower-sessions-sqlx`: the same routes on tower-sessions-sqlx-store's
+//!   PostgreSQL store, at `DATABASE_URL`.
+//!
 //! All take `--redis-url URL --port N` (or `REDIS_URL`, `PORT`; `no-io` needs no Redis URL)
 //! and listen on 127.0.0.1.
 
@@ -44,9 +47,13 @@ fn main() {
             let settings = Settings::from_args_or_env(cache.program(), rest, true);
             runtime.block_on(tower_sessions_peer::run(settings, cache));
         }
+        "tower-sessions-sqlx" => {
+            let settings = Settings::from_args_or_env("tower-sessions-sqlx", rest, false);
+            runtime.block_on(tower_sessions_peer::run_sqlx(settings));
+        }
         _ => {
             eprintln!(
-                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka \
+                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka|tower-sessions-sqlx \
                  [--redis-url URL] [--port N]   (or REDIS_URL, PORT)"
             );
             std::process::exit(2);
