@@ -3,74 +3,19 @@
 //!
 //! `cargo bench --features redis --bench store` (starts its own redis-server).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 #[allow(missing_docs, missing_debug_implementations)]
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{fresh_id, now, record, timed};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use tower_stateless::store::{
-    ChangeSet, Expiry, HashedId, Metadata, Record, SessionStore, Timestamp,
-};
+use tower_stateless::store::{ChangeSet, SessionStore};
 use tower_stateless::RedisStore;
-
-const IDLE: Duration = Duration::from_secs(3600);
-const ABSOLUTE: Duration = Duration::from_secs(86_400);
-
-fn now() -> Expiry {
-    Expiry::new(
-        Timestamp::from_system_time(std::time::SystemTime::now()),
-        IDLE,
-        ABSOLUTE,
-    )
-}
-
-fn fresh_id(n: u64) -> HashedId {
-    // 43 base64url characters, like a real hashed ID.
-    HashedId::from_stored(format!(
-        "{:0>43}",
-        format!("bench{n}x{}", std::process::id())
-    ))
-}
-
-/// A session like the shop's: a user and a few cart lines.
-fn record() -> Record {
-    let data: HashMap<String, String> = [
-        ("user", "\"alice\""),
-        ("cart:socks", "2"),
-        ("cart:hat", "1"),
-        ("cart:scarf", "3"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let mut metadata = Metadata::new(now().now);
-    metadata.user_id = None;
-    Record::new(data, metadata)
-}
-
-/// Runs `setup` (untimed) and `op` (timed) `iters` times.
-async fn timed<S, Fs, O, Fo>(
-    iters: u64,
-    mut setup: impl FnMut(u64) -> Fs,
-    mut op: impl FnMut(S) -> Fo,
-) -> Duration
-where
-    Fs: std::future::Future<Output = S>,
-    Fo: std::future::Future<Output = O>,
-{
-    let mut total = Duration::ZERO;
-    for i in 0..iters {
-        let state = setup(i).await;
-        let started = Instant::now();
-        std::hint::black_box(op(state).await);
-        total += started.elapsed();
-    }
-    total
-}
 
 fn bench_store(c: &mut Criterion) {
     let Some(server) = support::RedisServer::start() else {
@@ -92,14 +37,14 @@ fn bench_store(c: &mut Criterion) {
     let id = fresh_id(0);
     let key = format!("{}{{{}}}", RedisStore::DEFAULT_PREFIX, id.as_str());
     runtime.block_on(async {
-        let _ = store.create(&id, &record(), now()).await.unwrap();
+        let _ = store.create(&id, &record(None), now()).await.unwrap();
         // Load every script once, so no measurement includes a NOSCRIPT round trip.
         let _ = store
             .apply(&id, &ChangeSet::default().with_set("warm", "1"), now())
             .await
             .unwrap();
         let warm = fresh_id(1);
-        let _ = store.create(&warm, &record(), now()).await.unwrap();
+        let _ = store.create(&warm, &record(None), now()).await.unwrap();
         let _ = store
             .cycle_id(&warm, &fresh_id(2), &ChangeSet::default(), now())
             .await
@@ -159,7 +104,7 @@ fn bench_store(c: &mut Criterion) {
                     |i| async move { fresh_id(base + i) },
                     |new| {
                         let store = store.clone();
-                        async move { store.create(&new, &record(), now()).await.unwrap() }
+                        async move { store.create(&new, &record(None), now()).await.unwrap() }
                     },
                 )
                 .await
@@ -176,7 +121,7 @@ fn bench_store(c: &mut Criterion) {
                         let store = store.clone();
                         async move {
                             let old = fresh_id(2 * base + i);
-                            let _ = store.create(&old, &record(), now()).await.unwrap();
+                            let _ = store.create(&old, &record(None), now()).await.unwrap();
                             (old, fresh_id(3 * base + i))
                         }
                     },
@@ -229,7 +174,7 @@ fn bench_destroy(
                         let store = store.clone();
                         async move {
                             let doomed = fresh_id(base + i);
-                            let _ = store.create(&doomed, &record(), now()).await.unwrap();
+                            let _ = store.create(&doomed, &record(None), now()).await.unwrap();
                             doomed
                         }
                     },
@@ -298,7 +243,10 @@ fn cache_footprint(_: &mut Criterion) {
     runtime.block_on(async {
         let writer = RedisStore::connect(&server.url()).await.unwrap();
         for n in 0..SESSIONS {
-            let _ = writer.create(&fresh_id(n), &record(), now()).await.unwrap();
+            let _ = writer
+                .create(&fresh_id(n), &record(None), now())
+                .await
+                .unwrap();
         }
         let cached = RedisStore::connect(&server.url())
             .await

@@ -14,6 +14,9 @@
 #                   Redis read through the coherent cache; and the same with no Redis at all
 #                   (no revocations); TOKEN_ROWS=0 leaves both out
 #                   sessions
+#   shop on PostgreSQL    the shop with DATABASE_URL (PostgresStore) on a private PostgreSQL
+#   tower-sessions (sqlx PostgreSQL)   bench-peers: the shop's routes on tower-sessions 0.14 +
+#                   tower-sessions-sqlx-store 0.15's PostgresStore, on the same PostgreSQL
 #   tower-sessions (always_save)   tower-sessions writing the session back after every request
 #                   (how tower-sessions slides the expiry on reads); GET /me only; optional
 #
@@ -32,6 +35,9 @@
 #                 or with fewer than 2 CPUs)
 #   SKIP_BUILD=1  use the release binaries already built
 #   ALWAYS_SAVE_ROW=0   leave out the tower-sessions (always_save) row
+#   POSTGRES_ROWS=0     leave out the PostgreSQL rows (they need PostgreSQL's binaries under
+#                 /usr/lib/postgresql/*/bin; the server is private: initdb in the scratch
+#                 directory, a free port, default settings, pinned like Redis)
 #   CACHE_SIZE=10000    sessions cached per instance: the shop's SESSION_CACHE and the moka
 #                 peer's MOKA_CAPACITY
 #   MAX_NOISE=0.15 NOISE_RETRIES=2 QUIET_WAIT=30   the machine may be shared: before each
@@ -58,6 +64,7 @@ REDIS_CPU=${REDIS_CPU:-$CLIENT_CPU}
 SKIP_BUILD=${SKIP_BUILD:-0}
 ALWAYS_SAVE_ROW=${ALWAYS_SAVE_ROW:-1}
 TOKEN_ROWS=${TOKEN_ROWS:-1}
+POSTGRES_ROWS=${POSTGRES_ROWS:-1}
 CACHE_SIZE=${CACHE_SIZE:-10000}
 MAX_NOISE=${MAX_NOISE:-0.15}
 NOISE_RETRIES=${NOISE_RETRIES:-2}
@@ -161,6 +168,51 @@ for attempt in 1 2 3; do
 done
 redis_url="redis://127.0.0.1:$redis_port"
 
+# --- private PostgreSQL ----------------------------------------------------------------------
+pg_pid=""
+if [ "$POSTGRES_ROWS" != 0 ]; then
+    pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] ||
+        die "PostgreSQL is not installed (apt-get install postgresql), or set POSTGRES_ROWS=0"
+    # PostgreSQL refuses to run as root: as root, run it as postgres (setpriv execs, so
+    # the pid is the postmaster's).
+    as_pg=()
+    mkdir "$work/pg"
+    if [ "$(id -u)" = 0 ]; then
+        chmod 755 "$work"
+        chown postgres:postgres "$work/pg"
+        as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    fi
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 \
+        --no-sync >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log" >&2; die "initdb failed"; }
+    for attempt in 1 2 3; do
+        pg_port=$(free_port)
+        (pin "$REDIS_CPU" "${as_pg[@]}" "$pg_bin/postgres" -D "$work/pg/data" -p "$pg_port" \
+            -k "$work/pg" -c listen_addresses=127.0.0.1) >"$work/postgres.log" 2>&1 &
+        pg_pid=$!
+        pids+=("$pg_pid")
+        wait_port "$pg_port" "$pg_pid" postgres "$work/postgres.log" && break
+        stop "$pg_pid"
+        [ "$attempt" -lt 3 ] || die "postgres did not start (3 attempts)"
+    done
+    database_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
+fi
+
+# store_cpu_us TARGET: CPU time so far of the store TARGET uses, in microseconds: Redis, or
+# PostgreSQL's postmaster and every process it forked (one backend per connection).
+store_cpu_us() {
+    case "$1" in
+        shop-postgres | tower-sessions-sqlx)
+            local total=0 pid
+            for pid in "$pg_pid" $(ps -o pid= --ppid "$pg_pid"); do
+                total=$((total + $(cpu_us "$pid" 2>/dev/null || echo 0)))
+            done
+            echo "$total"
+            ;;
+        *) cpu_us "$redis_pid" ;;
+    esac
+}
+
 session_keys=$(head -c 32 /dev/urandom | base64)
 cat >"$work/post.lua" <<'EOF'
 wrk.method = "POST"
@@ -202,6 +254,14 @@ start_server() {
         tower-sessions-moka)
             (pin "$SERVER_CPU" env MOKA_CAPACITY="$CACHE_SIZE" "$peers_bin" tower-sessions-moka \
                 --redis-url "$redis_url" --port "$port") >"$log" 2>&1 &
+            ;;
+        shop-postgres)
+            (pin "$SERVER_CPU" env DATABASE_URL="$database_url" SESSION_KEYS="$session_keys" \
+                COOKIE_SECURE=false PORT="$port" RUST_LOG=warn "$shop_bin") >"$log" 2>&1 &
+            ;;
+        tower-sessions-sqlx)
+            (pin "$SERVER_CPU" env DATABASE_URL="$database_url" "$peers_bin" tower-sessions-sqlx \
+                --port "$port") >"$log" 2>&1 &
             ;;
         tower-sessions-always-save)
             (pin "$SERVER_CPU" env TS_ALWAYS_SAVE=1 "$peers_bin" tower-sessions \
@@ -283,14 +343,14 @@ measure_once() {
     local target=$1 route=$2 port=$3 pid=$4 cookie=$5 path=$6 lua=$7 out=$8
     local server0 redis0 wrk0 busy0 server1 redis1 wrk1 busy1 others
     server0=$(cpu_us "$pid")
-    redis0=$(cpu_us "$redis_pid")
+    redis0=$(store_cpu_us "$target")
     children_us
     wrk0=$children
     busy0=$(machine_busy_us)
     run_wrk "$DURATION" "$out" "http://127.0.0.1:$port$path" "$cookie" "$lua"
     busy1=$(machine_busy_us)
     server1=$(cpu_us "$pid")
-    redis1=$(cpu_us "$redis_pid")
+    redis1=$(store_cpu_us "$target")
     children_us
     wrk1=$children
     # CPU time taken by other processes meanwhile, in CPUs: the noise on this row.
@@ -341,6 +401,7 @@ measure() {
 targets=(no-io baseline tower-sessions tower-sessions-moka shop-nocache shop-cache)
 [ "$TOKEN_ROWS" = 0 ] || targets+=(shop-token shop-token-norev)
 [ "$ALWAYS_SAVE_ROW" = 0 ] || targets+=(tower-sessions-always-save)
+[ "$POSTGRES_ROWS" = 0 ] || targets+=(tower-sessions-sqlx shop-postgres)
 
 for round in $(seq 1 "$ROUNDS"); do
     for target in "${targets[@]}"; do
@@ -390,6 +451,8 @@ label() {
         shop-token) echo "shop, SESSION_MODE=token, revocations in Redis (cached)" ;;
         shop-token-norev) echo "shop, SESSION_MODE=token, no Redis" ;;
         tower-sessions-always-save) echo "tower-sessions (always_save)" ;;
+        shop-postgres) echo "shop on PostgreSQL (DATABASE_URL)" ;;
+        tower-sessions-sqlx) echo "tower-sessions (sqlx PostgreSQL)" ;;
         *) echo "$1" ;;
     esac
 }
@@ -404,10 +467,10 @@ echo "wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARM
 echo "Machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \
     "$(free -h | awk '/^Mem:/ { print $2 }') RAM, load average before the run: $load_before"
 echo "Versions: $(git describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version)," \
-    "$(redis-server --version | awk '{ print $3 }'), $(wrk --version 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+    "Redis $(redis-server --version | awk '{ print $3 }'), $([ "$POSTGRES_ROWS" = 0 ] || "$pg_bin/postgres" --version), $(wrk --version 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 [ "$ROUNDS" = 1 ] || echo "Figures: per column, the median of $ROUNDS rounds."
 echo
-echo "| target | route | requests/s | p50 | p99 | server CPU / request | Redis CPU / request | other processes | non-2xx |"
+echo "| target | route | requests/s | p50 | p99 | server CPU / request | store CPU / request (Redis or PostgreSQL) | other processes | non-2xx |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 while IFS=$'\t' read -r target route; do
     printf '| %s | %s | %.0f | %s | %s | %s µs | %s µs | %s CPU | %s |\n' "$(label "$target")" \
@@ -460,6 +523,18 @@ ratio "shop, SESSION_CACHE=0 GET /me req/s vs baseline" shop-nocache "GET /me" b
 ratio "shop, SESSION_CACHE=0 GET /me p99 vs baseline" shop-nocache "GET /me" baseline "GET /me" 6
 [ "$ALWAYS_SAVE_ROW" = 0 ] || ratio "shop, SESSION_CACHE=0 GET /me req/s vs tower-sessions (always_save)" \
     shop-nocache "GET /me" tower-sessions-always-save "GET /me" 4
+
+if [ "$POSTGRES_ROWS" != 0 ]; then
+    pg="shop on PostgreSQL (DATABASE_URL)"
+    ratio "$pg GET /me req/s vs tower-sessions (sqlx PostgreSQL)" \
+        shop-postgres "GET /me" tower-sessions-sqlx "GET /me" 4 ">=" 1.0
+    ratio "$pg POST /cart/items req/s vs tower-sessions (sqlx PostgreSQL)" \
+        shop-postgres "POST /cart/items" tower-sessions-sqlx "POST /cart/items" 4 ">=" 1.0
+    ratio "$pg GET /me req/s vs shop, SESSION_CACHE=0 (Redis)" \
+        shop-postgres "GET /me" shop-nocache "GET /me" 4
+    ratio "$pg POST /cart/items req/s vs shop, SESSION_CACHE=0 (Redis)" \
+        shop-postgres "POST /cart/items" shop-nocache "POST /cart/items" 4
+fi
 
 if [ "$ROUNDS" != 1 ]; then
     echo

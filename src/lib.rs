@@ -77,6 +77,9 @@ pub use crate::protocol::Protocol;
 pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::store::postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis")]
 pub use crate::store::redis::{CacheStats, DurableRevocationsError, RedisConnection, RedisStore};
 #[cfg(feature = "encryption")]
@@ -93,6 +96,7 @@ pub use ::cookie::SameSite;
     doctest,
     feature = "axum",
     feature = "redis",
+    feature = "postgres",
     feature = "encryption",
     feature = "token"
 ))]

@@ -9,6 +9,8 @@
 //!   `/cart/items/{sku}` on tower-sessions 0.14 with tower-sessions-redis-store.
 //! * `bench-peers tower-sessions-moka`: the same with tower-sessions' `CachingSessionStore`,
 //!   a per-instance moka cache (tower-sessions-moka-store) in front of the Redis store.
+//! * `bench-peers tower-sessions-sqlx`: the same routes on tower-sessions-sqlx-store's
+//!   PostgreSQL store, at `DATABASE_URL`.
 //! * `bench-peers sha256-cost SHORT|LONG N`: N SHA-256 digests and nothing else, for the
 //!   SHA-NI correction of `scripts/instructions.sh`.
 //!
@@ -55,9 +57,13 @@ fn main() {
             let settings = Settings::from_args_or_env(cache.program(), rest, true);
             runtime.block_on(tower_sessions_peer::run(settings, cache));
         }
+        "tower-sessions-sqlx" => {
+            let settings = Settings::from_args_or_env("tower-sessions-sqlx", rest, false);
+            runtime.block_on(tower_sessions_peer::run_sqlx(settings));
+        }
         _ => {
             eprintln!(
-                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka|sha256-cost \
+                "usage: bench-peers no-io|baseline|tower-sessions|tower-sessions-moka|tower-sessions-sqlx|sha256-cost \
                  [--redis-url URL] [--port N]   (or REDIS_URL, PORT)"
             );
             std::process::exit(2);

@@ -12,6 +12,11 @@
 //! `MOKA_CAPACITY=N` bounds it to N sessions (default 10000, the shop's `SESSION_CACHE` in
 //! scripts/loadtest.sh).
 //!
+//! `run_sqlx` (`bench-peers tower-sessions-sqlx`) runs the same routes on
+//! tower-sessions-sqlx-store 0.15's `PostgresStore` (sqlx 0.8, a `PgPool` of `PG_POOL`
+//! connections, default 8: what `PostgresStore` of tower-stateless opens on two cores)
+//! against `DATABASE_URL`, after its own `migrate()`.
+//!
 //! `TS_ALWAYS_SAVE=1` turns on `with_always_save(true)`: tower-sessions then writes the
 //! session back after every request, which is how it slides the expiry on reads.
 //! `FRED_POOL=N` uses N Redis connections (default 1, as the shop's one multiplexed
@@ -89,6 +94,32 @@ pub(crate) async fn run(settings: Settings, cache: Cache) {
         ),
     };
     let app = with_instance_header(app, &format!("{program}:{}", settings.port));
+    serve(program, &settings, app).await;
+}
+
+/// `bench-peers tower-sessions-sqlx`: the routes on tower-sessions-sqlx-store's PostgreSQL
+/// store, at `DATABASE_URL`.
+pub(crate) async fn run_sqlx(settings: Settings) {
+    use tower_sessions_sqlx_store::sqlx::postgres::PgPoolOptions;
+    use tower_sessions_sqlx_store::PostgresStore;
+
+    let program = "tower-sessions-sqlx";
+    let url = std::env::var("DATABASE_URL").unwrap_or_default();
+    let connections = std::env::var("PG_POOL")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(8);
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(&url)
+        .await;
+    let store = PostgresStore::new(connected(program, pool));
+    connected(program, store.migrate().await);
+    let always_save = matches!(std::env::var("TS_ALWAYS_SAVE").as_deref(), Ok("1" | "true"));
+    let app = with_instance_header(
+        routes(store, always_save),
+        &format!("{program}:{}", settings.port),
+    );
     serve(program, &settings, app).await;
 }
 

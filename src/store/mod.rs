@@ -10,6 +10,8 @@ use std::sync::Arc;
 mod dyn_store;
 mod handle;
 pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 #[cfg(feature = "encryption")]

@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod postgres;
+#[allow(unused_imports)] // Not every test that includes this module starts PostgreSQL.
+pub use self::postgres::PostgresServer;
+
 /// How long a server may take to answer `PING` after it was spawned.
 const STARTUP: Duration = Duration::from_secs(10);
 /// How long a new cluster may take to report `cluster_state:ok` on every node.

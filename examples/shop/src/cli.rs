@@ -140,6 +140,12 @@ pub struct ServeArgs {
     )]
     pub session_encrypt: bool,
 
+    /// Keep sessions in this PostgreSQL: postgres://[user:password@]host:port/db (wins
+    /// over the Redis options, which are then unused; upload chunks stay in this
+    /// process's memory) [default: none].
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     #[arg(
         long,
         env = "REDIS_URL",
@@ -190,6 +196,11 @@ pub struct FleetArgs {
     #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Keep the instances' sessions in this PostgreSQL instead of Redis (store mode
+    /// only) [default: none].
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     /// Where the instances keep sessions (see `shop --help`); in token mode the fleet's
     /// Redis records revocations.
     #[arg(long, env = "SESSION_MODE", value_enum, default_value_t = SessionMode::Store)]
@@ -232,6 +243,12 @@ mod tests {
             panic!("fleet expected");
         };
         assert_eq!(fleet.session_mode, SessionMode::Token);
+        let url = "postgres://127.0.0.1:5433/shop";
+        let cli = parse_ignoring_env(["shop", "fleet", "--database-url", url]).unwrap();
+        let Some(Command::Fleet(fleet)) = cli.command else {
+            panic!("fleet expected");
+        };
+        assert_eq!(fleet.database_url.as_deref(), Some(url));
     }
 
     #[test]

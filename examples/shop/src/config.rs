@@ -18,6 +18,8 @@ pub enum StoreChoice {
         sentinels: Vec<String>,
         master: String,
     },
+    /// PostgreSQL (`DATABASE_URL`).
+    Postgres(String),
 }
 
 /// The shop's settings.
@@ -87,6 +89,15 @@ impl Config {
             (None, Some(sentinel), _) => sentinel,
             (None, None, Some(url)) => StoreChoice::Redis(url),
             (None, None, None) => StoreChoice::Memory,
+        };
+        let store = match set(args.database_url) {
+            Some(_) if args.session_mode == SessionMode::Token => {
+                return Err("DATABASE_URL is for store mode: token mode keeps its \
+                            revocations in Redis (REDIS_URL)"
+                    .to_owned());
+            }
+            Some(url) => StoreChoice::Postgres(url),
+            None => store,
         };
         if args.session_mode == SessionMode::Token {
             if args.session_encrypt {
@@ -216,6 +227,21 @@ mod tests {
         );
         assert!(!config.secure_cookies);
         assert!(config.encrypt_sessions);
+    }
+
+    #[test]
+    fn database_url_wins_over_redis_in_store_mode_only() {
+        let url = "postgres://app:pw@127.0.0.1:5433/shop";
+        let postgres = config(["shop", "--database-url", url, "--redis-url", "x"]).unwrap();
+        assert_eq!(postgres.store, StoreChoice::Postgres(url.into()));
+        let token = config(["shop", "--session-mode", "token", "--database-url", url]);
+        let error = token.unwrap_err();
+        assert!(
+            error.contains("DATABASE_URL") && !error.contains("pw"),
+            "{error}"
+        );
+        let empty = config(["shop", "--database-url", " "]).unwrap();
+        assert_eq!(empty.store, StoreChoice::Memory);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower_stateless::store::{SessionStore, StoreError};
-use tower_stateless::{Keys, MemoryStore, RedisStore, Sealed, SessionLayer, TokenSessions};
+use tower_stateless::{
+    Keys, MemoryStore, PostgresStore, RedisStore, Sealed, SessionLayer, TokenSessions,
+};
 
 use crate::cli::SessionMode;
 use crate::error::chain;
@@ -69,6 +71,16 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
         (StoreChoice::Sentinel { sentinels, master }, _) => {
             let store = RedisStore::connect_sentinel(&sentinels, &master).await;
             serve_redis(config, store, "REDIS_SENTINELS").await
+        }
+        (StoreChoice::Postgres(url), _) => {
+            // Like Redis: a database that cannot be reached at start stops the shop.
+            let store = PostgresStore::connect(&url)
+                .await
+                .map_err(|error| format!("cannot connect to PostgreSQL: {}", chain(&error)))?;
+            tracing::info!(
+                "sessions in PostgreSQL (DATABASE_URL); upload chunks in this process's memory"
+            );
+            serve(config, store, Chunks::memory()).await
         }
     }
 }

@@ -25,9 +25,13 @@ pub fn run(args: FleetArgs) -> ExitCode {
     let config = FleetConfig {
         shop_binary: std::env::current_exe().expect("path of this binary"),
         instances: usize::from(args.instances),
-        store: match args.redis_url.filter(|url| !url.trim().is_empty()) {
-            Some(url) => FleetStore::Redis(url),
-            None => FleetStore::OwnRedis(Vec::new()),
+        store: match (
+            args.database_url.filter(|url| !url.trim().is_empty()),
+            args.redis_url.filter(|url| !url.trim().is_empty()),
+        ) {
+            (Some(url), _) => FleetStore::Env(vec![("DATABASE_URL".to_owned(), url)]),
+            (None, Some(url)) => FleetStore::Redis(url),
+            (None, None) => FleetStore::OwnRedis(Vec::new()),
         },
         port: args.port,
         env: vec![(

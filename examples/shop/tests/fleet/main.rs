@@ -1067,3 +1067,36 @@ async fn in_token_mode_a_logout_on_one_instance_is_refused_by_the_others() {
     ));
     assert_eq!(accepted, 0, "a logged-out cookie is dead on every instance");
 }
+
+/// The kill test with sessions in PostgreSQL (`DATABASE_URL`, a server the test starts):
+/// 4 writers, 600 adds, instance 1 SIGKILLed and restarted under traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_instance_loses_nothing_on_postgres() {
+    if !tools_present() {
+        return;
+    }
+    let Some(postgres) = support::PostgresServer::start() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let store = FleetStore::Env(vec![("DATABASE_URL".to_owned(), postgres.url())]);
+    // 3 shops, the restarted one and nginx: PostgreSQL is the test's, not the fleet's.
+    let (tally, cart) = kill_scenario(store, 5).await;
+    report(&format!("kill test (PostgreSQL): {}", tally.summary(&cart)));
+    assert_eq!(tally.acked(), 600, "every add was acknowledged");
+    assert_eq!(
+        tally.lost(&cart),
+        0,
+        "every acknowledged SKU is in the cart"
+    );
+    assert_eq!(
+        tally.logged_out.load(Ordering::Relaxed),
+        0,
+        "never logged out"
+    );
+    assert_eq!(
+        tally.instances.lock().unwrap().len(),
+        3,
+        "all 3 instances served traffic"
+    );
+}
