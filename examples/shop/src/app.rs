@@ -11,7 +11,8 @@ use tower_stateless::store::SessionStore;
 use tower_stateless::SessionLayer;
 
 use crate::chunks::Chunks;
-use crate::{account, cart, devices, uploads};
+use crate::objects::{ObjectUploads, PART_SIZE};
+use crate::{account, cart, devices, page, uploads};
 
 /// What handlers share: the session store (for health checks) and the chunk store.
 #[derive(Clone)]
@@ -20,6 +21,9 @@ pub struct AppState<S> {
     /// records revocations, or nothing in memory).
     pub store: S,
     pub chunks: Chunks,
+    /// With `UPLOADS_BUCKET`: uploads go to object storage, and `chunks` only counts
+    /// them and lists them for the sweep.
+    pub objects: Option<ObjectUploads>,
     /// Sessions sealed in cookies: no store lists a user's sessions.
     pub token_mode: bool,
 }
@@ -31,6 +35,12 @@ pub fn router<S: SessionStore + Clone>(
     instance: &str,
 ) -> Router {
     let instance = HeaderValue::from_str(instance).expect("INSTANCE is a valid header value");
+    // Object storage takes parts of S3's least size; chunks kept in the store are smaller.
+    let chunk_limit = if state.objects.is_some() {
+        PART_SIZE
+    } else {
+        uploads::MAX_CHUNK
+    };
     Router::new()
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
@@ -42,16 +52,20 @@ pub fn router<S: SessionStore + Clone>(
         )
         .route("/cart", get(cart::list))
         .route("/cart/items", post(cart::add))
-        .route("/cart/items/{sku}", get(cart::item))
+        .route(
+            "/cart/items/{sku}",
+            get(cart::item).put(cart::set).delete(cart::remove),
+        )
         .route("/checkout", post(cart::checkout))
         .route("/uploads", post(uploads::create::<S>))
         .route("/uploads/{id}", get(uploads::status))
         .route(
             "/uploads/{id}/chunks/{n}",
-            put(uploads::put_chunk::<S>).layer(DefaultBodyLimit::max(uploads::MAX_CHUNK)),
+            put(uploads::put_chunk::<S>).layer(DefaultBodyLimit::max(chunk_limit)),
         )
         .route("/uploads/{id}/complete", post(uploads::complete::<S>))
         .route("/healthz", get(healthz::<S>))
+        .merge(page::routes())
         .with_state(state)
         .layer(layer)
         .layer(axum::middleware::map_response(

@@ -20,6 +20,13 @@ pub(crate) enum ApiError {
     NoSessionList,
     Session(tower_stateless::Error),
     Chunks(chunks::ChunkError),
+    Objects(crate::objects::ObjectError),
+}
+
+impl From<crate::objects::ObjectError> for ApiError {
+    fn from(error: crate::objects::ObjectError) -> Self {
+        Self::Objects(error)
+    }
 }
 
 impl From<chunks::ChunkError> for ApiError {
@@ -54,6 +61,16 @@ impl IntoResponse for ApiError {
                 "token mode keeps sessions in cookies: nothing lists a user's sessions".to_owned(),
             ),
             Self::Session(error) => return error.into_response(),
+            Self::Objects(error) => {
+                tracing::warn!(%error, "object storage unavailable");
+                let retry = [(axum::http::header::RETRY_AFTER, "1")];
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    retry,
+                    "object storage unavailable",
+                )
+                    .into_response();
+            }
             Self::Chunks(error) => {
                 tracing::warn!(error = %error.0, "chunk store unavailable");
                 let retry = [(axum::http::header::RETRY_AFTER, "1")];

@@ -67,6 +67,7 @@ fn start_in(store: FleetStore, mode: &str) -> Arc<Mutex<Fleet>> {
             ("RUST_LOG".into(), "warn".into()),
             ("SESSION_MODE".into(), mode.into()),
         ],
+        control: None,
     };
     Arc::new(Mutex::new(Fleet::start(config).expect("fleet starts")))
 }
