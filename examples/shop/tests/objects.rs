@@ -428,3 +428,65 @@ async fn upload_through_the_fleet(fleet: &mut Fleet, s3: &S3Server) {
         .unwrap();
     assert_eq!(late.status, 409, "{:?}", late.json);
 }
+
+/// The shop's first lines on stdout and stderr with `env`, until `wanted` shows or it
+/// exits; stopped after 20 s at most.
+fn startup_output(env: &[(&str, &str)], wanted: &str) -> (String, Option<i32>) {
+    let port = free_port(None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("shop starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut code = None;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            code = status.code();
+            break;
+        }
+        if wait_until_ready(
+            port,
+            b"GET /healthz HTTP/1.0\r\n\r\n",
+            b"HTTP/1.0 200",
+            Duration::from_millis(100),
+        ) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("shop output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains(wanted), "no {wanted:?} in {text}");
+    (text, code)
+}
+
+#[test]
+fn the_shop_says_where_uploads_go_and_bad_bucket_settings_stop_it() {
+    startup_output(
+        &[],
+        "UPLOADS_BUCKET is not set: upload chunks are kept in this process's memory",
+    );
+    let (text, code) = startup_output(
+        &[
+            ("UPLOADS_BUCKET", BUCKET),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("AWS_ALLOW_HTTP", "maybe"),
+            ("AWS_SECRET_ACCESS_KEY", "do-not-print-me"),
+        ],
+        "UPLOADS_BUCKET",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("shop: UPLOADS_BUCKET: "), "{text}");
+    assert!(!text.contains("do-not-print-me"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}

@@ -122,7 +122,36 @@ async fn act(
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_host;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn status(host: &str, marked: bool) -> StatusCode {
+        let app: Router = Router::new()
+            .route("/fleet/instances", get(|| async { "listed" }))
+            .layer(axum::middleware::from_fn(only_from_the_page));
+        let mut request = Request::get("/fleet/instances").header(HOST, host);
+        if marked {
+            request = request.header(CONTROL_HEADER, "1");
+        }
+        let response = app
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        response.status()
+    }
+
+    #[tokio::test]
+    async fn only_marked_requests_to_a_loopback_host_pass() {
+        assert_eq!(status("127.0.0.1:8080", true).await, StatusCode::OK);
+        assert_eq!(status("127.0.0.1:8080", false).await, StatusCode::FORBIDDEN);
+        assert_eq!(
+            status("rebound.example:8080", true).await,
+            StatusCode::FORBIDDEN
+        );
+    }
 
     #[test]
     fn only_loopback_hosts() {
