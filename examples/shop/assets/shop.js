@@ -96,6 +96,7 @@ function renderCart(items) {
   for (const { sku, qty } of items) {
     const row = document.createElement("tr");
     row.dataset.sku = sku;
+    row.dataset.qty = String(qty);
     const name = document.createElement("td");
     name.textContent = sku;
     const amount = document.createElement("td");

@@ -33,7 +33,7 @@ const PAGE_LIMIT: Duration = Duration::from_secs(60);
 const FILE_SIZE: usize = 8 * 1024 * 1024 + 12_345;
 /// The browser's upload speed while the file goes up (bytes per second), so that the
 /// upload is still under way when an instance is killed.
-const UPLOAD_THROUGHPUT: u64 = 2 * 1024 * 1024;
+const UPLOAD_THROUGHPUT: u64 = 1024 * 1024;
 
 /// Whether chromium, chromedriver, redis-server and nginx are here. Under CI a missing
 /// one is a failure.
@@ -181,8 +181,20 @@ async fn find(client: &Client, xpath: &str) -> Element {
         .unwrap_or_else(|error| panic!("{xpath}: {error}"))
 }
 
+/// Clicks the button named `name`, found again if the page re-rendered it meanwhile.
 async fn click(client: &Client, name: &str) {
-    find(client, &button(name)).await.click().await.expect(name);
+    for _ in 0..20 {
+        match find(client, &button(name)).await.click().await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(error))
+                if error.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("{name}: {error}"),
+        }
+    }
+    panic!("{name}: always re-rendered");
 }
 
 async fn fill(client: &Client, label: &str, text: &str) {
@@ -217,9 +229,10 @@ async fn text_of(client: &Client, id: &str) -> String {
         .expect("text")
 }
 
-/// The cart as the page shows it: (product, quantity) per row.
+/// The cart as the shop last answered it: (product, quantity) per row (not the inputs'
+/// values, which the test types into).
 const CART_ROWS: &str = "return Array.from(document.querySelectorAll('#cart-items tr'), \
-     (row) => [row.dataset.sku, row.querySelector('input').value]);";
+     (row) => [row.dataset.sku, row.dataset.qty]);";
 
 async fn cart_is(client: &Client, expected: Value) {
     until(client, &format!("the cart {expected}"), CART_ROWS, |rows| {
@@ -399,6 +412,26 @@ async fn shop_and_upload(client: &Client, url: &str, dir: &Path) {
         "the upload was still under way when {victim} was killed"
     );
     screenshot(client, "2-instance-killed-mid-upload").await;
+
+    // Paused between chunks, then resumed: the page asks an instance which chunks it has
+    // and sends the rest.
+    click(client, "Pause").await;
+    let paused = until(
+        client,
+        "the upload paused",
+        "return document.getElementById('upload-status').textContent;",
+        |status| {
+            status
+                .as_str()
+                .is_some_and(|s| s.starts_with("Paused at") || s.starts_with("Upload complete"))
+        },
+    )
+    .await;
+    assert!(
+        paused.as_str().is_some_and(|s| s.starts_with("Paused at")),
+        "paused before the end: {paused}"
+    );
+    click(client, "Resume").await;
 
     let status = until(
         client,
