@@ -41,6 +41,12 @@ impl From<tower_stateless::Error> for ApiError {
     }
 }
 
+/// A 503 that tells the client to try again (another instance, or the same one) soon.
+fn unavailable(what: &'static str) -> Response {
+    let retry = [(axum::http::header::RETRY_AFTER, "1")];
+    (StatusCode::SERVICE_UNAVAILABLE, retry, what).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
@@ -63,23 +69,11 @@ impl IntoResponse for ApiError {
             Self::Session(error) => return error.into_response(),
             Self::Objects(error) => {
                 tracing::warn!(%error, "object storage unavailable");
-                let retry = [(axum::http::header::RETRY_AFTER, "1")];
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    retry,
-                    "object storage unavailable",
-                )
-                    .into_response();
+                return unavailable("object storage unavailable");
             }
             Self::Chunks(error) => {
                 tracing::warn!(error = %error.0, "chunk store unavailable");
-                let retry = [(axum::http::header::RETRY_AFTER, "1")];
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    retry,
-                    "chunk store unavailable",
-                )
-                    .into_response();
+                return unavailable("chunk store unavailable");
             }
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()

@@ -7,6 +7,8 @@
 
 #![allow(missing_docs)]
 
+mod tools;
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,8 +23,8 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shop::fleet::{
-    control, free_port, on_path, survivors, wait_until_ready, Fleet, FleetConfig, FleetStore,
-    ScratchDir, Started, Supervised,
+    control, free_port, survivors, wait_until_ready, Fleet, FleetConfig, FleetStore, ScratchDir,
+    Started, Supervised,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -38,25 +40,15 @@ const UPLOAD_THROUGHPUT: u64 = 1024 * 1024;
 /// Whether chromium, chromedriver, redis-server and nginx are here. Under CI a missing
 /// one is a failure.
 fn tools_present() -> bool {
-    let missing: Vec<&str> = [
-        ("chromium", on_path(CHROMIUM)),
-        ("chromedriver", on_path(CHROMEDRIVER)),
-        ("redis-server", on_path("redis-server")),
-        ("nginx", on_path("nginx") || on_path("/usr/sbin/nginx")),
-    ]
-    .into_iter()
-    .filter(|(_, present)| !present)
-    .map(|(tool, _)| tool)
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {missing:?} not installed"
-    );
-    report(&format!("SKIPPED: {missing:?} not on PATH"));
-    false
+    tools::present(
+        "browser",
+        &[
+            ("chromium", &[CHROMIUM]),
+            ("chromedriver", &[CHROMEDRIVER]),
+            ("redis-server", &["redis-server"]),
+            ("nginx", &["nginx", "/usr/sbin/nginx"]),
+        ],
+    )
 }
 
 fn report(line: &str) {

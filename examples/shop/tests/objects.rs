@@ -10,6 +10,7 @@
 #[allow(dead_code)]
 #[path = "fleet/client.rs"]
 mod client;
+mod tools;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -23,8 +24,8 @@ use object_store::ObjectStoreExt as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shop::fleet::{
-    free_port, on_path, survivors, wait_until_ready, Fleet, FleetConfig, FleetStore, ScratchDir,
-    Started, Supervised,
+    free_port, survivors, wait_until_ready, Fleet, FleetConfig, FleetStore, ScratchDir, Started,
+    Supervised,
 };
 use shop::PART_SIZE;
 
@@ -42,26 +43,14 @@ fn report(line: &str) {
 }
 
 fn tools_present() -> bool {
-    let missing: Vec<&str> = [
-        ("moto_server", on_path("moto_server")),
-        ("redis-server", on_path("redis-server")),
-        ("nginx", on_path("nginx") || on_path("/usr/sbin/nginx")),
-    ]
-    .into_iter()
-    .filter(|(_, present)| !present)
-    .map(|(tool, _)| tool)
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {missing:?} not installed"
-    );
-    report(&format!(
-        "SKIPPED: {missing:?} not on PATH (pip install 'moto[server]')"
-    ));
-    false
+    tools::present(
+        "objects",
+        &[
+            ("moto_server", &["moto_server"]),
+            ("redis-server", &["redis-server"]),
+            ("nginx", &["nginx", "/usr/sbin/nginx"]),
+        ],
+    )
 }
 
 /// moto's S3 server on a free loopback port, stopped on drop.
