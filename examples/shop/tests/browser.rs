@@ -233,6 +233,18 @@ async fn cart_is(client: &Client, expected: Value) {
     .await;
 }
 
+/// Waits until the fleet panel shows `instance` in `state` ("running" or "stopped").
+async fn fleet_panel_shows(client: &Client, instance: &str, state: &str) {
+    let script = format!(
+        "return document.querySelector('#fleet-instances tr[data-instance=\"{instance}\"]')\
+         .children[2].textContent;"
+    );
+    until(client, &format!("{instance} {state}"), &script, |shown| {
+        *shown == state
+    })
+    .await;
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
@@ -386,16 +398,7 @@ async fn shop_and_upload(client: &Client, url: &str, dir: &Path) {
         .expect("a number");
     assert!(victim.starts_with("shop-"), "served by {victim}");
     click(client, &format!("Kill {victim}")).await;
-    until(
-        client,
-        "the instance shown stopped",
-        &format!(
-            "return document.querySelector('#fleet-instances tr[data-instance=\"{victim}\"]')\
-             .children[2].textContent;"
-        ),
-        |state| *state == "stopped",
-    )
-    .await;
+    fleet_panel_shows(client, &victim, "stopped").await;
     report(&format!(
         "killed {victim} with {at_kill} of {FILE_SIZE} bytes received"
     ));
@@ -493,16 +496,7 @@ async fn shop_and_upload(client: &Client, url: &str, dir: &Path) {
     );
     cart_is(client, json!([])).await;
     click(client, &format!("Restart {victim}")).await;
-    until(
-        client,
-        "the instance running again",
-        &format!(
-            "return document.querySelector('#fleet-instances tr[data-instance=\"{victim}\"]')\
-             .children[2].textContent;"
-        ),
-        |state| *state == "running",
-    )
-    .await;
+    fleet_panel_shows(client, &victim, "running").await;
     screenshot(client, "4-checked-out").await;
     click(client, "Log out").await;
     find(client, &button("Log in")).await;
