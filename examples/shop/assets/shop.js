@@ -3,9 +3,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-// Answers worth another try on the next instance: the proxy found none (502/504) or the
-// store was briefly away (503).
-const RETRYABLE = new Set([502, 503, 504]);
+// Answers worth another try: the store was briefly away (503: nothing was saved), or, for
+// a request that may be repeated (GET, PUT, DELETE), the proxy lost the instance (502/504)
+// or the connection failed. A POST that may have been applied is not sent twice.
+const IDEMPOTENT = new Set(["GET", "PUT", "DELETE"]);
+const retryable = (method, status) =>
+  status === 503 || (IDEMPOTENT.has(method) && (status === 502 || status === 504));
 const MAX_TRIES = 8;
 const LOG_LINES = 40;
 
@@ -37,11 +40,12 @@ async function api(method, path, body, raw) {
       const text = await response.text();
       let json = null;
       try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
-      if (!RETRYABLE.has(response.status)) return { status: response.status, json, instance };
+      if (!retryable(method, response.status)) return { status: response.status, json, instance };
       failure = `${response.status}`;
     } catch (error) {
       log(method, path, "network error", null);
       failure = String(error);
+      if (!IDEMPOTENT.has(method)) break;
     }
     await sleep(200 * (attempt + 1));
   }
@@ -316,6 +320,12 @@ async function controlFleet(name, action, button) {
     await refreshFleet();
   }
 }
+
+// A request that could not be retried (see `retryable`) says so instead of failing silently.
+window.addEventListener("unhandledrejection", (event) => {
+  $("error").textContent = `${event.reason && event.reason.message ? event.reason.message : event.reason}: try again`;
+});
+document.addEventListener("submit", () => { $("error").textContent = ""; }, true);
 
 refreshUser();
 refreshFleet();
