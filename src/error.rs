@@ -107,13 +107,18 @@ impl Error {
         self.kind.is_unavailable()
     }
 
-    /// The error and every cause under it, `": "`-separated, for logs.
+    /// The error and every cause under it, `": "`-separated, for logs. A cause that
+    /// only repeats the text before it (redis-rs's I/O errors show their source's
+    /// message, then give it as the source) is said once.
     pub(crate) fn chain(&self) -> String {
         let mut text = self.to_string();
         let mut cause = self.source();
         while let Some(error) = cause {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
+            let message = error.to_string();
+            if !text.ends_with(&message) {
+                text.push_str(": ");
+                text.push_str(&message);
+            }
             cause = error.source();
         }
         text
@@ -222,6 +227,19 @@ pub enum KeyError {
     Empty,
     /// A key list's first key, the signing key, is marked `upcoming:` or `retiring:`.
     MarkedSigningKey,
+    /// The key text is hexadecimal (`openssl rand -hex`): read as base64 it would be
+    /// fewer bytes, of low entropy.
+    Hex,
+    /// The decoded key does not look random: all printable text (a password or an
+    /// encoded string) or few distinct bytes.
+    NotRandom,
+    /// A key of a list was rejected.
+    InList {
+        /// The key's position in the list, from 1.
+        position: usize,
+        /// Why it was rejected.
+        error: Box<KeyError>,
+    },
 }
 
 impl fmt::Display for KeyError {
@@ -229,17 +247,30 @@ impl fmt::Display for KeyError {
         match self {
             Self::TooShort { len } => write!(
                 f,
-                "session key is {len} bytes; at least {} are required",
+                "session key is {len} bytes; at least {} are required ({MAKE_KEY})",
                 crate::MIN_KEY_LEN
             ),
-            Self::NotBase64 => f.write_str("session key is not valid base64"),
-            Self::Empty => f.write_str("no session key given"),
+            Self::NotBase64 => write!(f, "session key is not valid base64 ({MAKE_KEY})"),
+            Self::Empty => write!(f, "no session key given ({MAKE_KEY})"),
             Self::MarkedSigningKey => {
                 f.write_str("the first session key signs: it cannot be upcoming or retiring")
             }
+            Self::Hex => write!(
+                f,
+                "session key looks like hex (openssl rand -hex), but keys are base64 ({MAKE_KEY})"
+            ),
+            Self::NotRandom => write!(
+                f,
+                "session key does not look random: it decodes to printable text or repeated \
+                 bytes ({MAKE_KEY})"
+            ),
+            Self::InList { position, error } => write!(f, "key {position} of the list: {error}"),
         }
     }
 }
+
+/// How to make a good key, in every message about a bad one.
+const MAKE_KEY: &str = "make one with `openssl rand -base64 32`";
 
 impl StdError for KeyError {}
 

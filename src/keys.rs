@@ -17,6 +17,19 @@ const TAG_LEN: usize = 43;
 /// `<id>.<tag>`
 pub(crate) const TOKEN_LEN: usize = ID_LEN + 1 + TAG_LEN;
 
+/// Whether decoded key bytes could be random: 32 random bytes are all printable ASCII
+/// with a chance of about 1 in 10^14, and hold fewer than 16 distinct values with a far
+/// smaller one; a password, an encoded string or a repeated byte does one or the other.
+fn looks_random(bytes: &[u8]) -> bool {
+    let mut seen = [false; 256];
+    for &byte in bytes {
+        seen[usize::from(byte)] = true;
+    }
+    let distinct = seen.iter().filter(|&&seen| seen).count();
+    let text = bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+    distinct >= 16 && !text
+}
+
 /// A secret key for signing or verifying session tokens (at least 32 bytes).
 ///
 /// `Debug` never prints key material.
@@ -37,14 +50,26 @@ impl Key {
         Ok(Self { mac })
     }
 
-    /// Decodes a base64 key (standard or URL-safe alphabet, padding optional).
+    /// Decodes a base64 key (standard or URL-safe alphabet, padding optional), as
+    /// `openssl rand -base64 32` makes one.
+    ///
+    /// Text that does not look like an encoded random key is refused: hexadecimal
+    /// (`openssl rand -hex 32` decodes as base64 to 48 bytes of low entropy) and keys
+    /// that decode to printable text (a password) or to few distinct bytes.
     pub fn from_base64(encoded: &str) -> Result<Self, KeyError> {
         let encoded = encoded.trim();
+        if encoded.len() >= MIN_KEY_LEN && encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(KeyError::Hex);
+        }
         let bytes = STANDARD
             .decode(encoded)
             .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')))
             .map_err(|_| KeyError::NotBase64)?;
-        Self::from_bytes(&bytes)
+        let key = Self::from_bytes(&bytes)?;
+        if !looks_random(&bytes) {
+            return Err(KeyError::NotRandom);
+        }
+        Ok(key)
     }
 
     /// A fresh random 64-byte key, for development: tokens signed with it die with the process.
@@ -184,14 +209,24 @@ impl Keys {
         if first.starts_with(UPCOMING) || first.starts_with(RETIRING) {
             return Err(KeyError::MarkedSigningKey);
         }
-        entries.try_fold(Self::new(Key::from_base64(first)?), |keys, entry| {
-            Ok(match entry.strip_prefix(UPCOMING) {
-                Some(key) => keys.with_upcoming(Key::from_base64(key)?),
-                None => keys.with_retiring(Key::from_base64(
-                    entry.strip_prefix(RETIRING).unwrap_or(entry),
-                )?),
+        let at = |position: usize| {
+            move |error| KeyError::InList {
+                position,
+                error: Box::new(error),
+            }
+        };
+        let signing = Key::from_base64(first).map_err(at(1))?;
+        entries
+            .zip(2..)
+            .try_fold(Self::new(signing), |keys, (entry, position)| {
+                Ok(match entry.strip_prefix(UPCOMING) {
+                    Some(key) => keys.with_upcoming(Key::from_base64(key).map_err(at(position))?),
+                    None => keys.with_retiring(
+                        Key::from_base64(entry.strip_prefix(RETIRING).unwrap_or(entry))
+                            .map_err(at(position))?,
+                    ),
+                })
             })
-        })
     }
 
     /// Every key, the signing key first (then retiring, then upcoming keys): the order in
@@ -279,9 +314,15 @@ impl fmt::Debug for Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest as _;
+
+    /// 32 random-looking bytes named by `byte` (as `from_base64` wants a key to look).
+    fn key_bytes(byte: u8) -> [u8; 32] {
+        Sha256::digest([byte]).into()
+    }
 
     fn key(byte: u8) -> Key {
-        Key::from_bytes(&[byte; 32]).unwrap()
+        Key::from_bytes(&key_bytes(byte)).unwrap()
     }
 
     #[test]
@@ -295,6 +336,38 @@ mod tests {
             Err(KeyError::TooShort { .. })
         ));
         assert!(matches!(Key::from_base64("%%%"), Err(KeyError::NotBase64)));
+        // `openssl rand -hex 32`: refused, and the message says how to make a key.
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let error = Key::from_base64(hex).unwrap_err();
+        assert!(matches!(error, KeyError::Hex));
+        assert!(
+            error.to_string().contains("openssl rand -base64 32"),
+            "{error}"
+        );
+        // A password, and a repeated byte, encoded as base64.
+        let password = STANDARD.encode("correct horse battery staple, twice over");
+        assert!(matches!(
+            Key::from_base64(&password),
+            Err(KeyError::NotRandom)
+        ));
+        let repeated = STANDARD.encode([7u8; 32]);
+        assert!(matches!(
+            Key::from_base64(&repeated),
+            Err(KeyError::NotRandom)
+        ));
+        // `openssl rand -base64 32`.
+        assert!(Key::from_base64("fn2zDBdrSTOyD6SM1eXfshdBk2vRnCZgZBnWZnK1xlk=").is_ok());
+        // A bad key in a list is named by its position.
+        let good = "fn2zDBdrSTOyD6SM1eXfshdBk2vRnCZgZBnWZnK1xlk=";
+        let error = Keys::from_base64_list(&format!("{good}, upcoming:{hex}")).unwrap_err();
+        assert!(
+            matches!(&error, KeyError::InList { position: 2, error } if matches!(**error, KeyError::Hex)),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().starts_with("key 2 of the list: "),
+            "{error}"
+        );
         assert!(matches!(
             Keys::from_base64_list(" , "),
             Err(KeyError::Empty)
@@ -351,7 +424,7 @@ mod tests {
 
     #[test]
     fn key_lists_mark_upcoming_keys() {
-        let b64 = |byte: u8| STANDARD.encode([byte; 32]);
+        let b64 = |byte: u8| STANDARD.encode(key_bytes(byte));
         let list = format!(
             "{}, upcoming:{}, {}, retiring:{}",
             b64(1),
@@ -381,7 +454,7 @@ mod tests {
         ));
         assert!(matches!(
             Keys::from_base64_list(&format!("{}, upcoming:%%", b64(1))),
-            Err(KeyError::NotBase64)
+            Err(KeyError::InList { position: 2, error }) if matches!(*error, KeyError::NotBase64)
         ));
     }
 

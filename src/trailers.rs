@@ -337,7 +337,7 @@ fn finish(outcome: Outcome, trailers: &mut HeaderMap, config: &Config) {
     if let Some(error) = &outcome.failure {
         tracing::warn!(
             error = %error.chain(),
-            "session write-back failed; failing the stream"
+            "session store call failed; failing the stream"
         );
         crate::metrics::failure_response(error.kind());
         let status = if error.is_unavailable() {

@@ -204,7 +204,7 @@ impl Outcome {
         if let Some(error) = &self.failure {
             tracing::warn!(
                 error = %error.chain(),
-                "session write-back failed; replacing the response"
+                "session store call failed; answering with the failure response"
             );
             crate::metrics::failure_response(error.kind());
             response = on_failure.on_failure(error, protocol);

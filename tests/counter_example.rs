@@ -140,3 +140,26 @@ fn the_counter_example_counts_visits_in_the_session() {
     assert_eq!(get(port, Some(cookie)).0, "visit number 3\n");
     assert_eq!(get(port, None).0, "visit number 1\n", "a new session");
 }
+
+#[test]
+fn the_counter_example_says_what_is_wrong_instead_of_panicking() {
+    let counter = build_counter();
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let port = taken.local_addr().unwrap().port().to_string();
+    for (value, says) in [
+        (port.as_str(), format!("cannot listen on 127.0.0.1:{port}")),
+        ("70000", "PORT=\"70000\" is not a port number".to_owned()),
+    ] {
+        let output = Command::new(&counter)
+            .env("PORT", value)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the counter example");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "PORT={value}: {error}");
+        assert!(
+            error.contains(&says) && !error.contains("panicked"),
+            "{error}"
+        );
+    }
+}

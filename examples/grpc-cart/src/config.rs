@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn explicit_settings() {
-        let key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+        let key = "Y59rLsxkmPe1yWDBjXj68UNGuKbpxtLvDbvJcDvRPJA=";
         let config = config(&[
             ("PORT", "50052"),
             ("INSTANCE", "b"),

@@ -34,7 +34,8 @@ pub fn router<S: SessionStore + Clone>(
     layer: SessionLayer,
     instance: &str,
 ) -> Router {
-    let instance = HeaderValue::from_str(instance).expect("INSTANCE is a valid header value");
+    let instance =
+        HeaderValue::from_str(instance).expect("Config checked INSTANCE: printable ASCII");
     // Object storage takes parts of S3's least size; chunks kept in the store are smaller.
     let chunk_limit = if state.objects.is_some() {
         PART_SIZE
@@ -102,6 +103,7 @@ async fn healthz<S: SessionStore>(State(state): State<AppState<S>>) -> StatusCod
     match state.store.ping().await {
         Ok(()) => StatusCode::OK,
         Err(error) => {
+            let error = crate::error::chain(&error);
             tracing::warn!(%error, "health check: session store unavailable");
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -1,8 +1,6 @@
 //! The command line: `shop [OPTIONS]` serves, `shop fleet [OPTIONS]` runs a fleet.
 //! Every option can also be given by its environment variable; a flag wins over it.
 
-use std::net::IpAddr;
-
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// The example shop on tower-stateless: login, cart, checkout, uploads.
@@ -83,9 +81,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
 
-    /// Listening address.
+    /// Listening address: an IP address or a host name (`localhost`, `::`).
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-    pub host: IpAddr,
+    pub host: String,
 
     // (`help` rather than a doc comment: rustdoc would read `<port>` as HTML.)
     #[arg(

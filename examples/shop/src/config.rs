@@ -1,7 +1,5 @@
 //! The shop's settings, checked: what the command line (or its variables) asked for.
 
-use std::net::IpAddr;
-
 use tower_stateless::{Key, Keys};
 
 use crate::cli::{ServeArgs, SessionMode};
@@ -25,7 +23,8 @@ pub enum StoreChoice {
 /// The shop's settings.
 #[derive(Debug)]
 pub struct Config {
-    pub host: IpAddr,
+    /// The listening address: an IP address or a host name, resolved when binding.
+    pub host: String,
     pub port: u16,
     pub instance: String,
     pub keys: Keys,
@@ -54,6 +53,16 @@ impl Config {
         let set = |value: Option<String>| value.filter(|value| !value.trim().is_empty());
         let instance =
             set(args.instance).unwrap_or_else(|| format!("{}:{}", hostname(), args.port));
+        // It travels in every response's `x-instance` header.
+        if instance.bytes().any(|byte| !(0x20..0x7f).contains(&byte)) {
+            return Err(format!(
+                "INSTANCE={instance:?}: use printable ASCII (it is sent in a header)"
+            ));
+        }
+        let host = args.host.trim().to_owned();
+        if host.is_empty() {
+            return Err("HOST is empty: give an address such as 127.0.0.1 or ::".to_owned());
+        }
         let (keys, keys_generated) = match set(args.session_keys) {
             Some(list) => (
                 Keys::from_base64_list(&list).map_err(|error| format!("SESSION_KEYS: {error}"))?,
@@ -100,7 +109,7 @@ impl Config {
             }
         }
         Ok(Self {
-            host: args.host,
+            host,
             port: args.port,
             instance,
             keys,
@@ -139,7 +148,7 @@ mod tests {
     fn defaults() {
         let config = config(["shop"]).unwrap();
         assert_eq!(config.port, 3000);
-        assert_eq!(config.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.host, "127.0.0.1");
         assert!(config.keys_generated);
         assert_eq!(config.store, StoreChoice::Memory);
         assert!(config.instance.ends_with(":3000"));
@@ -182,7 +191,7 @@ mod tests {
 
     #[test]
     fn explicit_settings() {
-        let key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+        let key = "Y59rLsxkmPe1yWDBjXj68UNGuKbpxtLvDbvJcDvRPJA=";
         let keys = format!("{key},{key}");
         let config = config([
             "shop",
@@ -206,7 +215,7 @@ mod tests {
             (config.port, config.instance.as_str(), config.keys_generated),
             (4000, "a", false)
         );
-        assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(config.host, "0.0.0.0");
         assert_eq!(
             config.store,
             StoreChoice::Redis("redis://127.0.0.1:6380".into())
@@ -257,6 +266,13 @@ mod tests {
                 master: "sessions".into()
             }
         );
+        let control = config(["shop", "--instance", "a\u{7}b"]).unwrap_err();
+        assert!(
+            control.contains("INSTANCE") && control.contains("printable"),
+            "{control}"
+        );
+        let named = config(["shop", "--host", "localhost"]).unwrap();
+        assert_eq!(named.host, "localhost");
         let half = config(["shop", "--redis-sentinels", "127.0.0.1:26379"]).unwrap_err();
         assert!(half.contains("go together"), "{half}");
         assert!(

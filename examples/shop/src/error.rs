@@ -6,6 +6,34 @@ use axum::Json;
 
 use crate::chunks;
 
+/// An error and its causes, `": "`-separated, each said once, for a log line or a
+/// startup message. The store's own wrapper ("session store backend failed") is left
+/// out where a cause says more.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut cause = match error.source() {
+        Some(source)
+            if error
+                .downcast_ref::<tower_stateless::store::StoreError>()
+                .is_some() =>
+        {
+            Some(source)
+        }
+        _ => Some(error),
+    };
+    while let Some(error) = cause {
+        let message = error.to_string();
+        if !text.ends_with(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+        cause = error.source();
+    }
+    text
+}
+
 /// What handlers answer with when something goes wrong.
 #[derive(Debug)]
 pub(crate) enum ApiError {

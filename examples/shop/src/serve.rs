@@ -1,6 +1,6 @@
 //! `shop`: one instance serving the HTTP app until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -8,6 +8,7 @@ use tower_stateless::store::{SessionStore, StoreError};
 use tower_stateless::{Keys, MemoryStore, RedisStore, Sealed, SessionLayer, TokenSessions};
 
 use crate::cli::SessionMode;
+use crate::error::chain;
 use crate::signals::StopSignals;
 use crate::{AppState, Chunks, Config, StoreChoice};
 
@@ -15,6 +16,8 @@ use crate::{AppState, Chunks, Config, StoreChoice};
 /// bound at start is said on stderr, and the exit code is 1.
 pub fn run(config: Config) -> ExitCode {
     tracing_subscriber::fmt()
+        // Colour codes only for a terminal, not for a log file or a pipe.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_stateless=info".into()),
@@ -55,21 +58,30 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
             );
             serve(config, MemoryStore::new(), Chunks::memory()).await
         }
-        (StoreChoice::Redis(url), _) => serve_redis(config, RedisStore::connect(&url).await).await,
+        (StoreChoice::Redis(url), _) => {
+            let store = RedisStore::connect(&url).await;
+            serve_redis(config, store, "REDIS_URL").await
+        }
         (StoreChoice::Cluster(nodes), _) => {
-            serve_redis(config, RedisStore::connect_cluster(&nodes).await).await
+            let store = RedisStore::connect_cluster(&nodes).await;
+            serve_redis(config, store, "REDIS_CLUSTER_NODES").await
         }
         (StoreChoice::Sentinel { sentinels, master }, _) => {
             let store = RedisStore::connect_sentinel(&sentinels, &master).await;
-            serve_redis(config, store).await
+            serve_redis(config, store, "REDIS_SENTINELS").await
         }
     }
 }
 
 /// Sessions and upload chunks share the store's connection. A Redis that cannot be
 /// reached at start is a configuration error: say so and stop.
-async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> Result<(), String> {
-    let store = store.map_err(|error| format!("cannot connect to Redis: {}", chain(&error)))?;
+async fn serve_redis(
+    config: Config,
+    store: Result<RedisStore, StoreError>,
+    setting: &str,
+) -> Result<(), String> {
+    let store = store.map_err(|error| format!("{setting}: {}", chain(&error)))?;
+    tracing::info!(?store, "sessions in Redis ({setting})");
     let chunks = Chunks::Redis(store.connection());
     let store = if config.encrypt_sessions {
         sealed_prefix(store)?
@@ -97,13 +109,6 @@ async fn serve_redis(config: Config, store: Result<RedisStore, StoreError>) -> R
         return serve_on(config, store, chunks, None).await;
     }
     serve_on(config, store, chunks, None).await
-}
-
-fn chain(error: &StoreError) -> String {
-    let cause = std::error::Error::source(error)
-        .map(|cause| format!(": {cause}"))
-        .unwrap_or_default();
-    format!("{error}{cause}")
 }
 
 /// The cache's counts at debug level (`RUST_LOG=tower_stateless=info,shop=debug`), every
@@ -202,10 +207,17 @@ async fn serve_on<S: SessionStore + Clone>(
     };
     let app = crate::router(state, layer, &config.instance);
     let app = crate::with_metrics(app, recorder);
-    let address = SocketAddr::new(config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(address)
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        .map_err(|error| {
+            format!(
+                "cannot listen on {}:{}: {error} (HOST, PORT)",
+                config.host, config.port
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the listening address: {error}"))?;
     let mut stop = StopSignals::catch(false);
     tracing::info!(instance = %config.instance, "shop listening on http://{address}");
     axum::serve(listener, app)

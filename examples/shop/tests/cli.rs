@@ -149,7 +149,6 @@ fn secrets_in_the_environment_are_not_printed_by_help() {
 fn bad_values_are_clap_errors_with_exit_code_2() {
     for (args, env, expected) in [
         (&[][..], &[("PORT", "abc")][..], "'--port <PORT>'"),
-        (&[], &[("HOST", "localhost")], "'--host <HOST>'"),
         (
             &[],
             &[("COOKIE_SECURE", "maybe")],
@@ -183,4 +182,50 @@ fn a_bad_key_is_an_error_that_does_not_repeat_it() {
         "{error}"
     );
     assert!(!error.contains(key), "the key was printed: {error}");
+}
+
+#[test]
+fn startup_mistakes_exit_with_a_message_not_a_panic() {
+    // A control character in INSTANCE (it travels in a header): a bad value, exit 2.
+    let output = shop(&[], &[("INSTANCE", "a\u{7}b")]);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{error}");
+    assert!(
+        error.contains("INSTANCE") && error.contains("printable"),
+        "{error}"
+    );
+    assert!(!error.contains("panicked"), "{error}");
+
+    // A port already taken: exit 1, naming the address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = shop(&[], &[("PORT", &port), ("HOST", "localhost")]);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains(&format!("cannot listen on localhost:{port}")),
+        "{error}"
+    );
+    assert!(!error.contains("panicked"), "{error}");
+
+    // A REDIS_URL port where no Redis answers: exit 1, naming the setting and address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let url = format!("redis://{address}");
+    let output = shop(&[], &[("REDIS_URL", &url)]);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains("REDIS_URL") && error.contains(&format!("Redis at {address}")),
+        "{error}"
+    );
+
+    // A hex key: refused, with how to make a base64 one.
+    let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let output = shop(&[], &[("SESSION_KEYS", hex)]);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{error}");
+    assert!(error.contains("openssl rand -base64 32"), "{error}");
+    assert!(!error.contains(hex), "the key was printed: {error}");
 }

@@ -42,7 +42,18 @@ impl Conn {
     /// disconnect reaches the idle connection, which reconnects before the next call
     /// instead of failing it. Falls back to RESP2 for servers without `HELLO` (Redis 5).
     pub(super) async fn single(url: &str) -> Result<Self, StoreError> {
-        let info = url.into_connection_info().map_err(StoreError::backend)?;
+        let info = url.into_connection_info().map_err(|error| {
+            StoreError::backend(format!(
+                "not a Redis URL (redis://[user:password@]host:port[/db] or rediss://...): {error}"
+            ))
+        })?;
+        let target = format!("Redis at {}", info.addr());
+        Self::single_at(url, info)
+            .await
+            .map_err(|error| Unreachable::error(target, error))
+    }
+
+    async fn single_at(url: &str, info: ConnectionInfo) -> RedisResult<Self> {
         if !url.contains("protocol=") {
             let settings = info
                 .redis_settings()
@@ -50,14 +61,11 @@ impl Conn {
                 .set_protocol(ProtocolVersion::RESP3);
             match manager(info.clone().set_redis_settings(settings)).await {
                 Ok(manager) => return Ok(Self::Single(manager)),
-                Err(error) if error.is_io_error() || error.is_timeout() => {
-                    return Err(StoreError::backend(error));
-                }
+                Err(error) if error.is_io_error() || error.is_timeout() => return Err(error),
                 Err(error) => tracing::debug!(%error, "RESP3 refused; using RESP2"),
             }
         }
-        let manager = manager(info).await.map_err(StoreError::backend)?;
-        Ok(Self::Single(manager))
+        Ok(Self::Single(manager(info).await?))
     }
 
     pub(super) async fn sentinel(sentinels: &[String], master: &str) -> Result<Self, StoreError> {
@@ -85,12 +93,44 @@ impl Conn {
             .connection_timeout(CONNECTION_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .build()
-            .map_err(StoreError::backend)?;
-        let connection = client
-            .get_async_connection()
-            .await
-            .map_err(StoreError::backend)?;
+            .map_err(|error| {
+                StoreError::backend(format!("Redis Cluster nodes {nodes:?}: {error}"))
+            })?;
+        let connection = client.get_async_connection().await.map_err(|error| {
+            Unreachable::error(format!("the Redis Cluster at {}", nodes.join(",")), error)
+        })?;
         Ok(Self::Cluster(connection))
+    }
+}
+
+/// A connection that could not be set up: where it was tried, and why. An I/O error
+/// from a server that is not Redis (an HTTP port, say) says only "broken pipe" or
+/// "connection reset", so the message asks the question.
+#[derive(Debug)]
+pub(super) struct Unreachable {
+    target: String,
+    cause: ::redis::RedisError,
+}
+
+impl Unreachable {
+    pub(super) fn error(target: String, cause: ::redis::RedisError) -> StoreError {
+        StoreError::backend(Self { target, cause })
+    }
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot connect to {}: {}", self.target, self.cause)?;
+        if self.cause.is_io_error() && !self.cause.is_connection_refusal() {
+            f.write_str(" (is a Redis server listening there?)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
     }
 }
 

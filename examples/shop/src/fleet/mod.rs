@@ -130,6 +130,11 @@ impl Fleet {
         self.dir.path()
     }
 
+    /// Keeps the logs (and the rest of the scratch directory) after the fleet stops.
+    pub fn keep_logs(&mut self) {
+        self.dir.keep();
+    }
+
     /// The process group of every process this fleet started so far, restarts included:
     /// each is the process ID of a child it started (redis-server, a shop, nginx), and
     /// whatever that child forked is in its group. After the fleet is dropped,

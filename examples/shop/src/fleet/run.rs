@@ -74,7 +74,13 @@ pub fn run(args: FleetArgs) -> ExitCode {
     println!("fleet: stopping");
     // The control task holds the fleet: it ends with the runtime, then the fleet stops.
     drop(runtime);
+    let logs = {
+        let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+        fleet.keep_logs();
+        fleet.dir().to_owned()
+    };
     drop(fleet);
+    println!("fleet: stopped; the logs are kept in {}", logs.display());
     ExitCode::SUCCESS
 }
 

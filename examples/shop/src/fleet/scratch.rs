@@ -2,9 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-/// A scratch directory, removed on drop.
+/// A scratch directory, removed on drop unless [kept](ScratchDir::keep).
 #[derive(Debug)]
-pub struct ScratchDir(PathBuf);
+pub struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
 
 impl ScratchDir {
     pub fn new(label: &str) -> std::io::Result<Self> {
@@ -13,16 +16,26 @@ impl ScratchDir {
         let dir = std::env::temp_dir().join(format!("shop-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
+        Ok(Self {
+            path: dir,
+            keep: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
+    }
+
+    /// Leaves the directory in place when dropped (logs someone may want to read).
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }

@@ -701,6 +701,15 @@ fn shop_fleet_command(extra: &[&str], mode: &str) {
     ));
     assert!(status.success(), "{status}");
     assert!(left.is_empty(), "alive after shop fleet stopped: {left:?}");
+    // The logs outlive the fleet, where it says.
+    let kept = std::iter::from_fn(|| output.recv_timeout(Duration::from_secs(5)).ok())
+        .find_map(|line| {
+            line.strip_prefix("fleet: stopped; the logs are kept in ")
+                .map(std::path::PathBuf::from)
+        })
+        .expect("shop fleet says where its logs are");
+    assert!(kept.join("shop-1.log").is_file(), "{}", kept.display());
+    let _ = std::fs::remove_dir_all(&kept);
 }
 
 /// Steady traffic through the fleet on the store `env` names; `kill` takes its primary
