@@ -12,7 +12,8 @@ use tower_stateless::SessionLayer;
 
 use crate::chunks::Chunks;
 use crate::instance::InstanceHeader;
-use crate::{account, cart, devices, uploads};
+use crate::objects::{ObjectUploads, PART_SIZE};
+use crate::{account, cart, devices, page, uploads};
 
 /// What handlers share: the session store (for health checks) and the chunk store.
 #[derive(Clone)]
@@ -21,6 +22,9 @@ pub struct AppState<S> {
     /// records revocations, or nothing in memory).
     pub store: S,
     pub chunks: Chunks,
+    /// With `UPLOADS_BUCKET`: uploads go to object storage, and `chunks` only counts
+    /// them and lists them for the sweep.
+    pub objects: Option<ObjectUploads>,
     /// Sessions sealed in cookies: no store lists a user's sessions.
     pub token_mode: bool,
 }
@@ -33,6 +37,12 @@ pub fn router<S: SessionStore + Clone>(
 ) -> Router {
     let instance =
         HeaderValue::from_str(instance).expect("Config checked INSTANCE: printable ASCII");
+    // Object storage takes parts of S3's least size; chunks kept in the store are smaller.
+    let chunk_limit = if state.objects.is_some() {
+        PART_SIZE
+    } else {
+        uploads::MAX_CHUNK
+    };
     let routes = Router::new()
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
@@ -44,16 +54,20 @@ pub fn router<S: SessionStore + Clone>(
         )
         .route("/cart", get(cart::list))
         .route("/cart/items", post(cart::add))
-        .route("/cart/items/{sku}", get(cart::item))
+        .route(
+            "/cart/items/{sku}",
+            get(cart::item).put(cart::set).delete(cart::remove),
+        )
         .route("/checkout", post(cart::checkout))
         .route("/uploads", post(uploads::create::<S>))
         .route("/uploads/{id}", get(uploads::status))
         .route(
             "/uploads/{id}/chunks/{n}",
-            put(uploads::put_chunk::<S>).layer(DefaultBodyLimit::max(uploads::MAX_CHUNK)),
+            put(uploads::put_chunk::<S>).layer(DefaultBodyLimit::max(chunk_limit)),
         )
         .route("/uploads/{id}/complete", post(uploads::complete::<S>))
         .route("/healthz", get(healthz::<S>))
+        .merge(page::routes())
         .with_state(state);
     // The layers wrap the router once, not each route (`Router::layer`): axum clones a
     // route's whole service stack, the state in it included, for every request it serves.

@@ -2,6 +2,7 @@
 //! so concurrent adds, of one SKU or of several, from any instance, all count.
 
 use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tower_stateless::{ErrorKind, Session};
@@ -72,6 +73,46 @@ pub(crate) async fn item(
     current_user(&session).await?;
     let qty = session.get::<u64>(&item_key(&sku)).await?.unwrap_or(0);
     Ok(Json(Item { sku, qty }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Quantity {
+    qty: u64,
+}
+
+/// Sets a line to `qty` units (0 removes it). The change is the difference from what this
+/// request read, applied as one increment at write-back, like checkout's: an add that
+/// lands meanwhile from another request still counts.
+pub(crate) async fn set(
+    session: Session,
+    Path(sku): Path<String>,
+    JsonBody(Quantity { qty }): JsonBody<Quantity>,
+) -> Result<Json<Item>, ApiError> {
+    if qty > MAX_QTY {
+        return Err(ApiError::BadRequest(format!("qty must be 0 to {MAX_QTY}")));
+    }
+    change_to(&session, &sku, qty).await?;
+    Ok(Json(Item { sku, qty }))
+}
+
+/// Takes a line out of the cart (whatever it held when read).
+pub(crate) async fn remove(
+    session: Session,
+    Path(sku): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    change_to(&session, &sku, 0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change_to(session: &Session, sku: &str, qty: u64) -> Result<(), ApiError> {
+    current_user(session).await?;
+    let key = item_key(sku);
+    let held = session.get::<i64>(&key).await?.unwrap_or(0).max(0);
+    let wanted = i64::try_from(qty).expect("qty is at most 1000");
+    if wanted != held {
+        session.increment_later(key, wanted - held)?;
+    }
+    Ok(())
 }
 
 /// Every cart line holding at least one unit, sorted by SKU (session keys come back

@@ -28,6 +28,8 @@ pub struct InMemory {
     chunks: Mutex<HashMap<String, Bytes>>,
     /// User -> (upload, size, when it stops counting).
     uploads: Mutex<HashMap<String, Vec<(String, u64, Instant)>>>,
+    /// Uploads in object storage not completed yet -> when they expire (ms).
+    pending: Mutex<HashMap<String, u64>>,
 }
 
 /// Whether an upload may start: a user's uploads in progress are limited in number and
@@ -71,6 +73,18 @@ return 'granted'
 ",
     )
 });
+
+/// The uploads in object storage not completed yet (a sorted set: member names the
+/// upload, score = when it expires, in ms), for the sweep that aborts abandoned ones.
+const PENDING_KEY: &str = "shop:uploads:pending";
+
+/// Now, in ms since the Unix epoch: the clock that expiries shared by every instance use.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
 
 /// A chunk store failure: the request gets a 503.
 #[derive(Debug)]
@@ -117,10 +131,7 @@ impl Chunks {
                 Ok(Reservation::Granted)
             }
             Self::Redis(conn) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis() as u64;
+                let now = now_ms();
                 let reply: String = RESERVE
                     .key(Self::uploads_key(user))
                     .arg(now)
@@ -209,4 +220,67 @@ impl Chunks {
             Self::Redis(conn) => conn.clone().mget(keys).await.map_err(ChunkError),
         }
     }
+}
+
+/// The list of uploads in progress in object storage (see `crate::objects`).
+impl Chunks {
+    /// Lists `member` until `expiry` from now; when that is (ms since the Unix epoch).
+    pub(crate) async fn track_pending(
+        &self,
+        member: &str,
+        expiry: Duration,
+    ) -> Result<u64, ChunkError> {
+        let until = now_ms() + expiry.as_millis() as u64;
+        match self {
+            Self::Memory(memory) => {
+                lock(&memory.pending).insert(member.to_owned(), until);
+                Ok(until)
+            }
+            Self::Redis(conn) => conn
+                .clone()
+                .zadd::<_, _, _, ()>(PENDING_KEY, member, until)
+                .await
+                .map(|()| until)
+                .map_err(ChunkError),
+        }
+    }
+
+    /// Takes `member` off the list: completed, or aborted.
+    pub(crate) async fn untrack_pending(&self, member: &str) -> Result<(), ChunkError> {
+        match self {
+            Self::Memory(memory) => {
+                lock(&memory.pending).remove(member);
+                Ok(())
+            }
+            Self::Redis(conn) => conn
+                .clone()
+                .zrem::<_, _, ()>(PENDING_KEY, member)
+                .await
+                .map_err(ChunkError),
+        }
+    }
+
+    /// Up to `limit` listed members whose expiry has passed.
+    pub(crate) async fn expired_pending(&self, limit: usize) -> Result<Vec<String>, ChunkError> {
+        match self {
+            Self::Memory(memory) => {
+                let now = now_ms();
+                Ok(lock(&memory.pending)
+                    .iter()
+                    .filter(|(_, until)| **until <= now)
+                    .map(|(member, _)| member.clone())
+                    .take(limit)
+                    .collect())
+            }
+            Self::Redis(conn) => conn
+                .clone()
+                .zrangebyscore_limit(PENDING_KEY, "-inf", now_ms(), 0, limit as isize)
+                .await
+                .map_err(ChunkError),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -172,6 +172,24 @@ pub struct ServeArgs {
     /// and database: redis://user:password@<name>/<db>, rediss://...
     #[arg(long, env = "REDIS_SENTINEL_MASTER", value_name = "NAME")]
     pub redis_sentinel_master: Option<String>,
+
+    /// Keep uploads in this bucket of S3-compatible object storage, reached as the
+    /// standard AWS_* variables say (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP) [default: none: upload chunks
+    /// in Redis, or in this process's memory].
+    #[arg(long, env = "UPLOADS_BUCKET", value_name = "BUCKET")]
+    pub uploads_bucket: Option<String>,
+
+    /// With UPLOADS_BUCKET: abort an upload not completed this many seconds after it
+    /// started.
+    #[arg(
+        long,
+        env = "UPLOADS_EXPIRY",
+        default_value_t = 86_400,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub uploads_expiry: u64,
 }
 
 /// How `shop fleet` runs.

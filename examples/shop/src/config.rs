@@ -42,6 +42,10 @@ pub struct Config {
     pub session_cache: usize,
     /// Sessions in the store, or sealed in the cookie (`SESSION_MODE`).
     pub session_mode: SessionMode,
+    /// The bucket uploads go to (`UPLOADS_BUCKET`), if any.
+    pub uploads_bucket: Option<String>,
+    /// How long an upload to the bucket may stay unfinished (`UPLOADS_EXPIRY`).
+    pub uploads_expiry: std::time::Duration,
 }
 
 impl Config {
@@ -127,6 +131,8 @@ impl Config {
             encrypt_sessions: args.session_encrypt,
             session_cache: args.session_cache,
             session_mode: args.session_mode,
+            uploads_bucket: set(args.uploads_bucket),
+            uploads_expiry: std::time::Duration::from_secs(args.uploads_expiry),
         })
     }
 }

@@ -48,6 +48,13 @@ pub(crate) enum ApiError {
     NoSessionList,
     Session(tower_stateless::Error),
     Chunks(chunks::ChunkError),
+    Objects(crate::objects::ObjectError),
+}
+
+impl From<crate::objects::ObjectError> for ApiError {
+    fn from(error: crate::objects::ObjectError) -> Self {
+        Self::Objects(error)
+    }
 }
 
 impl From<chunks::ChunkError> for ApiError {
@@ -60,6 +67,12 @@ impl From<tower_stateless::Error> for ApiError {
     fn from(error: tower_stateless::Error) -> Self {
         Self::Session(error)
     }
+}
+
+/// A 503 that tells the client to try again (another instance, or the same one) soon.
+fn unavailable(what: &'static str) -> Response {
+    let retry = [(axum::http::header::RETRY_AFTER, "1")];
+    (StatusCode::SERVICE_UNAVAILABLE, retry, what).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -82,15 +95,13 @@ impl IntoResponse for ApiError {
                 "token mode keeps sessions in cookies: nothing lists a user's sessions".to_owned(),
             ),
             Self::Session(error) => return error.into_response(),
+            Self::Objects(error) => {
+                tracing::warn!(%error, "object storage unavailable");
+                return unavailable("object storage unavailable");
+            }
             Self::Chunks(error) => {
                 tracing::warn!(error = %error.0, "chunk store unavailable");
-                let retry = [(axum::http::header::RETRY_AFTER, "1")];
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    retry,
-                    "chunk store unavailable",
-                )
-                    .into_response();
+                return unavailable("chunk store unavailable");
             }
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()

@@ -210,9 +210,11 @@ async fn serve_on<S: SessionStore + Clone>(
     let recorder = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
+    let objects = crate::objects::start(&config, &chunks)?;
     let state = AppState {
         store,
         chunks,
+        objects,
         token_mode,
     };
     let app = crate::router(state, layer, &config.instance);

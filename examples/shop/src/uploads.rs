@@ -25,6 +25,7 @@ use crate::app::AppState;
 use crate::chunks::{Limits, Reservation};
 use crate::error::ApiError;
 use crate::json::JsonBody;
+use crate::objects::{ObjectUploads, PART_SIZE};
 
 /// The largest chunk accepted.
 pub const MAX_CHUNK: usize = 1024 * 1024;
@@ -47,11 +48,23 @@ pub(crate) struct NewUpload {
 struct Meta {
     name: String,
     size: u64,
+    /// With object storage: the S3 multipart upload's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multipart: Option<String>,
+    /// With object storage: when the sweep may abort it (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
+    /// With object storage, once completed: the object's SHA-256 (the upload's record
+    /// then stays, so that `GET /uploads/{id}` names the object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 #[derive(Serialize)]
 pub(crate) struct Created {
     upload: String,
+    /// The size of every chunk the client should send but the last.
+    chunk_size: usize,
 }
 
 #[derive(Serialize)]
@@ -61,6 +74,9 @@ pub(crate) struct Progress {
     size: u64,
     received: Vec<u32>,
     bytes: u64,
+    /// With object storage, once completed: the object's key in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_key: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +89,9 @@ pub(crate) struct Received {
 pub(crate) struct Completed {
     bytes: u64,
     sha256: String,
+    /// With object storage: the object's key in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_key: Option<String>,
 }
 
 fn meta_key(id: &str) -> String {
@@ -81,6 +100,15 @@ fn meta_key(id: &str) -> String {
 
 fn chunk_prefix(id: &str) -> String {
     format!("upload:{id}:chunk:")
+}
+
+/// With object storage: part `n`'s ETag.
+fn etag_key(id: &str, n: u32) -> String {
+    format!("upload:{id}:etag:{n}")
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) async fn create<S: SessionStore>(
@@ -113,8 +141,22 @@ pub(crate) async fn create<S: SessionStore>(
             return Err(ApiError::Limit("uploads in progress too large in all"));
         }
     }
-    session.insert(meta_key(&upload), &Meta { name, size })?;
-    Ok((StatusCode::CREATED, Json(Created { upload })))
+    let (multipart, expires, chunk_size) = match &state.objects {
+        Some(objects) => {
+            let (multipart, expires) = objects.create(&state.chunks, &upload).await?;
+            (Some(multipart), Some(expires), PART_SIZE)
+        }
+        None => (None, None, MAX_CHUNK),
+    };
+    let meta = Meta {
+        name,
+        size,
+        multipart,
+        expires,
+        sha256: None,
+    };
+    session.insert(meta_key(&upload), &meta)?;
+    Ok((StatusCode::CREATED, Json(Created { upload, chunk_size })))
 }
 
 /// The logged-in user, the upload's metadata and its received chunks (sorted); 401 for
@@ -157,6 +199,37 @@ pub(crate) async fn put_chunk<S: SessionStore>(
         return Err(ApiError::BadRequest("empty chunk".into()));
     }
     let len = body.len() as u64;
+    if let (Some(objects), Some(multipart)) = (&state.objects, &meta.multipart) {
+        if meta.sha256.is_some() {
+            return Err(ApiError::Conflict("the upload is complete"));
+        }
+        if meta
+            .expires
+            .is_some_and(|expires| expires <= crate::chunks::now_ms())
+        {
+            return Err(ApiError::Conflict("the upload expired: start it again"));
+        }
+        let expected = part_len(meta.size, n).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "chunk {n} is beyond the upload's size in parts of {PART_SIZE} bytes"
+            ))
+        })?;
+        if len != expected {
+            return Err(ApiError::BadRequest(format!(
+                "chunk {n} must have {expected} bytes: parts of {PART_SIZE} bytes, \
+                 but for the last"
+            )));
+        }
+        // The part is in the bucket before its ETag is recorded: acknowledged means kept.
+        let etag = objects.put_part(&id, multipart, n, body).await?;
+        session.insert(etag_key(&id, n), &etag)?;
+        session.insert(format!("{}{n}", chunk_prefix(&id)), &len)?;
+        chunks.retain(|(seen, _)| *seen != n);
+        chunks.push((n, len));
+        chunks.sort_unstable();
+        let (received, bytes) = totals(&chunks);
+        return Ok(Json(Received { received, bytes }));
+    }
     if u64::from(n) >= meta.size.div_ceil(MIN_CHUNK as u64) {
         return Err(ApiError::BadRequest(format!(
             "chunk {n} is beyond the upload's size in chunks of {MIN_CHUNK} bytes"
@@ -193,18 +266,32 @@ pub(crate) async fn put_chunk<S: SessionStore>(
     Ok(Json(Received { received, bytes }))
 }
 
+/// The length of part `n` of an upload of `size` bytes in object storage, if it has one.
+fn part_len(size: u64, n: u32) -> Option<u64> {
+    let start = u64::from(n) * PART_SIZE as u64;
+    (start < size).then(|| (size - start).min(PART_SIZE as u64))
+}
+
 pub(crate) async fn status(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
     let (_, meta, chunks) = progress(&session, &id).await?;
-    let (received, bytes) = totals(&chunks);
+    let (mut received, mut bytes) = totals(&chunks);
+    let mut object_key = None;
+    if meta.sha256.is_some() {
+        let parts = meta.size.div_ceil(PART_SIZE as u64);
+        received = (0..u32::try_from(parts).unwrap_or(u32::MAX)).collect();
+        bytes = meta.size;
+        object_key = Some(ObjectUploads::key_of(&id));
+    }
     Ok(Json(Progress {
         upload: id,
         name: meta.name,
         size: meta.size,
         received,
         bytes,
+        object_key,
     }))
 }
 
@@ -213,11 +300,50 @@ pub(crate) async fn complete<S: SessionStore>(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Json<Completed>, ApiError> {
-    let (user, meta, chunks) = progress(&session, &id).await?;
+    let (user, mut meta, chunks) = progress(&session, &id).await?;
+    if let (Some(sha256), Some(_)) = (&meta.sha256, &state.objects) {
+        // Completed before: the same answer again.
+        return Ok(Json(Completed {
+            bytes: meta.size,
+            sha256: sha256.clone(),
+            object_key: Some(ObjectUploads::key_of(&id)),
+        }));
+    }
     let (received, bytes) = totals(&chunks);
     let contiguous = received.iter().enumerate().all(|(i, n)| *n as usize == i);
     if bytes != meta.size || !contiguous {
         return Err(ApiError::Conflict("not every chunk has been received"));
+    }
+    if let (Some(objects), Some(multipart)) = (&state.objects, meta.multipart.clone()) {
+        if meta
+            .expires
+            .is_some_and(|expires| expires <= crate::chunks::now_ms())
+        {
+            return Err(ApiError::Conflict("the upload expired: start it again"));
+        }
+        let mut etags = Vec::with_capacity(received.len());
+        for n in &received {
+            let etag = session.get::<String>(&etag_key(&id, *n)).await?;
+            etags.push(etag.ok_or(ApiError::Conflict("a part's ETag is missing"))?);
+        }
+        let (stored, sha256) = objects
+            .complete(&state.chunks, &id, &multipart, etags)
+            .await?;
+        if stored != meta.size {
+            return Err(ApiError::Conflict("the stored object has another size"));
+        }
+        for n in &received {
+            session.remove(format!("{}{n}", chunk_prefix(&id)));
+            session.remove(etag_key(&id, *n));
+        }
+        meta.sha256 = Some(sha256.clone());
+        session.insert(meta_key(&id), &meta)?;
+        state.chunks.release(&user, &id, meta.size).await?;
+        return Ok(Json(Completed {
+            bytes: stored,
+            sha256,
+            object_key: Some(ObjectUploads::key_of(&id)),
+        }));
     }
     let count = u32::try_from(received.len()).unwrap_or(u32::MAX);
     let mut hasher = Sha256::new();
@@ -234,16 +360,16 @@ pub(crate) async fn complete<S: SessionStore>(
         }
         hasher.update(&chunk);
     }
-    let sha256 = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = hex(&hasher.finalize());
     // No longer in progress: it leaves the session and the user's count.
     session.remove(meta_key(&id));
     for (n, _) in &chunks {
         session.remove(format!("{}{n}", chunk_prefix(&id)));
     }
     state.chunks.release(&user, &id, meta.size).await?;
-    Ok(Json(Completed { bytes, sha256 }))
+    Ok(Json(Completed {
+        bytes,
+        sha256,
+        object_key: None,
+    }))
 }

@@ -31,6 +31,7 @@ impl Client {
                 shop::AppState {
                     store,
                     chunks: shop::Chunks::memory(),
+                    objects: None,
                     token_mode: false,
                 },
                 layer,
@@ -50,6 +51,7 @@ impl Client {
         let state = shop::AppState {
             store: MemoryStore::new(),
             chunks: shop::Chunks::memory(),
+            objects: None,
             token_mode: true,
         };
         Self {

@@ -64,6 +64,7 @@ async fn metrics_lists_the_session_series() {
             AppState {
                 store,
                 chunks,
+                objects: None,
                 token_mode: false,
             },
             layer,

@@ -63,6 +63,7 @@ impl Shop {
             AppState {
                 store,
                 chunks,
+                objects: None,
                 token_mode: false,
             },
             layer,

@@ -4,6 +4,7 @@
 //! Only processes, ports and files: the fleet knows the shop as a binary to start with
 //! its settings in the environment, never its HTTP code.
 
+pub mod control;
 mod instance;
 mod net;
 mod nginx;
@@ -52,6 +53,9 @@ pub struct FleetConfig {
     pub port: u16,
     /// Extra environment for every instance.
     pub env: Vec<(String, String)>,
+    /// The port of the [`control`] endpoint on loopback, which nginx then serves under
+    /// `/fleet/` (the page's fleet panel); none: no panel.
+    pub control: Option<u16>,
 }
 
 /// Redis (unless memory), the instances, and nginx in front. Dropping it (a panic
@@ -106,7 +110,7 @@ impl Fleet {
         } else {
             config.port
         };
-        let nginx = Nginx::start(&ports, port, dir.path(), &started)?;
+        let nginx = Nginx::start(&ports, port, config.control, dir.path(), &started)?;
         Ok(Self {
             redis,
             instances,

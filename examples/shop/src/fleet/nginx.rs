@@ -15,20 +15,22 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx on `port`, balancing over `upstreams` (loopback ports), with its
+    /// Starts nginx on `port`, balancing over `upstreams` (loopback ports), `/fleet/` sent
+    /// to the `control` port if given, with its
     /// config, temp files and logs under `dir`, its process group recorded in `started`.
     /// Stopping it (or dropping it) asks the master for a graceful quit (SIGQUIT), which
     /// ends its workers too; what is left after 5 s is killed, group and all.
     pub fn start(
         upstreams: &[u16],
         port: u16,
+        control: Option<u16>,
         dir: &Path,
         started: &Started,
     ) -> std::io::Result<Self> {
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(prefix.join("logs"))?;
         let config_path = prefix.join("nginx.conf");
-        std::fs::write(&config_path, config(upstreams, port, &prefix))?;
+        std::fs::write(&config_path, config(upstreams, port, control, &prefix))?;
         let mut command = Command::new(nginx_binary());
         command
             .arg("-p")
@@ -85,7 +87,7 @@ fn nginx_binary() -> &'static str {
     }
 }
 
-fn config(upstreams: &[u16], port: u16, prefix: &Path) -> String {
+fn config(upstreams: &[u16], port: u16, control: Option<u16>, prefix: &Path) -> String {
     let prefix = prefix.display();
     let servers: String = upstreams
         .iter()
@@ -94,6 +96,15 @@ fn config(upstreams: &[u16], port: u16, prefix: &Path) -> String {
         .collect();
     // As root, workers would switch to `nobody` and could not write our temp dirs.
     let user = if is_root() { "user root;\n" } else { "" };
+    // The host as the browser sent it: the control endpoint refuses non-loopback names.
+    let control = control
+        .map(|p| {
+            format!(
+                "        location /fleet/ {{\n            proxy_pass http://127.0.0.1:{p};\n            \
+                 proxy_set_header Host $http_host;\n        }}\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"{user}worker_processes 1;
 daemon off;
@@ -107,13 +118,13 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    client_max_body_size 2m;
+    client_max_body_size 6m;
     upstream shop {{
 {servers}        keepalive 32;
     }}
     server {{
         listen 127.0.0.1:{port};
-        location / {{
+{control}        location / {{
             proxy_pass http://shop;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -2,9 +2,10 @@
 //! SIGHUP.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
-use super::{Fleet, FleetConfig, FleetStore};
-use crate::cli::FleetArgs;
+use super::{control, free_port, Fleet, FleetConfig, FleetStore};
+use crate::cli::{FleetArgs, SessionMode};
 use crate::signals::StopSignals;
 
 /// Starts Redis (unless given one), the instances and nginx, prints the URL, and stops
@@ -22,6 +23,7 @@ pub fn run(args: FleetArgs) -> ExitCode {
         let _inside = runtime.enter();
         StopSignals::catch(true)
     };
+    let control_port = free_port(None);
     let config = FleetConfig {
         shop_binary: std::env::current_exe().expect("path of this binary"),
         instances: usize::from(args.instances),
@@ -34,12 +36,10 @@ pub fn run(args: FleetArgs) -> ExitCode {
             (None, None) => FleetStore::OwnRedis(Vec::new()),
         },
         port: args.port,
-        env: vec![(
-            "SESSION_MODE".to_owned(),
-            args.session_mode.as_str().to_owned(),
-        )],
+        env: instance_env(args.session_mode),
+        control: Some(control_port),
     };
-    let mut fleet = match Fleet::start(config) {
+    let fleet = match Fleet::start(config) {
         Ok(fleet) => fleet,
         Err(error) => {
             eprintln!("fleet: {error}");
@@ -63,12 +63,38 @@ pub fn run(args: FleetArgs) -> ExitCode {
     if let Some(redis) = &fleet.redis {
         println!("  redis-server on {}", redis.url());
     }
+    println!(
+        "Open {}/ in a browser: the shop, and a panel to kill and restart instances.",
+        fleet.url()
+    );
     println!("Ctrl-C stops everything.");
+    let fleet = Arc::new(Mutex::new(fleet));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", control_port)));
+    match listener {
+        Ok(listener) => drop(runtime.spawn(control::serve(fleet.clone(), listener))),
+        Err(error) => eprintln!("fleet: no control panel: 127.0.0.1:{control_port}: {error}"),
+    }
     runtime.block_on(stop.recv());
     println!("fleet: stopping");
-    fleet.keep_logs();
-    let logs = fleet.dir().to_owned();
+    // The control task holds the fleet: it ends with the runtime, then the fleet stops.
+    drop(runtime);
+    let logs = {
+        let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+        fleet.keep_logs();
+        fleet.dir().to_owned()
+    };
     drop(fleet);
     println!("fleet: stopped; the logs are kept in {}", logs.display());
     ExitCode::SUCCESS
+}
+
+/// The instances' own settings: the session mode, and object storage for uploads
+/// (`UPLOADS_BUCKET` and the `AWS_*` variables) if this process was given it.
+fn instance_env(mode: SessionMode) -> Vec<(String, String)> {
+    let mut env = vec![("SESSION_MODE".to_owned(), mode.as_str().to_owned())];
+    env.extend(
+        std::env::vars()
+            .filter(|(name, _)| name.starts_with("UPLOADS_") || name.starts_with("AWS_")),
+    );
+    env
 }

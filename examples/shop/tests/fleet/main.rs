@@ -7,6 +7,8 @@
 mod client;
 #[path = "../../../../tests/support/mod.rs"]
 mod support;
+#[path = "../tools/mod.rs"]
+mod tools;
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write as _;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shop::fleet::{group_members, on_path, survivors, Fleet, FleetConfig, FleetStore};
+use shop::fleet::{group_members, survivors, Fleet, FleetConfig, FleetStore};
 
 use client::{Client, Reply};
 
@@ -26,25 +28,13 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
 
 /// Whether redis-server and nginx are here. Under CI a missing one is a failure.
 fn tools_present() -> bool {
-    let missing: Vec<&str> = [
-        ("redis-server", on_path("redis-server")),
-        ("nginx", on_path("nginx") || on_path("/usr/sbin/nginx")),
-    ]
-    .into_iter()
-    .filter(|(_, present)| !present)
-    .map(|(tool, _)| tool)
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {missing:?} not installed"
-    );
-    report(&format!(
-        "SKIPPED: {missing:?} not on PATH (install them to run the fleet tests)"
-    ));
-    false
+    tools::present(
+        "fleet",
+        &[
+            ("redis-server", &["redis-server"]),
+            ("nginx", &["nginx", "/usr/sbin/nginx"]),
+        ],
+    )
 }
 
 /// Printed past the test harness's capture, so the figures show in every run.
@@ -67,6 +57,7 @@ fn start_in(store: FleetStore, mode: &str) -> Arc<Mutex<Fleet>> {
             ("RUST_LOG".into(), "warn".into()),
             ("SESSION_MODE".into(), mode.into()),
         ],
+        control: None,
     };
     Arc::new(Mutex::new(Fleet::start(config).expect("fleet starts")))
 }
