@@ -76,6 +76,8 @@ impl ObjectUploads {
     /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
     /// `AWS_ALLOW_HTTP`, ...); uploads unfinished after `expiry` are aborted.
     pub fn from_env(bucket: &str, expiry: Duration) -> Result<Self, String> {
+        // For https endpoints; an error only says that a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()

@@ -76,10 +76,9 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
             // Like Redis: a database that cannot be reached at start stops the shop.
             let store = PostgresStore::connect(&url)
                 .await
-                .map_err(|error| format!("cannot connect to PostgreSQL: {}", chain(&error)))?;
-            tracing::info!(
-                "sessions in PostgreSQL (DATABASE_URL); upload chunks in this process's memory"
-            );
+                .map_err(|error| format!("DATABASE_URL: {}", chain(&error)))?;
+            // Where upload chunks go is said by `objects::start`.
+            tracing::info!("sessions in PostgreSQL (DATABASE_URL)");
             serve(config, store, Chunks::memory()).await
         }
     }

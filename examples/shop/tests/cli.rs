@@ -221,6 +221,56 @@ fn startup_mistakes_exit_with_a_message_not_a_panic() {
         "{error}"
     );
 
+    // Sentinels where none answers: exit 1, naming the setting, the master and the sentinels.
+    let sentinels = format!("{address},redis://:secret@{address}");
+    let output = shop(
+        &[],
+        &[
+            ("REDIS_SENTINELS", &sentinels),
+            ("REDIS_SENTINEL_MASTER", "mymaster"),
+        ],
+    );
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains("REDIS_SENTINELS")
+            && error.contains("\"mymaster\"")
+            && error.contains(&format!(
+                "Redis Sentinels at redis://{address},redis://***@{address}"
+            ))
+            && error.contains("refused"),
+        "{error}"
+    );
+    assert!(!error.contains("secret"), "a password was printed: {error}");
+
+    // A sentinel address that is not one: named as such (not "Redis URL did not parse").
+    let output = shop(
+        &[],
+        &[
+            ("REDIS_SENTINELS", "127.0.0.1:notaport"),
+            ("REDIS_SENTINEL_MASTER", "mymaster"),
+        ],
+    );
+    let error = stderr(&output);
+    assert_ne!(output.status.code(), Some(0), "{error}");
+    assert!(
+        error.contains("not a Redis Sentinel address") && error.contains("127.0.0.1:notaport"),
+        "{error}"
+    );
+    assert!(!error.contains("panicked"), "{error}");
+
+    // A DATABASE_URL where no PostgreSQL answers: exit 1, naming the setting and address.
+    let url = format!("postgres://shop:secret@{address}/shop");
+    let output = shop(&[], &[("DATABASE_URL", &url)]);
+    let error = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains("DATABASE_URL")
+            && error.contains(&format!("PostgreSQL at postgres://shop@{address}/shop")),
+        "{error}"
+    );
+    assert!(!error.contains("secret"), "a password was printed: {error}");
+
     // A hex key: refused, with how to make a base64 one.
     let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     let output = shop(&[], &[("SESSION_KEYS", hex)]);

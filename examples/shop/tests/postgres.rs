@@ -49,6 +49,7 @@ impl Shop {
         let state = AppState {
             store,
             chunks: Chunks::memory(),
+            objects: None,
             token_mode: false,
         };
         Self {

@@ -37,7 +37,7 @@ use futures_util::future::{join_all, select, Either};
 use futures_util::StreamExt as _;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::conn::{node_url, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
+use super::conn::{node_url, redact, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::error::StoreError;
 
 /// How often every sentinel is asked where the master is, in case an event was missed.
@@ -149,13 +149,21 @@ impl Follower {
         if sentinels.is_empty() {
             return Err(StoreError::backend("no Redis Sentinel given"));
         }
+        let named = sentinels
+            .iter()
+            .map(|url| redact(url))
+            .collect::<Vec<_>>()
+            .join(",");
         let sentinels = sentinels
             .iter()
             .map(|url| {
-                let info = node_url(url)
-                    .as_str()
-                    .into_connection_info()
-                    .map_err(StoreError::backend)?;
+                // The parser's error is not passed on: the URL may hold a password.
+                let info = node_url(url).as_str().into_connection_info().map_err(|_| {
+                    StoreError::backend(format!(
+                        "not a Redis Sentinel address (host:port or redis://:password@host:port): {}",
+                        redact(url)
+                    ))
+                })?;
                 Ok(Sentinel {
                     info,
                     connection: tokio::sync::Mutex::default(),
@@ -173,7 +181,11 @@ impl Follower {
             slots: Mutex::default(),
             tasks: Mutex::default(),
         });
-        follower.master().await.map_err(StoreError::backend)?;
+        follower.master().await.map_err(|error| {
+            StoreError::backend(format!(
+                "cannot find the master {name:?} through the Redis Sentinels at {named}: {error}"
+            ))
+        })?;
         let (sender, events) = mpsc::channel(64);
         let mut tasks = Vec::with_capacity(follower.sentinels.len() + 1);
         for sentinel in &follower.sentinels {
@@ -232,7 +244,7 @@ impl Follower {
     /// Asks every sentinel; the node most of them name (and that answers as master)
     /// becomes the master.
     async fn resolve(&self) -> RedisResult<(u64, Node)> {
-        let named = self.ask_sentinels().await;
+        let (named, why_not) = self.ask_sentinels().await;
         let left = lock(&self.state).left().cloned();
         let most = named
             .into_iter()
@@ -242,30 +254,39 @@ impl Follower {
             return Err(RedisError::from((
                 ErrorKind::Io,
                 "no Redis Sentinel answered where the master is",
+                why_not.unwrap_or_default(),
             )));
         };
         self.connect_master(&node).await?;
         Ok(self.install(node, false))
     }
 
-    /// How many sentinels name each node as the master, of those that answered.
-    async fn ask_sentinels(&self) -> HashMap<Node, usize> {
+    /// How many sentinels name each node as the master, of those that answered, and why
+    /// the last of those that did not answer did not.
+    async fn ask_sentinels(&self) -> (HashMap<Node, usize>, Option<String>) {
         let asks = self.sentinels.iter().map(|sentinel| async move {
             let answer = tokio::time::timeout(QUICK, sentinel.master_addr(&self.name)).await;
             match answer {
-                Ok(Ok(node)) => Some(node),
+                Ok(Ok(node)) => Ok(node),
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "a Redis Sentinel did not say where the master is");
-                    None
+                    Err(format!("{}: {error}", sentinel.info.addr()))
                 }
-                Err(_) => None,
+                Err(_) => Err(format!(
+                    "{}: no answer within {QUICK:?}",
+                    sentinel.info.addr()
+                )),
             }
         });
         let mut named = HashMap::new();
-        for node in join_all(asks).await.into_iter().flatten() {
-            *named.entry(node).or_insert(0) += 1;
+        let mut why_not = None;
+        for answer in join_all(asks).await {
+            match answer {
+                Ok(node) => *named.entry(node).or_insert(0) += 1,
+                Err(why) => why_not = Some(why),
+            }
         }
-        named
+        (named, why_not)
     }
 
     /// A new connection to `node`, which must answer `ROLE` as master.
@@ -428,7 +449,7 @@ impl Follower {
     /// The node a majority of the sentinels given names, if the store writes elsewhere
     /// (and did not just leave it for a promoted replica).
     async fn majority_elsewhere(&self) -> Option<Node> {
-        let named = self.ask_sentinels().await;
+        let (named, _) = self.ask_sentinels().await;
         let majority = named
             .into_iter()
             .find(|(_, votes)| *votes * 2 > self.sentinels.len())
