@@ -193,7 +193,97 @@ async fn sentinel_with_passwords_and_a_least_privilege_user() {
         !debug.contains(app_pw) && !debug.contains(sentinel_pw) && debug.contains(MASTER),
         "{debug}"
     );
-    let ids = sessions_with_a_counter(&store, 1).await;
+    let failover = as_admin(sentinel_pw, &["SENTINEL", "FAILOVER", MASTER]);
+    let on_replica = |args: &[&str]| {
+        let mut all = vec!["-a", server_pw, "--no-auth-warning"];
+        all.extend_from_slice(args);
+        group.replica.cli(&all)
+    };
+    counts_through_a_planned_failover(&store, || group.sentinels[0].cli(&failover), on_replica)
+        .await;
+}
+
+/// Servers and sentinels that speak TLS: the store asks the sentinels over `rediss://`
+/// and reaches the master (and, after a planned failover, the promoted replica) over
+/// TLS, with its cache on, the certificates checked against a private CA. The client
+/// reads its trusted roots from `SSL_CERT_FILE`, which is process-wide, so the client
+/// half runs in a child process of this test binary.
+#[tokio::test]
+async fn sentinel_over_tls() {
+    let Some(group) = SentinelGroup::start_tls(MASTER) else {
+        return;
+    };
+    let sentinels: Vec<String> = group.sentinels.iter().map(|s| s.tls_url()).collect();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sentinel_tls_client",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("SSL_CERT_FILE", group.tls_ca())
+        .env("TOWER_STATELESS_SENTINELS", sentinels.join(","))
+        .env(
+            "TOWER_STATELESS_SENTINEL_PORT",
+            group.sentinels[0].port().to_string(),
+        )
+        .env(
+            "TOWER_STATELESS_REPLICA_PORT",
+            group.replica.port().to_string(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the TLS client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the client half of sentinel_over_tls, which runs it"]
+async fn sentinel_tls_client() {
+    let var = |name: &str| std::env::var(name).expect("run by sentinel_over_tls");
+    let sentinels: Vec<String> = (var("TOWER_STATELESS_SENTINELS").split(','))
+        .map(str::to_owned)
+        .collect();
+    let sentinel_port: u16 = var("TOWER_STATELESS_SENTINEL_PORT").parse().unwrap();
+    let replica_port: u16 = var("TOWER_STATELESS_REPLICA_PORT").parse().unwrap();
+    let master = format!("rediss://{MASTER}");
+
+    // The ports are TLS only: plain connections to them get nowhere.
+    let plain: Vec<String> = (sentinels.iter())
+        .map(|url| url.replace("rediss://", "redis://"))
+        .collect();
+    assert!(RedisStore::connect_sentinel(&plain, &master).await.is_err());
+    // A master given without `rediss://` is spoken to in plain text: refused too.
+    assert!(RedisStore::connect_sentinel(&sentinels, MASTER)
+        .await
+        .is_err());
+
+    let store = RedisStore::connect_sentinel(&sentinels, &master)
+        .await
+        .unwrap()
+        .with_cache(100)
+        .await
+        .unwrap();
+    let failover = || support::cli(sentinel_port, &["SENTINEL", "FAILOVER", MASTER]);
+    let on_replica = |args: &[&str]| support::cli(replica_port, args);
+    counts_through_a_planned_failover(&store, failover, on_replica).await;
+}
+
+/// Ten increments of one session, a planned failover (`fail_over` starts it and answers
+/// `OK`), writes until they land on the promoted replica (`on_replica` runs `redis-cli`
+/// on it); every acknowledged increment is counted and the session is on the replica.
+async fn counts_through_a_planned_failover(
+    store: &RedisStore,
+    fail_over: impl FnOnce() -> String,
+    on_replica: impl Fn(&[&str]) -> String,
+) {
+    let ids = sessions_with_a_counter(store, 1).await;
     let mut acknowledged = 0;
     for _ in 0..10 {
         assert!(matches!(
@@ -202,11 +292,9 @@ async fn sentinel_with_passwords_and_a_least_privilege_user() {
         ));
         acknowledged += 1;
     }
-    let failover = as_admin(sentinel_pw, &["SENTINEL", "FAILOVER", MASTER]);
-    assert_eq!(group.sentinels[0].cli(&failover), "OK");
-    let role = as_admin(server_pw, &["ROLE"]);
+    assert_eq!(fail_over(), "OK");
     support::wait_for("the replica is promoted", Duration::from_secs(30), || {
-        group.replica.cli(&role).starts_with("master")
+        on_replica(&["ROLE"]).starts_with("master")
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut moved = false;
@@ -222,9 +310,8 @@ async fn sentinel_with_passwords_and_a_least_privilege_user() {
     }
     assert!(moved, "writes resumed on the promoted replica");
     let key = format!("session:{{{}}}", ids[0].as_str());
-    let on_replica = ["-a", server_pw, "--no-auth-warning", "EXISTS", &key];
     assert_eq!(
-        group.replica.cli(&on_replica),
+        on_replica(&["EXISTS", &key]),
         "1",
         "the session is on the promoted replica"
     );

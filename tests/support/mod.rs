@@ -40,6 +40,9 @@ pub struct RedisServer {
     port: u16,
     /// The TLS port, if it also listens for `rediss://`.
     tls_port: Option<u16>,
+    /// Where its certificate, key and CA are (`make_certificates`): its own directory,
+    /// or one that a group of servers shares.
+    certificates: Option<PathBuf>,
     dir: TempDir,
     args: Vec<String>,
     child: Option<Child>,
@@ -59,7 +62,7 @@ impl RedisServer {
             return None;
         }
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        Some(Self::spawn_on_free_port(args, false, false))
+        Some(Self::spawn_on_free_port(args, false, Tls::No))
     }
 
     /// A fresh server that also accepts TLS on [`tls_url`](Self::tls_url), with a
@@ -69,21 +72,39 @@ impl RedisServer {
         if !redis_installed() || !installed(&["openssl"], "openssl") {
             return None;
         }
-        Some(Self::spawn_on_free_port(Vec::new(), false, true))
+        Some(Self::spawn_on_free_port(Vec::new(), false, Tls::OwnCa))
     }
 
-    fn spawn_on_free_port(args: Vec<String>, cluster_bus: bool, tls: bool) -> Self {
+    /// A fresh server like [`start_with`](Self::start_with) that also accepts TLS, with
+    /// the certificate in `certificates` (made by [`tls_certificates`]), which other
+    /// servers and sentinels of a group share; `None` as for `start_tls`.
+    pub fn start_tls_with(args: &[&str], certificates: &Path) -> Option<Self> {
+        if !redis_installed() || !installed(&["openssl"], "openssl") {
+            return None;
+        }
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let shared = Tls::Shared(certificates.to_owned());
+        Some(Self::spawn_on_free_port(args, false, shared))
+    }
+
+    fn spawn_on_free_port(args: Vec<String>, cluster_bus: bool, tls: Tls) -> Self {
         let mut last_failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port(cluster_bus);
             let dir = TempDir::new("redis");
-            let tls_port = tls.then(|| {
-                make_certificates(&dir.0);
-                free_port(false)
-            });
+            let certificates = match &tls {
+                Tls::No => None,
+                Tls::OwnCa => {
+                    make_certificates(&dir.0);
+                    Some(dir.0.clone())
+                }
+                Tls::Shared(certificates) => Some(certificates.clone()),
+            };
+            let tls_port = certificates.is_some().then(|| free_port(false));
             let mut server = Self {
                 port,
                 tls_port,
+                certificates,
                 dir,
                 args: args.clone(),
                 child: None,
@@ -111,7 +132,15 @@ impl RedisServer {
 
     /// The CA certificate (PEM) that signed the TLS certificate, e.g. for `SSL_CERT_FILE`.
     pub fn tls_ca(&self) -> PathBuf {
-        self.dir.0.join("ca.crt")
+        self.certificates
+            .as_ref()
+            .expect("started with TLS")
+            .join("ca.crt")
+    }
+
+    /// The TLS port; panics unless started with TLS.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("started with TLS")
     }
 
     /// `127.0.0.1:<port>`.
@@ -184,11 +213,17 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(&self.args);
-        if let Some(tls_port) = self.tls_port {
+        if let (Some(tls_port), Some(certificates)) = (self.tls_port, &self.certificates) {
             command.arg("--tls-port").arg(tls_port.to_string());
-            command.arg("--tls-cert-file").arg(dir.join("server.crt"));
-            command.arg("--tls-key-file").arg(dir.join("server.key"));
-            command.arg("--tls-ca-cert-file").arg(dir.join("ca.crt"));
+            command
+                .arg("--tls-cert-file")
+                .arg(certificates.join("server.crt"));
+            command
+                .arg("--tls-key-file")
+                .arg(certificates.join("server.key"));
+            command
+                .arg("--tls-ca-cert-file")
+                .arg(certificates.join("ca.crt"));
             command.args(["--tls-auth-clients", "no"]);
         }
         command
@@ -263,7 +298,7 @@ impl RedisCluster {
         ];
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let servers: Vec<RedisServer> = (0..3 * (1 + replicas))
-            .map(|_| RedisServer::spawn_on_free_port(args.clone(), true, false))
+            .map(|_| RedisServer::spawn_on_free_port(args.clone(), true, Tls::No))
             .collect();
         let cluster = Self { servers };
         let mut create = Command::new("redis-cli");
@@ -322,6 +357,8 @@ impl RedisCluster {
 #[derive(Debug)]
 pub struct RedisSentinel {
     port: u16,
+    /// The TLS port, if it also listens for `rediss://`.
+    tls_port: Option<u16>,
     _dir: TempDir,
     child: Child,
 }
@@ -330,6 +367,27 @@ impl RedisSentinel {
     /// A sentinel watching the master on `master_port` under `name`, with `quorum`;
     /// `None` if Redis is not installed (outside CI).
     pub fn start(name: &str, master_port: u16, quorum: u32) -> Option<Self> {
+        Self::start_on(name, master_port, quorum, None)
+    }
+
+    /// A sentinel that also listens for `rediss://` and speaks TLS to the servers and the
+    /// other sentinels (`tls-replication yes`), with the certificate in `certificates`;
+    /// `master_port` is the master's TLS port.
+    pub fn start_tls(
+        name: &str,
+        master_port: u16,
+        quorum: u32,
+        certificates: &Path,
+    ) -> Option<Self> {
+        Self::start_on(name, master_port, quorum, Some(certificates))
+    }
+
+    fn start_on(
+        name: &str,
+        master_port: u16,
+        quorum: u32,
+        certificates: Option<&Path>,
+    ) -> Option<Self> {
         if !redis_installed() {
             return None;
         }
@@ -338,10 +396,21 @@ impl RedisSentinel {
             let port = free_port(false);
             let dir = TempDir::new("sentinel");
             let config = dir.0.join("sentinel.conf");
+            let tls_port = certificates.map(|_| free_port(false));
+            let tls = match (tls_port, certificates) {
+                (Some(tls_port), Some(certificates)) => format!(
+                    "tls-port {tls_port}\ntls-cert-file {crt}\ntls-key-file {key}\n\
+                     tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n",
+                    crt = certificates.join("server.crt").display(),
+                    key = certificates.join("server.key").display(),
+                    ca = certificates.join("ca.crt").display(),
+                ),
+                _ => String::new(),
+            };
             std::fs::write(
                 &config,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n{tls}\
                      sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 10000\n\
@@ -371,6 +440,7 @@ impl RedisSentinel {
                 if ping(port) {
                     return Some(Self {
                         port,
+                        tls_port,
                         _dir: dir,
                         child,
                     });
@@ -392,9 +462,22 @@ impl RedisSentinel {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The plain (not TLS) port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `redis-cli -p <port> <args>`, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
         cli(self.port, args)
+    }
+
+    /// `rediss://127.0.0.1:<TLS port>`; panics unless started with [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}",
+            self.tls_port.expect("started with start_tls")
+        )
     }
 }
 
@@ -413,20 +496,62 @@ pub struct SentinelGroup {
     pub master: RedisServer,
     pub replica: RedisServer,
     pub sentinels: Vec<RedisSentinel>,
+    /// With TLS: the certificate every server and sentinel shares, and its CA.
+    certificates: Option<TempDir>,
 }
 
 impl SentinelGroup {
     pub fn start(name: &str) -> Option<Self> {
-        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"])?;
-        let port = master.port().to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])?;
+        Self::start_on(name, false)
+    }
+
+    /// The same group speaking TLS among itself (`tls-replication yes`), the sentinels
+    /// watching the servers' TLS ports, every one of them also listening for `rediss://`
+    /// with one certificate for `127.0.0.1` ([`tls_ca`](Self::tls_ca) signed it). The
+    /// plain ports stay open for `cli`. `None` if Redis or `openssl` is not installed
+    /// (outside CI).
+    pub fn start_tls(name: &str) -> Option<Self> {
+        Self::start_on(name, true)
+    }
+
+    fn start_on(name: &str, tls: bool) -> Option<Self> {
+        let certificates = if tls {
+            if !redis_installed() || !installed(&["openssl"], "openssl") {
+                return None;
+            }
+            let certificates = TempDir::new("certificates");
+            make_certificates(&certificates.0);
+            Some(certificates)
+        } else {
+            None
+        };
+        let server = |args: &[&str]| match &certificates {
+            Some(certificates) => {
+                let mut args = args.to_vec();
+                args.extend(["--tls-replication", "yes"]);
+                RedisServer::start_tls_with(&args, &certificates.0)
+            }
+            None => RedisServer::start_with(args),
+        };
+        let master = server(&["--repl-diskless-sync-delay", "0"])?;
+        let master_port = match &certificates {
+            Some(_) => master.tls_port(),
+            None => master.port(),
+        };
+        let port = master_port.to_string();
+        let replica = server(&["--replicaof", "127.0.0.1", &port])?;
         wait_for("the replica links up", Duration::from_secs(15), || {
             replica
                 .cli(&["INFO", "replication"])
                 .contains("master_link_status:up")
         });
         let sentinels: Vec<RedisSentinel> = (0..3)
-            .map(|_| RedisSentinel::start(name, master.port(), 2))
+            .map(|_| match &certificates {
+                Some(certificates) => {
+                    RedisSentinel::start_tls(name, master_port, 2, &certificates.0)
+                }
+                None => RedisSentinel::start(name, master_port, 2),
+            })
             .collect::<Option<_>>()?;
         let listed = |sentinel: &RedisSentinel, what: &str| {
             (sentinel.cli(&["SENTINEL", what, name]).lines())
@@ -445,7 +570,15 @@ impl SentinelGroup {
             master,
             replica,
             sentinels,
+            certificates,
         })
+    }
+
+    /// The CA that signed the TLS group's certificate, for `SSL_CERT_FILE`; panics unless
+    /// started with [`start_tls`](Self::start_tls).
+    pub fn tls_ca(&self) -> PathBuf {
+        let certificates = self.certificates.as_ref().expect("started with start_tls");
+        certificates.0.join("ca.crt")
     }
 
     /// `host:port` of every sentinel, as `RedisStore::connect_sentinel` takes them.
@@ -460,7 +593,11 @@ impl SentinelGroup {
 
     /// Waits until every sentinel names the replica as the master (after a failover).
     pub fn wait_until_the_sentinels_name_the_replica(&self) {
-        let promoted = self.replica.port().to_string();
+        let promoted = match &self.certificates {
+            Some(_) => self.replica.tls_port(),
+            None => self.replica.port(),
+        };
+        let promoted = promoted.to_string();
         for sentinel in &self.sentinels {
             wait_for(
                 "every sentinel names the promoted replica",
@@ -677,6 +814,13 @@ fn tail(log: &Path) -> String {
 /// A directory under the system temp dir, removed on drop.
 #[derive(Debug)]
 struct TempDir(PathBuf);
+
+/// Whether a server makes its own certificate (and CA) or uses a group's.
+enum Tls {
+    No,
+    OwnCa,
+    Shared(PathBuf),
+}
 
 impl TempDir {
     fn new(label: &str) -> Self {
