@@ -214,32 +214,20 @@ async fn sentinel_over_tls() {
         return;
     };
     let sentinels: Vec<String> = group.sentinels.iter().map(|s| s.tls_url()).collect();
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "sentinel_tls_client",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("SSL_CERT_FILE", group.tls_ca())
-        .env("TOWER_STATELESS_SENTINELS", sentinels.join(","))
-        .env(
-            "TOWER_STATELESS_SENTINEL_PORT",
-            group.sentinels[0].port().to_string(),
-        )
-        .env(
-            "TOWER_STATELESS_REPLICA_PORT",
-            group.replica.port().to_string(),
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the TLS client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    support::run_in_child(
+        "sentinel_tls_client",
+        &[
+            ("SSL_CERT_FILE", group.tls_ca().display().to_string()),
+            ("TOWER_STATELESS_SENTINELS", sentinels.join(",")),
+            (
+                "TOWER_STATELESS_SENTINEL_PORT",
+                group.sentinels[0].port().to_string(),
+            ),
+            (
+                "TOWER_STATELESS_REPLICA_PORT",
+                group.replica.port().to_string(),
+            ),
+        ],
     );
 }
 

@@ -763,24 +763,12 @@ async fn rediss_with_a_private_ca() {
     let Some(server) = RedisServer::start_tls() else {
         return;
     };
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tls_client",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("SSL_CERT_FILE", server.tls_ca())
-        .env("TOWER_STATELESS_TLS_URL", server.tls_url())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "TLS client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    support::run_in_child(
+        "tls_client",
+        &[
+            ("SSL_CERT_FILE", server.tls_ca().display().to_string()),
+            ("TOWER_STATELESS_TLS_URL", server.tls_url()),
+        ],
     );
 }
 

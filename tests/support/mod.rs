@@ -811,6 +811,30 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// Runs the ignored test `name` of this test binary in a child process with `env`, for
+/// settings that are process-wide (`SSL_CERT_FILE`), and panics with its output unless
+/// it passed.
+pub fn run_in_child(name: &str, env: &[(&str, String)]) {
+    let output = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A directory under the system temp dir, removed on drop.
 #[derive(Debug)]
 struct TempDir(PathBuf);
