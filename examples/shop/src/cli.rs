@@ -140,10 +140,15 @@ pub struct ServeArgs {
     )]
     pub session_encrypt: bool,
 
-    /// Keep sessions in this PostgreSQL: postgres://[user:password@]host:port/db (wins
-    /// over the Redis options, which are then unused; upload chunks stay in this
-    /// process's memory) [default: none].
-    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        help = "Keep sessions in this PostgreSQL: postgres://[user:password@]host:port/db \
+                (wins over the Redis options, which are then unused; without UPLOADS_BUCKET \
+                upload chunks stay in this process's memory) [default: none]"
+    )]
     pub database_url: Option<String>,
 
     #[arg(
@@ -162,15 +167,20 @@ pub struct ServeArgs {
     pub redis_cluster_nodes: Option<String>,
 
     /// Find the Redis master through these Redis Sentinels: host:port,host:port,...,
-    /// or redis://:password@host:port for sentinels with a password of their own (with
-    /// REDIS_SENTINEL_MASTER; wins over REDIS_URL) [default: none].
+    /// or redis://:password@host:port for sentinels with a password of their own,
+    /// rediss://host:port for TLS (with REDIS_SENTINEL_MASTER; wins over REDIS_URL)
+    /// [default: none].
     #[arg(long, env = "REDIS_SENTINELS", value_name = "SENTINELS")]
     pub redis_sentinels: Option<String>,
 
-    /// The master's name in Sentinel (`sentinel monitor <name> ...`), or a URL with
-    /// that name in the host's place for the master's and replicas' credentials, TLS
-    /// and database: redis://user:password@<name>/<db>, rediss://...
-    #[arg(long, env = "REDIS_SENTINEL_MASTER", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_MASTER",
+        value_name = "NAME",
+        help = "The master's name in Sentinel (sentinel monitor <name> ...), or a URL with \
+                that name in the host's place for the master's and replicas' credentials, TLS \
+                and database: redis://user:password@<name>/<db>, rediss://..."
+    )]
     pub redis_sentinel_master: Option<String>,
 
     /// Keep uploads in this bucket of S3-compatible object storage, reached as the
