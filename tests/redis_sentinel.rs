@@ -59,8 +59,14 @@ async fn a_sentinel_failover_under_traffic_logs_nobody_out() {
                     break;
                 }
                 for (user, id) in ids.iter().enumerate() {
+                    let call_started = Instant::now();
                     let result = store.increment(id, "n", 1, now()).await;
-                    let after_kill = killed_at.lock().unwrap().is_some();
+                    // A call answered after the kill may have been answered before it: only
+                    // one that started after the kill shows the new master writing.
+                    let after_kill = killed_at
+                        .lock()
+                        .unwrap()
+                        .is_some_and(|kill| call_started >= kill);
                     let mut traffic = traffic.lock().unwrap();
                     match result {
                         Ok(Incremented::Value(_)) => {
