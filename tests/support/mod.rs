@@ -312,7 +312,31 @@ impl RedisCluster {
             describe(&output)
         );
         cluster.wait_until_ok();
+        if replicas > 0 {
+            // `cluster_state:ok` comes before every primary has heard of its replica.
+            wait_for(
+                "every primary lists a replica, linked up",
+                CLUSTER_STARTUP,
+                || cluster.replicas_linked_up(),
+            );
+        }
         Some(cluster)
+    }
+
+    /// Whether there are three primaries and each one's `CLUSTER NODES` names a replica
+    /// whose replication link is up.
+    fn replicas_linked_up(&self) -> bool {
+        let primaries: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.is_primary(i))
+            .collect();
+        primaries.len() == 3
+            && primaries.iter().all(|&primary| {
+                self.replica_of(primary).is_some_and(|replica| {
+                    self.servers[replica]
+                        .cli(&["INFO", "replication"])
+                        .contains("master_link_status:up")
+                })
+            })
     }
 
     fn wait_until_ok(&self) {
