@@ -612,7 +612,7 @@ impl SentinelGroup {
 
     /// Whether the replica has been promoted.
     pub fn promoted(&self) -> bool {
-        self.replica.cli(&["ROLE"]).starts_with("master")
+        is_master(self.replica.port)
     }
 
     /// Waits until every sentinel names the replica as the master (after a failover).
@@ -639,7 +639,7 @@ impl SentinelGroup {
 impl RedisCluster {
     /// Whether server `index` is a primary, as the cluster sees it now.
     pub fn is_primary(&self, index: usize) -> bool {
-        self.servers[index].cli(&["ROLE"]).starts_with("master")
+        is_master(self.servers[index].port)
     }
 
     /// The server that replicates server `primary`, if any.
@@ -797,6 +797,17 @@ fn ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// Whether the server on `port` answers `ROLE` as a master. Polled while a failover runs, so
+/// a connection the server closes counts as "not yet": Sentinel kills every normal client of
+/// a replica as it promotes it (`CLIENT KILL TYPE normal`), `redis-cli` included.
+fn is_master(port: u16) -> bool {
+    let output = run(Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("ROLE"));
+    output.status.success() && String::from_utf8_lossy(&output.stdout).starts_with("master")
 }
 
 pub fn cli(port: u16, args: &[&str]) -> String {
