@@ -258,10 +258,13 @@ impl<F> SessionLayerBuilder<F> {
 
     /// Allows each user at most `limit` live sessions (ASVS 5.0 7.1.2). Whenever a
     /// session is bound to a user ([`Session::set_user_id`](crate::Session::set_user_id),
-    /// usually at login), the user's other sessions beyond `limit - 1` are ended, least
-    /// recently used first (oldest last activity, then oldest creation); the session
-    /// being bound is never ended. Costs the binding request one listing of the user's
-    /// sessions and one `destroy` per session ended. If the store fails during that
+    /// usually at login), the user's sessions beyond `limit` are ended, the oldest
+    /// binding (login) first, as the store reports it
+    /// ([`SessionSummary::bound_at`](crate::store::SessionSummary::bound_at)). The newest
+    /// binding wins: when two logins of one user race, every instance ranks them alike,
+    /// so one of them stays (the other's response carries a cookie that is already
+    /// ended) and they never end each other. Costs the binding request one listing of
+    /// the user's sessions and one `destroy` per session ended. If the store fails during that
     /// clean-up, the binding still succeeds (it was saved) and the failure is logged; the
     /// next binding enforces the limit again. Zero is a [`ConfigError`], and so is any
     /// limit in token mode ([`ConfigError::NeedsStore`]), which lists no user's sessions.

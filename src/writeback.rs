@@ -14,7 +14,7 @@ use crate::expiry::Expiry;
 use crate::failure::OnFailure;
 use crate::id::{HashedId, SessionId};
 use crate::keys::Rejected;
-use crate::limit;
+use crate::limit::{self, Enforced};
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
@@ -148,8 +148,15 @@ async fn limit_sessions(
     expiry: Expiry,
 ) {
     match limit::enforce(store, user, current, limit, expiry).await {
-        Ok(0) => {}
-        Ok(ended) => tracing::debug!(ended, "ended a user's sessions beyond the limit"),
+        Ok(Enforced { ended: 0, .. }) => {}
+        Ok(Enforced {
+            ended,
+            ended_current,
+        }) => tracing::debug!(
+            ended,
+            ended_current,
+            "ended a user's sessions beyond the limit"
+        ),
         Err(error) => tracing::warn!(
             error = %error.chain(),
             "could not enforce the limit on a user's sessions; the next login will"

@@ -4,17 +4,19 @@
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[path = "logins/mod.rs"]
+mod logins;
 #[path = "support/sessions.rs"]
 mod sessions;
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use support::PostgresServer;
 use tower_stateless::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Metadata, Record,
-    SessionStore, SessionSummary, StoreError, Swapped,
+    SessionStore, SessionSummary, StoreError, Swapped, Timestamp,
 };
 use tower_stateless::PostgresStore;
 
@@ -43,6 +45,19 @@ mod conformance {
             .await
             .expect("the conformance cases need PostgreSQL (apt-get install postgresql)")
     });
+}
+
+/// Two simultaneous logins of one user under a limit of one session: one stays, every
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_under_a_limit_of_one_leave_one_session() {
+    let Some(on) = on_shared_server().await else {
+        return;
+    };
+    assert_eq!(
+        logins::rounds_left_without_a_session(on.store, 100).await,
+        0
+    );
 }
 
 /// The conformance cases run on the store; the wrapper only keeps the server running.
@@ -129,6 +144,45 @@ async fn session(store: &PostgresStore, user: Option<&str>) -> (HashedId, Expiry
     (id, expiry)
 }
 
+/// A database left at schema version 1 (before `bound_at`) is migrated at connect, and
+/// its sessions are still listed, with no binding time (the limit ranks them by creation).
+#[tokio::test]
+async fn a_version_1_schema_is_migrated_and_its_sessions_still_listed() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let now = SystemTime::now();
+    let millis = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    server.psql(&format!(
+        "CREATE TABLE tower_stateless_schema (version integer PRIMARY KEY, \
+           applied_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO tower_stateless_schema (version) VALUES (1); \
+         CREATE TABLE tower_stateless_sessions (id text PRIMARY KEY, data jsonb NOT NULL, \
+           user_id text, created_at bigint NOT NULL, refreshed_at bigint NOT NULL, \
+           version bigint NOT NULL, expires_at timestamptz NOT NULL) WITH (fillfactor = 70); \
+         INSERT INTO tower_stateless_sessions VALUES ('{id}', '{{}}', 'ada', {millis}, \
+           {millis}, 1, now() + interval '1 hour');",
+        id = "v1-session",
+    ));
+    let store = PostgresStore::connect(&server.url()).await.unwrap();
+    assert_eq!(
+        server.psql("SELECT string_agg(version::text, ',') FROM tower_stateless_schema"),
+        "1,2"
+    );
+    let expiry = Expiry::new(
+        Timestamp::from_system_time(now),
+        Duration::from_secs(3600),
+        Duration::from_secs(86_400),
+    );
+    let listed = store.sessions_of_user("ada", expiry).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, HashedId::from_stored("v1-session"));
+    assert_eq!(listed[0].bound_at, None);
+}
+
 #[tokio::test]
 async fn the_schema_is_created_once_by_instances_starting_together() {
     let Some(server) = PostgresServer::start() else {
@@ -144,8 +198,8 @@ async fn the_schema_is_created_once_by_instances_starting_together() {
     }
     assert_eq!(
         server.psql("SELECT string_agg(version::text, ',') FROM tower_stateless_schema"),
-        "1",
-        "one migration, recorded once"
+        "1,2",
+        "each migration, recorded once"
     );
     assert_eq!(
         server.psql(
@@ -166,7 +220,7 @@ async fn the_schema_is_created_once_by_instances_starting_together() {
     PostgresStore::connect(&url).await.unwrap();
     assert_eq!(
         server.psql("SELECT count(*) FROM tower_stateless_schema"),
-        "1"
+        "2"
     );
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[path = "logins/mod.rs"]
+mod logins;
 mod support;
 
 use std::collections::HashMap;
@@ -134,6 +136,27 @@ async fn single_server_conforms() {
             "unexpected key {key:?}"
         );
     }
+}
+
+/// Two simultaneous logins of one user under a limit of one session: one stays, every
+/// time (they used to end each other in most rounds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_under_a_limit_of_one_leave_one_session() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(logins::rounds_left_without_a_session(store, 100).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_under_a_limit_of_one_leave_one_session_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let urls = (cluster.nodes().into_iter()).map(|node| format!("redis://{node}"));
+    let store = RedisStore::connect_cluster(urls).await.unwrap();
+    assert_eq!(logins::rounds_left_without_a_session(store, 100).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,7 +79,7 @@ pub use self::lifecycle::{
     touch_refreshes_the_idle_timeout, writes_never_revive,
 };
 pub use self::random::random_operations_keep_the_invariants;
-pub use self::users::user_index;
+pub use self::users::{bindings_are_ordered, user_index};
 
 /// Runs every case on `store`, in sequence.
 ///
@@ -96,6 +96,7 @@ pub async fn all<S: SessionStore>(store: Arc<S>) {
     touch_refreshes_the_idle_timeout(&*store).await;
     cycle_id_moves_the_session(&*store).await;
     user_index(&*store).await;
+    bindings_are_ordered(&*store).await;
     values_survive_byte_for_byte(&*store).await;
     large_change_sets(&*store).await;
     increments_add_exactly(&*store).await;
@@ -164,6 +165,7 @@ macro_rules! conformance_tests {
             touch_refreshes_the_idle_timeout,
             cycle_id_moves_the_session,
             user_index,
+            bindings_are_ordered,
             values_survive_byte_for_byte,
             large_change_sets,
             increments_add_exactly,

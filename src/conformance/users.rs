@@ -135,3 +135,59 @@ pub async fn user_index<S: SessionStore>(store: &S) {
         "nothing is listed after destroy_sessions_of_user"
     );
 }
+
+/// `sessions_of_user` reports when a write last bound each session to its user (what the
+/// session limit ranks by, so that instances racing two logins agree on the newer one): a
+/// later binding is later, a write that keeps the user keeps the time, and binding again
+/// makes the session the newest. The case waits a few milliseconds between writes and
+/// moves its [`Expiry`] on by a second, so a store may use its own clock or the layer's.
+pub async fn bindings_are_ordered<S: SessionStore>(store: &S) {
+    let user = &fresh_user("ada");
+    let bound_at = |listing: Vec<crate::store::SessionSummary>, id: &HashedId| {
+        let summary = listing.into_iter().find(|summary| summary.id == *id);
+        let summary = summary.expect("the bound session is listed");
+        summary
+            .bound_at
+            .expect("a store reports when a session was bound")
+    };
+    let pause = || tokio::time::sleep(Duration::from_millis(5));
+    let at_second = |n: u64| at(Duration::from_secs(n));
+    let write = |id: HashedId, changes: ChangeSet, n: u64| async move {
+        let applied = store.apply(&id, &changes, at_second(n)).await;
+        assert_eq!(applied.expect("apply failed"), Applied::Saved, "apply");
+    };
+    let list = |n: u64| async move {
+        (store.sessions_of_user(user, at_second(n)).await).expect("sessions_of_user failed")
+    };
+
+    let first = create(store, &[], Some(user)).await;
+    pause().await;
+    let second = create(store, &[], None).await;
+    let bind = ChangeSet::default().with_user(Some(user.clone()));
+    write(second.clone(), bind.clone(), 1).await;
+    let listing = list(1).await;
+    let (first_at, second_at) = (
+        bound_at(listing.clone(), &first),
+        bound_at(listing, &second),
+    );
+    assert!(first_at < second_at, "a later binding is later");
+
+    pause().await;
+    write(first.clone(), ChangeSet::default().with_set("k", "1"), 2).await;
+    assert_eq!(
+        bound_at(list(2).await, &first),
+        first_at,
+        "a write that keeps the user keeps the binding time"
+    );
+
+    pause().await;
+    write(first.clone(), bind, 3).await;
+    assert!(
+        bound_at(list(3).await, &first) > second_at,
+        "binding again makes the session the newest"
+    );
+    store
+        .destroy_sessions_of_user(user)
+        .await
+        .expect("destroy_sessions_of_user failed");
+}

@@ -1,12 +1,12 @@
 //! A store inside one process, for tests and single-instance development.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped,
+    SessionSummary, StoreError, Swapped, Timestamp, UserChange,
 };
 use crate::record::add_to_stored;
 
@@ -29,7 +29,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<HashedId, Record>,
-    by_user: HashMap<String, HashSet<HashedId>>,
+    /// Each user's sessions, with when a write last bound each one to the user.
+    by_user: HashMap<String, HashMap<HashedId, Timestamp>>,
     /// Sweep expired sessions when the map reaches this size: twice its size after the
     /// last sweep, so sweeping costs O(1) per creation however many sessions are live.
     sweep_at: usize,
@@ -82,14 +83,17 @@ impl Inner {
         self.sessions.get_mut(id)
     }
 
-    fn insert(&mut self, id: HashedId, record: Record) {
+    /// Stores a session written whole at `now` (by `create` or `cycle_id`), which binds it
+    /// to its user if it has one.
+    fn insert(&mut self, id: HashedId, record: Record, now: Timestamp) {
         if let Some(user) = &record.metadata.user_id {
-            self.by_user
-                .entry(user.clone())
-                .or_default()
-                .insert(id.clone());
+            self.bind(user.clone(), id.clone(), now);
         }
         self.sessions.insert(id, record);
+    }
+
+    fn bind(&mut self, user: String, id: HashedId, now: Timestamp) {
+        self.by_user.entry(user).or_default().insert(id, now);
     }
 
     fn remove(&mut self, id: &HashedId) -> Option<Record> {
@@ -119,13 +123,14 @@ impl Inner {
         }
         record.metadata.refreshed_at = expiry.now;
         let new_user = record.metadata.user_id.clone();
-        if old_user != new_user {
-            if let Some(old) = old_user {
-                self.unindex(&old, id);
-            }
-            if let Some(new) = new_user {
-                self.by_user.entry(new).or_default().insert(id.clone());
-            }
+        let rebound = old_user != new_user;
+        if let (true, Some(old)) = (rebound, old_user) {
+            self.unindex(&old, id);
+        }
+        // Any write that names a user binds anew, as a login that repeats itself does.
+        let binds = rebound || matches!(changes.user, UserChange::Bind(_));
+        if let (true, Some(new)) = (binds, new_user) {
+            self.bind(new, id.clone(), expiry.now);
         }
         Applied::Saved
     }
@@ -163,7 +168,7 @@ impl SessionStore for MemoryStore {
         if inner.live(id, expiry).is_some() {
             return Ok(Created::IdInUse);
         }
-        inner.insert(id.clone(), record.clone());
+        inner.insert(id.clone(), record.clone(), expiry.now);
         Ok(Created::Saved)
     }
 
@@ -199,7 +204,7 @@ impl SessionStore for MemoryStore {
         }
         inner.remove(old);
         record.metadata.refreshed_at = expiry.now;
-        inner.insert(new.clone(), record);
+        inner.insert(new.clone(), record, expiry.now);
         Ok(Cycled::Saved)
     }
 
@@ -259,17 +264,18 @@ impl SessionStore for MemoryStore {
         expiry: Expiry,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         let mut inner = self.lock();
-        let ids: Vec<HashedId> = inner
+        let ids: Vec<(HashedId, Timestamp)> = inner
             .by_user
             .get(user_id)
             .into_iter()
             .flatten()
-            .cloned()
+            .map(|(id, bound_at)| (id.clone(), *bound_at))
             .collect();
         let mut sessions = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, bound_at) in ids {
             if let Some(record) = inner.live(&id, expiry) {
-                sessions.push(SessionSummary::new(id, record.metadata.clone()));
+                let summary = SessionSummary::new(id, record.metadata.clone());
+                sessions.push(summary.with_bound_at(bound_at));
             }
         }
         Ok(sessions)
@@ -279,7 +285,7 @@ impl SessionStore for MemoryStore {
         let mut inner = self.lock();
         let ids = inner.by_user.remove(user_id).unwrap_or_default();
         Ok(ids
-            .iter()
+            .keys()
             .filter(|id| inner.sessions.remove(*id).is_some())
             .count())
     }

@@ -109,12 +109,28 @@ pub struct SessionSummary {
     pub id: HashedId,
     /// Its creation time, last refresh and user.
     pub metadata: Metadata,
+    /// When a write last bound it to its user (a login), by the store's clock where it
+    /// has one. Never changed by any other write, so that every instance ranks a user's
+    /// sessions alike: the session limit ends the oldest bindings first, and two
+    /// simultaneous logins agree on which one is newer. `None` if the store cannot tell;
+    /// the limit then ranks the session by its creation time.
+    pub bound_at: Option<Timestamp>,
 }
 
 impl SessionSummary {
-    /// A summary of session `id`.
+    /// A summary of session `id`, with no binding time (see [`bound_at`](Self::bound_at)).
     pub fn new(id: HashedId, metadata: Metadata) -> Self {
-        Self { id, metadata }
+        Self {
+            id,
+            metadata,
+            bound_at: None,
+        }
+    }
+
+    /// Sets when the session was last bound to its user.
+    pub fn with_bound_at(mut self, bound_at: Timestamp) -> Self {
+        self.bound_at = Some(bound_at);
+        self
     }
 }
 

@@ -112,7 +112,7 @@ pub struct ServeArgs {
     )]
     pub cookie_secure: bool,
 
-    /// End a user's least recently used sessions beyond this many when they log in
+    /// End a user's oldest logins beyond this many when they log in
     /// again [default: no limit].
     #[arg(long, env = "MAX_SESSIONS_PER_USER", value_name = "N")]
     pub max_sessions_per_user: Option<usize>,

@@ -39,6 +39,10 @@ const MIGRATIONS: &[&str] = &[
         ON tower_stateless_sessions (expires_at);
     CREATE INDEX tower_stateless_sessions_user_id
         ON tower_stateless_sessions (user_id) WHERE user_id IS NOT NULL;",
+    // 2: when a write last bound the session to its user, in milliseconds of the
+    // database's clock, so that every instance ranks a user's sessions alike (the session
+    // limit). NULL for rows bound before this version: ranked by creation time.
+    "ALTER TABLE tower_stateless_sessions ADD COLUMN bound_at bigint;",
 ];
 
 /// The schema version this build writes.

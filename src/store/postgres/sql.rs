@@ -30,6 +30,13 @@ macro_rules! expires_at {
     };
 }
 
+/// Now, in milliseconds of the database's clock: the binding time `bound_at`.
+macro_rules! db_millis {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
 /// The advisory-lock keys of the migration and the sweeper (fixed, so that every
 /// instance takes the same lock).
 pub(super) const MIGRATION_LOCK: i64 = 0x7473_6c73_6d69_6701; // "tslsmig\x01"
@@ -47,12 +54,14 @@ pub(super) const LOAD: &str = concat!(
 /// its creation and refresh times. Returns a row only if it wrote.
 pub(super) const CREATE: &str = concat!(
     "INSERT INTO tower_stateless_sessions AS s \
-     (id, data, user_id, created_at, refreshed_at, version, expires_at) \
+     (id, data, user_id, created_at, refreshed_at, version, expires_at, bound_at) \
      VALUES ($1, $5, $6, $7, $8, 1, ",
     expires_at!("$4"),
-    ") ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, user_id = EXCLUDED.user_id, \
+    ", CASE WHEN $6::text IS NULL THEN NULL ELSE ",
+    db_millis!(),
+    " END) ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, user_id = EXCLUDED.user_id, \
      created_at = EXCLUDED.created_at, refreshed_at = EXCLUDED.refreshed_at, \
-     version = s.version + 1, expires_at = EXCLUDED.expires_at \
+     version = s.version + 1, expires_at = EXCLUDED.expires_at, bound_at = EXCLUDED.bound_at \
      WHERE NOT (",
     live!("s"),
     ") RETURNING 1"
@@ -77,7 +86,8 @@ macro_rules! sum {
 /// JSON text), `$9`/`$10` the incremented fields and their deltas (only fields the
 /// change set neither clears, sets nor removes: the others are set fields by then), `$11`
 /// keep the user, else `$12` is the new one (NULL unbinds), `$13` the new ID for
-/// `cycle_id` (NULL keeps it). Writes nothing, and returns no row, if the session is not
+/// `cycle_id` (NULL keeps it). A write that binds a user sets `bound_at`, as a login that
+/// repeats itself binds anew; one that keeps the user keeps it. Writes nothing, and returns no row, if the session is not
 /// live or an increment is rejected; else returns the first incremented field's new value.
 pub(super) const APPLY: &str = concat!(
     "UPDATE tower_stateless_sessions AS s SET \
@@ -87,7 +97,9 @@ pub(super) const APPLY: &str = concat!(
     sum!(),
     ")::text), '{}'::jsonb) FROM unnest($9::text[], $10::bigint[]) AS i(f, d)), \
      user_id = CASE WHEN $11 THEN s.user_id ELSE $12::text END, \
-     refreshed_at = $5, version = s.version + 1, expires_at = ",
+     bound_at = CASE WHEN $11 THEN s.bound_at WHEN $12::text IS NULL THEN NULL ELSE ",
+    db_millis!(),
+    " END, refreshed_at = $5, version = s.version + 1, expires_at = ",
     expires_at!("LEAST($4, s.created_at - $3)"),
     " WHERE s.id = $1 AND ",
     live!("s"),
@@ -137,7 +149,7 @@ pub(super) const DESTROY: &str = "DELETE FROM tower_stateless_sessions WHERE id 
 
 /// The live sessions of user `$1` (`$2`, `$3` as above).
 pub(super) const SESSIONS_OF_USER: &str = concat!(
-    "SELECT s.id, s.created_at, s.refreshed_at FROM tower_stateless_sessions AS s \
+    "SELECT s.id, s.created_at, s.refreshed_at, s.bound_at FROM tower_stateless_sessions AS s \
      WHERE s.user_id = $1 AND ",
     live!("s")
 );

@@ -663,7 +663,16 @@ impl SessionStore for PostgresStore {
                     refreshed_at: timestamp(row, "refreshed_at")?,
                     user_id: Some(user_id.to_owned()),
                 };
-                Ok(SessionSummary::new(HashedId::from_stored(id), metadata))
+                let summary = SessionSummary::new(HashedId::from_stored(id), metadata);
+                let bound_at: Option<i64> = row
+                    .try_get("bound_at")
+                    .map_err(|_| error::corrupt("bound_at"))?;
+                Ok(
+                    match bound_at.and_then(|millis| u64::try_from(millis).ok()) {
+                        Some(millis) => summary.with_bound_at(Timestamp::from_millis(millis)),
+                        None => summary,
+                    },
+                )
             })
             .collect()
     }

@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 use super::codec;
 use super::scripts::{DESTROY_IF_USER, INDEX_ADD, INDEX_PRUNE};
 use super::store::RedisStore;
-use crate::store::{Expiry, HashedId, SessionSummary, StoreError};
+use crate::store::{Expiry, HashedId, SessionSummary, StoreError, Timestamp};
 
 /// A user-index entry younger than this is never pruned, even if its session is not
 /// (yet) there: it may belong to a write still in flight. Far longer than any request.
@@ -72,6 +72,16 @@ impl RedisStore {
             .map_err(StoreError::backend)
     }
 
+    /// The index's members with their scores: when each was bound, by this server's clock.
+    async fn members_bound_at(&self, index: &str) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut command = ::redis::cmd("ZRANGE");
+        command.arg(index).arg(0).arg(-1).arg("WITHSCORES");
+        command
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)
+    }
+
     /// The live sessions bound to `user_id`, pruning stale index entries.
     pub(super) async fn list_user_sessions(
         &self,
@@ -79,9 +89,9 @@ impl RedisStore {
         expiry: Expiry,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         let index = self.user_key(user_id);
-        let members = self.members(&index).await?;
+        let members = self.members_bound_at(&index).await?;
         // One request per session, all in flight at once on the multiplexed connection.
-        let reads = members.iter().map(|member| {
+        let reads = members.iter().map(|(member, _)| {
             let mut command = ::redis::cmd("HMGET");
             command
                 .arg(self.session_key(member))
@@ -92,13 +102,16 @@ impl RedisStore {
         let replies = try_join_all(reads).await.map_err(StoreError::backend)?;
         let mut sessions = Vec::new();
         let mut stale = Vec::new();
-        for (member, reply) in members.into_iter().zip(replies) {
+        for ((member, bound_at), reply) in members.into_iter().zip(replies) {
             match codec::decode_metadata(reply)? {
                 Some(metadata)
                     if metadata.user_id.as_deref() == Some(user_id)
                         && expiry.is_live(&metadata) =>
                 {
-                    sessions.push(SessionSummary::new(HashedId::from_stored(member), metadata));
+                    // Scores are whole milliseconds (index_add.lua), far below 2^53.
+                    let bound_at = Timestamp::from_millis(bound_at as u64);
+                    let summary = SessionSummary::new(HashedId::from_stored(member), metadata);
+                    sessions.push(summary.with_bound_at(bound_at));
                 }
                 _ => stale.push(member),
             }

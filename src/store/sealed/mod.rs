@@ -564,11 +564,10 @@ impl<S: SessionStore> SessionStore for Sealed<S> {
         let mut sessions = Vec::new();
         for key in 0..self.cipher.key_count() {
             let hashed = self.cipher.user(key, user_id);
-            for summary in self.inner.sessions_of_user(&hashed, expiry).await? {
+            for mut summary in self.inner.sessions_of_user(&hashed, expiry).await? {
                 if seen.insert(summary.id.clone()) {
-                    let mut metadata = summary.metadata;
-                    metadata.user_id = Some(user_id.to_owned());
-                    sessions.push(SessionSummary::new(summary.id, metadata));
+                    summary.metadata.user_id = Some(user_id.to_owned());
+                    sessions.push(summary);
                 }
             }
         }
