@@ -55,6 +55,11 @@ impl Session {
             #[cfg(feature = "token")]
             Backend::Tokens(_) => return self.increment_sealed(key, delta).await,
         };
+        self.check_immediate(key, |current| {
+            add_to_stored(current, delta)
+                .ok()
+                .map(|sum| sum.to_string())
+        })?;
         loop {
             let Target::Live(target) = self.target(store).await? else {
                 self.start_session(store, key, delta.to_string()).await?;
@@ -114,6 +119,7 @@ impl Session {
         for attempt in 0..UPDATE_ATTEMPTS {
             let value = change(decode(current.as_deref())?);
             let json = value.as_ref().map(encode).transpose()?;
+            self.check_immediate(key, |_| json.clone())?;
             let Target::Live(target) = self.target(store).await? else {
                 if let Some(json) = json {
                     self.start_session(store, key, json).await?;

@@ -8,6 +8,7 @@ use crate::carrier::Carrier;
 use crate::events::SecurityEvents;
 use crate::expiry::ExpirySettings;
 use crate::keys::Keys;
+use crate::size::SizeLimits;
 use crate::store::StoreHandle;
 #[cfg(feature = "token")]
 use crate::token::Tokens;
@@ -50,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) events: Arc<SecurityEvents>,
     /// At most this many live sessions per user; enforced when a session is bound.
     pub(crate) max_sessions_per_user: Option<usize>,
+    /// Store mode: the bounds on a value's and a session's size.
+    pub(crate) size_limits: SizeLimits,
 }
 
 impl Config {
@@ -88,9 +91,18 @@ impl Config {
         if self.max_sessions_per_user == Some(0) {
             return Err(ConfigError::ZeroSessionLimit);
         }
+        let limits = self.size_limits;
+        if limits.value == 0 || limits.value > limits.session {
+            return Err(ConfigError::SizeLimits);
+        }
         #[cfg(feature = "token")]
-        if matches!(self.backend, Backend::Tokens(_)) && self.max_sessions_per_user.is_some() {
-            return Err(ConfigError::NeedsStore("a limit on sessions per user"));
+        if matches!(self.backend, Backend::Tokens(_)) {
+            if self.max_sessions_per_user.is_some() {
+                return Err(ConfigError::NeedsStore("a limit on sessions per user"));
+            }
+            if self.size_limits != SizeLimits::default() {
+                return Err(ConfigError::NeedsStore("a session size bound in bytes"));
+            }
         }
         Ok(())
     }
@@ -146,6 +158,8 @@ pub enum ConfigError {
     PrefixAfterCache,
     /// The limit on sessions per user is zero.
     ZeroSessionLimit,
+    /// The bound on a value's size is zero or larger than the bound on a session's.
+    SizeLimits,
     /// Token mode was given a setting only a store can honour (it lists no user's
     /// sessions): the setting is named.
     NeedsStore(&'static str),
@@ -173,6 +187,9 @@ impl fmt::Display for ConfigError {
                 f.write_str("set the key prefix before turning the cache on")
             }
             Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
+            Self::SizeLimits => f.write_str(
+                "the bound on a value's size must be at least 1 byte and at most the session's",
+            ),
             Self::NeedsStore(setting) => write!(f, "token mode has no store for {setting}"),
         }
     }

@@ -46,8 +46,10 @@ pub enum ErrorKind {
     /// [`Session::update`](crate::Session::update) found the key changed under it on
     /// every attempt; nothing was written.
     Contended,
-    /// Token mode: the session would no longer fit in its cookie (name and value at most
-    /// 4096 bytes); the change that would overflow it was not recorded.
+    /// The session would pass its size bound
+    /// ([`with_max_session_size`](crate::SessionLayerBuilder::with_max_session_size)), or in
+    /// token mode no longer fit in its cookie; nothing of the change was written. Answered
+    /// 413 through axum and by the default failure responses.
     TooLarge,
 }
 
@@ -143,7 +145,7 @@ impl fmt::Display for Error {
             }
             (ErrorKind::Overflow, _) => f.write_str("a session increment would overflow"),
             (ErrorKind::TooLarge, _) => {
-                f.write_str("the session would not fit in its cookie (4096 bytes)")
+                f.write_str("the session would pass its size bound (or, in token mode, its cookie)")
             }
             (ErrorKind::Contended, _) => {
                 f.write_str("a session value kept changing during a read-modify-write")

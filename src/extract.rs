@@ -50,6 +50,7 @@ impl IntoResponse for Error {
             | ErrorKind::NotAnInteger
             | ErrorKind::Overflow
             | ErrorKind::Contended => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             kind if kind.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -33,7 +33,7 @@ where
 /// |---|---|---|
 /// | store failed or timed out | 503, `Retry-After` | `UNAVAILABLE` (14) |
 /// | session ended meanwhile | 409 | `ABORTED` (10) |
-/// | token mode: the session outgrew its cookie ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)) | 500 | `ABORTED` (10) |
+/// | the session would pass its size bound, or outgrow its cookie in token mode ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)) | 413 | `ABORTED` (10) |
 #[derive(Debug, Clone, Copy)]
 pub struct DefaultOnFailure {
     retry_after: Duration,
@@ -80,9 +80,9 @@ impl<B: Default> OnFailure<B> for DefaultOnFailure {
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
-            // An application bug (it kept more than a cookie holds), not a conflict.
+            // What the request asked to keep is too large, not a conflict.
             Protocol::Http if error.kind() == ErrorKind::TooLarge => {
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             }
             Protocol::Http => *response.status_mut() = StatusCode::CONFLICT,
         }

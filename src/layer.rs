@@ -14,6 +14,7 @@ use crate::expiry::{Clock, ExpirySettings};
 use crate::failure::DefaultOnFailure;
 use crate::keys::Keys;
 use crate::service::SessionService;
+use crate::size::SizeLimits;
 use crate::store::{SessionStore, StoreHandle};
 use crate::trailers::TrailersLayer;
 
@@ -115,6 +116,7 @@ fn config_with(backend: Backend, keys: Keys) -> Config {
         expiry: ExpirySettings::default(),
         events: Arc::default(),
         max_sessions_per_user: None,
+        size_limits: SizeLimits::default(),
     }
 }
 
@@ -270,6 +272,28 @@ impl<F> SessionLayerBuilder<F> {
     /// limit in token mode ([`ConfigError::NeedsStore`]), which lists no user's sessions.
     pub fn with_max_sessions_per_user(mut self, limit: usize) -> Self {
         self.config.max_sessions_per_user = Some(limit);
+        self
+    }
+
+    /// Store mode: the most bytes a session may hold (default 64 KiB), counting each
+    /// key and its value's JSON text. A write that would pass it is refused whole with
+    /// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) before it reaches the store:
+    /// `insert`, `increment` and the other writes return it at once (a handler using `?`
+    /// under axum answers 413). The bound is exact for a request that has read the
+    /// session (any `get`, `keys` or `update`); one that writes without reading is
+    /// measured by its own writes only, which keeps a blind write at one store call, so
+    /// a handler that adds keys named by its input should read the session first. In
+    /// token mode the cookie is the bound, and this is a [`ConfigError`].
+    pub fn with_max_session_size(mut self, bytes: usize) -> Self {
+        self.config.size_limits.session = bytes;
+        self
+    }
+
+    /// Store mode: the most bytes one value may hold with its key (default 32 KiB); see
+    /// [`with_max_session_size`](Self::with_max_session_size). Zero, or more than the
+    /// session's bound, is a [`ConfigError`].
+    pub fn with_max_value_size(mut self, bytes: usize) -> Self {
+        self.config.size_limits.value = bytes;
         self
     }
 

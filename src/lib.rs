@@ -57,6 +57,7 @@ mod protocol;
 mod record;
 mod service;
 mod session;
+mod size;
 mod snapshot;
 pub mod store;
 #[cfg(feature = "token")]

@@ -205,9 +205,11 @@ impl Session {
         })
     }
 
-    /// Records a change for write-back. In token mode, a change after which the session
-    /// would no longer fit in its cookie is undone and fails with
-    /// [`ErrorKind::TooLarge`], here, where the handler can still react.
+    /// Records a change for write-back. A change after which the session would pass its
+    /// size bound (in token mode: no longer fit in its cookie) is undone and fails with
+    /// [`ErrorKind::TooLarge`], here, where the handler can still react. In store mode the
+    /// bound is exact once the request has read the session; a request that writes
+    /// without reading is measured by its own writes only.
     pub(crate) fn change<R>(
         &self,
         change: impl FnOnce(&mut ChangeSet) -> Result<R, Error>,
@@ -227,7 +229,15 @@ impl Session {
             }
             return result;
         }
-        change(&mut state.changes)
+        let before = state.changes.clone();
+        let result = change(&mut state.changes)?;
+        let limits = self.shared.config.size_limits;
+        let base = self.size_base(&state);
+        if let Err(error) = limits.check(base, &state.committed, &state.changes, None) {
+            state.changes = before;
+            return Err(error);
+        }
+        Ok(result)
     }
 
     /// The session's keys, sorted, loading the session on first use.
@@ -442,6 +452,14 @@ impl Shared {
                 let live = tokens.is_live(contents, expiry).await?;
                 Ok(live.then(|| contents.record.clone()))
             }
+        }
+    }
+
+    /// The stored fields, if a read loaded them (none if the store had no session).
+    pub(crate) fn loaded_fields(&self) -> crate::size::Base<'_> {
+        match self.loaded.get() {
+            Some(loaded) => crate::size::Base::Known(loaded.as_deref().map(|r| &r.data)),
+            None => crate::size::Base::Unknown,
         }
     }
 

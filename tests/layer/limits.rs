@@ -115,3 +115,90 @@ async fn hashed_id_names_the_session_as_the_store_lists_it() {
     // Never the raw token.
     assert!(!phone.contains(&phone_id));
 }
+
+/// Store mode's size bound: 100 bytes per value, 1,000 per session in these tests.
+fn bounded(layer: tower_stateless::SessionLayerBuilder) -> tower_stateless::SessionLayerBuilder {
+    layer.with_max_value_size(100).with_max_session_size(1_000)
+}
+
+#[tokio::test]
+async fn a_value_over_its_bound_is_refused_with_413_and_not_stored() {
+    let app = App::with(bounded);
+    let cookie = app.login("ada").await;
+    app.store.take_calls();
+    let reply = app.send("POST", "/fill/big/100", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reply.body.contains("size bound"), "{}", reply.body);
+    assert!(
+        !app.store.take_calls().contains(&"apply"),
+        "refused before any store write"
+    );
+    let read = app.send("GET", "/get/big", Some(&cookie)).await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND);
+    // Just within the bound ("big" and 95 x's with their quotes: 100 bytes).
+    let fits = app.send("POST", "/fill/big/95", Some(&cookie)).await;
+    assert_eq!(fits.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_that_read_the_session_is_bounded_exactly() {
+    let app = App::with(bounded);
+    let cookie = app.login("ada").await;
+    // Deferred: `/incr` reads its key (loading the session), then inserts.
+    let mut accepted = 0;
+    for n in 0..200 {
+        let reply = app
+            .send("POST", &format!("/incr/counter-{n:03}"), Some(&cookie))
+            .await;
+        match reply.status {
+            StatusCode::OK => accepted += 1,
+            StatusCode::PAYLOAD_TOO_LARGE => break,
+            status => panic!("{status}"),
+        }
+    }
+    assert!((50..=100).contains(&accepted), "{accepted} accepted");
+    app.store.take_calls();
+    let refused = app.send("POST", "/incr/one-more", Some(&cookie)).await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        app.store.take_calls(),
+        ["load"],
+        "refused before any store write"
+    );
+    // Immediate: `/read-then-add` reads, then increments at once.
+    let refused = app
+        .send("POST", "/read-then-add/one-more", Some(&cookie))
+        .await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!app.store.take_calls().contains(&"increment"));
+    let keys = app.send("GET", "/keys", Some(&cookie)).await;
+    assert_eq!(keys.body.matches("counter-").count(), accepted);
+    // Growing a list held in one value (`update` reads it) is bounded the same way.
+    app.send("POST", "/clear", Some(&cookie)).await;
+    let mut last = StatusCode::OK;
+    for n in 0..100 {
+        last = app
+            .send("POST", &format!("/append/list/{n}"), Some(&cookie))
+            .await
+            .status;
+        if last != StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn size_bounds_that_cannot_work_are_configuration_errors() {
+    let build = |value: usize, session: usize| {
+        SessionLayer::builder(tower_stateless::MemoryStore::new(), Key::generate())
+            .with_max_value_size(value)
+            .with_max_session_size(session)
+            .build()
+    };
+    assert_eq!(build(0, 1_000).unwrap_err(), ConfigError::SizeLimits);
+    assert_eq!(build(2_000, 1_000).unwrap_err(), ConfigError::SizeLimits);
+    assert!(build(1_000, 1_000).is_ok());
+    let message = ConfigError::SizeLimits.to_string();
+    assert!(message.contains("value's size"), "{message}");
+}

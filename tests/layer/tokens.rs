@@ -343,12 +343,8 @@ async fn an_insert_past_the_budget_fails_where_it_happens() {
     assert_within_budget(&second);
     let cookie = second.cookie().unwrap();
     let third = app.send("POST", "/fill/c/1000", Some(&cookie)).await;
-    assert_eq!(third.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        third.body.contains("would not fit in its cookie"),
-        "{}",
-        third.body
-    );
+    assert_eq!(third.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(third.body.contains("its cookie"), "{}", third.body);
     assert_eq!(third.cookie(), None);
     assert_eq!(app.send("GET", "/keys", Some(&cookie)).await.body, "a,b");
 
@@ -357,7 +353,7 @@ async fn an_insert_past_the_budget_fails_where_it_happens() {
     let bound = app
         .send("POST", &format!("/bind/{user}"), Some(&cookie))
         .await;
-    assert_eq!(bound.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(bound.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         bound.set_cookies(),
         Vec::<String>::new(),

@@ -94,6 +94,12 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_IMPLEMENTED,
                 "token mode keeps sessions in cookies: nothing lists a user's sessions".to_owned(),
             ),
+            // A cart of thousands of lines (or any session past its bound): the client's
+            // own doing, said in words.
+            Self::Session(error) if error.kind() == tower_stateless::ErrorKind::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the session is full: remove cart lines or check out first".to_owned(),
+            ),
             Self::Session(error) => return error.into_response(),
             Self::Objects(error) => {
                 tracing::warn!(%error, "object storage unavailable");

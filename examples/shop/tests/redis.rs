@@ -752,3 +752,61 @@ async fn upload_limits_are_per_user_across_instances_and_name_no_user() {
     assert!(keys.contains("shop:uploads:"), "{keys}");
     assert!(!keys.contains("limited-user"), "{keys}");
 }
+
+/// 3,000 distinct cart lines of the longest SKU (the attack the size bound answers): the
+/// cart is refused with a 413 and a message long before the session's hash in Redis
+/// reaches 256 KiB, nothing is written by a refused add, and the cart still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_of_thousands_of_lines_is_refused_before_the_session_grows_past_its_bound() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    let cookie = shop.login("hoarder").await;
+    let mut accepted = 0;
+    let mut refused = None;
+    for n in 0..3_000 {
+        let sku = format!("{n:0>64}");
+        let body = json!({"sku": sku, "qty": 1});
+        let reply = shop
+            .call("POST", "/cart/items", Some(&cookie), Some(body))
+            .await;
+        match reply.status {
+            StatusCode::OK => accepted += 1,
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                refused = Some(reply.json);
+                break;
+            }
+            status => panic!("line {n}: {status}"),
+        }
+    }
+    let refused = refused.expect("the cart is refused before 3,000 lines");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("session is full"),
+        "{refused}"
+    );
+    // The session's hash: every field and value, as Redis holds them.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = connection.keys("session:{*").await.unwrap();
+    let mut largest = 0;
+    for key in keys {
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = connection.hgetall(&key).await.unwrap();
+        let size: usize = fields.iter().map(|(f, v)| f.len() + v.len()).sum();
+        largest = largest.max(size);
+    }
+    assert!(largest < 256 * 1024, "a session of {largest} bytes");
+    assert!(
+        largest <= 64 * 1024 + 1024,
+        "within the default bound: {largest} bytes"
+    );
+    // Nothing of the refused add was written; the cart still answers and checks out.
+    let cart = shop.call("GET", "/cart", Some(&cookie), None).await;
+    assert_eq!(cart.json["items"].as_array().unwrap().len(), accepted);
+    let checkout = shop.call("POST", "/checkout", Some(&cookie), None).await;
+    assert_eq!(checkout.status, StatusCode::OK);
+    eprintln!("size bound: {accepted} cart lines accepted, the next refused; largest session {largest} bytes");
+}
