@@ -92,6 +92,10 @@ impl Config {
         if matches!(self.backend, Backend::Tokens(_)) && self.max_sessions_per_user.is_some() {
             return Err(ConfigError::NeedsStore("a limit on sessions per user"));
         }
+        #[cfg(feature = "token")]
+        if let Backend::Tokens(tokens) = &self.backend {
+            tokens.validate(self)?;
+        }
         Ok(())
     }
 }
@@ -149,6 +153,17 @@ pub enum ConfigError {
     /// Token mode was given a setting only a store can honour (it lists no user's
     /// sessions): the setting is named.
     NeedsStore(&'static str),
+    /// Token mode's size budget (`TokenSessions::with_max_cookie_len`, the whole
+    /// `Set-Cookie` value) is above what browsers keep (`max`, 4096 bytes) or
+    /// below what an empty session takes with the cookie's name and attributes (`min`).
+    TokenBudget {
+        /// The budget set.
+        budget: usize,
+        /// The least budget an empty session fits in, with these cookie settings.
+        min: usize,
+        /// The most: what browsers keep.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -174,6 +189,12 @@ impl fmt::Display for ConfigError {
             }
             Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
             Self::NeedsStore(setting) => write!(f, "token mode has no store for {setting}"),
+            Self::TokenBudget { budget, min, max } => write!(
+                f,
+                "the token-mode cookie budget of {budget} bytes (the whole Set-Cookie value) \
+                 must be at least {min} (an empty session with this cookie's name and \
+                 attributes) and at most {max} (what browsers keep)"
+            ),
         }
     }
 }

@@ -46,8 +46,9 @@ pub enum ErrorKind {
     /// [`Session::update`](crate::Session::update) found the key changed under it on
     /// every attempt; nothing was written.
     Contended,
-    /// Token mode: the session would no longer fit in its cookie (name and value at most
-    /// 4096 bytes); the change that would overflow it was not recorded.
+    /// Token mode: the session would no longer fit in its cookie (the whole `Set-Cookie`
+    /// value at most the budget, 4096 bytes by default); the change that would overflow
+    /// it was not recorded.
     TooLarge,
 }
 
@@ -143,7 +144,7 @@ impl fmt::Display for Error {
             }
             (ErrorKind::Overflow, _) => f.write_str("a session increment would overflow"),
             (ErrorKind::TooLarge, _) => {
-                f.write_str("the session would not fit in its cookie (4096 bytes)")
+                f.write_str("the session would not fit in its cookie (the token-mode budget)")
             }
             (ErrorKind::Contended, _) => {
                 f.write_str("a session value kept changing during a read-modify-write")

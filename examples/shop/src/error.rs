@@ -94,6 +94,11 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_IMPLEMENTED,
                 "token mode keeps sessions in cookies: nothing lists a user's sessions".to_owned(),
             ),
+            // Token mode: the change would take the session past its cookie's budget.
+            Self::Session(error) if error.kind() == tower_stateless::ErrorKind::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the session is full: its cookie would be over the size budget".to_owned(),
+            ),
             Self::Session(error) => return error.into_response(),
             Self::Objects(error) => {
                 tracing::warn!(%error, "object storage unavailable");

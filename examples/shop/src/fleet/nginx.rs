@@ -119,6 +119,11 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     client_max_body_size 6m;
+    # The whole response head must fit in proxy_buffer_size (default one 4 KiB page, a 502
+    # past it): a token-mode Set-Cookie alone may take 4096 bytes, the layer's budget.
+    proxy_buffer_size 8k;
+    proxy_buffers 8 8k;
+    proxy_busy_buffers_size 16k;
     upstream shop {{
 {servers}        keepalive 32;
     }}

@@ -1068,6 +1068,58 @@ async fn in_token_mode_a_logout_on_one_instance_is_refused_by_the_others() {
     );
 }
 
+/// Token mode fills a cart until the layer refuses (413): the last accepted answer, whose
+/// `Set-Cookie` is within a cart line of the 4096-byte budget, comes back through nginx
+/// (whose default 4 KiB `proxy_buffer_size` would answer 502), and so does the cart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_filled_to_its_budget_passes_through_nginx() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start_in(FleetStore::Memory, "token");
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let (mut accepted, mut last, mut refused) = (Vec::new(), None, None);
+    // A line takes about 100 bytes of token: the budget is reached within 45.
+    for n in 0..200 {
+        let sku = format!("{n:0>64}");
+        let reply = (client.request("POST", "/cart/items", add_body(&sku)).await)
+            .unwrap_or_else(|failed| panic!("add {n}: {}", failed.0));
+        match reply.status {
+            200 => {
+                accepted.push(sku);
+                last = reply.set_cookie;
+            }
+            413 => {
+                refused = Some(reply);
+                break;
+            }
+            status => panic!("add {n}: {status} after {} accepted", accepted.len()),
+        }
+    }
+    let refused = refused.expect("the layer refuses a line past the budget");
+    assert_eq!(
+        refused.json["error"],
+        "the session is full: its cookie would be over the size budget"
+    );
+    assert_eq!(refused.set_cookie, None, "no oversized cookie");
+    let last = last.expect("each add sets the cookie");
+    report(&format!(
+        "token budget: {} lines, last Set-Cookie {} bytes, refused with 413",
+        accepted.len(),
+        last.len()
+    ));
+    assert!(
+        (4096 - 120..=4096).contains(&last.len()),
+        "{} bytes",
+        last.len()
+    );
+    let held = cart(&client).await.expect("still logged in");
+    assert_eq!(held, accepted.into_iter().collect::<BTreeSet<_>>());
+    stop_and_check(fleet, 4);
+}
+
 /// The kill test with sessions in PostgreSQL (`DATABASE_URL`, a server the test starts):
 /// 4 writers, 600 adds, instance 1 SIGKILLed and restarted under traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
