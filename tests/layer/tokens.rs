@@ -386,6 +386,37 @@ async fn the_budget_counts_the_whole_set_cookie_value() {
     );
 }
 
+/// `SessionLayer::with_tokens` cannot fail: a budget past what browsers keep counts as
+/// 4096 there, and one too small for any session makes writes fail, never a panic.
+#[tokio::test]
+async fn with_tokens_keeps_an_unchecked_budget_within_what_browsers_keep() {
+    let unchecked = |len: usize| {
+        let layer = SessionLayer::with_tokens(
+            TokenSessions::new().with_max_cookie_len(len),
+            Keys::new(key(1)),
+        );
+        App {
+            store: crate::Instrumented::default(),
+            clock: crate::ManualClock::default(),
+            router: crate::routes().layer(layer),
+        }
+    };
+    let full = fill_to_the_budget(&unchecked(usize::MAX)).await;
+    assert!(
+        (4096 - 20..=4096).contains(&full.len()),
+        "{} bytes",
+        full.len()
+    );
+    let reply = unchecked(10).send("POST", "/fill/a/1", None).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply.body.contains("would not fit in its cookie"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.set_cookies(), Vec::<String>::new());
+}
+
 #[test]
 fn a_budget_browsers_would_not_keep_or_too_small_for_an_empty_session_fails_at_build() {
     let build = |len: usize, persistent: bool| {
