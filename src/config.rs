@@ -104,6 +104,10 @@ impl Config {
                 return Err(ConfigError::NeedsStore("a session size bound in bytes"));
             }
         }
+        #[cfg(feature = "token")]
+        if let Backend::Tokens(tokens) = &self.backend {
+            tokens.validate(self)?;
+        }
         Ok(())
     }
 }
@@ -163,6 +167,17 @@ pub enum ConfigError {
     /// Token mode was given a setting only a store can honour (it lists no user's
     /// sessions): the setting is named.
     NeedsStore(&'static str),
+    /// Token mode's size budget (`TokenSessions::with_max_cookie_len`, the whole
+    /// `Set-Cookie` value) is above what browsers keep (`max`, 4096 bytes) or
+    /// below what an empty session takes with the cookie's name and attributes (`min`).
+    TokenBudget {
+        /// The budget set.
+        budget: usize,
+        /// The least budget an empty session fits in, with these cookie settings.
+        min: usize,
+        /// The most: what browsers keep.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -191,6 +206,12 @@ impl fmt::Display for ConfigError {
                 "the bound on a value's size must be at least 1 byte and at most the session's",
             ),
             Self::NeedsStore(setting) => write!(f, "token mode has no store for {setting}"),
+            Self::TokenBudget { budget, min, max } => write!(
+                f,
+                "the token-mode cookie budget of {budget} bytes (the whole Set-Cookie value) \
+                 must be at least {min} (an empty session with this cookie's name and \
+                 attributes) and at most {max} (what browsers keep)"
+            ),
         }
     }
 }

@@ -48,7 +48,8 @@ pub enum ErrorKind {
     Contended,
     /// The session would pass its size bound
     /// ([`with_max_session_size`](crate::SessionLayerBuilder::with_max_session_size)), or in
-    /// token mode no longer fit in its cookie; nothing of the change was written. Answered
+    /// token mode no longer fit in its cookie (the whole `Set-Cookie`
+    /// value at most the budget, 4096 bytes by default); nothing of the change was written. Answered
     /// 413 through axum and by the default failure responses.
     TooLarge,
 }
@@ -145,7 +146,9 @@ impl fmt::Display for Error {
             }
             (ErrorKind::Overflow, _) => f.write_str("a session increment would overflow"),
             (ErrorKind::TooLarge, _) => {
-                f.write_str("the session would pass its size bound (or, in token mode, its cookie)")
+                f.write_str(
+                    "the session would pass its size bound (in token mode: would not fit in its cookie)",
+                )
             }
             (ErrorKind::Contended, _) => {
                 f.write_str("a session value kept changing during a read-modify-write")

@@ -11,6 +11,7 @@ mod seal;
 mod session;
 mod writeback;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +24,13 @@ pub(crate) use self::writeback::run;
 
 use self::revocation::DynRevocations;
 use self::seal::Sealer;
+use crate::config::{Backend, Config, ConfigError};
+use crate::cookie::MAX_COOKIE_LEN;
 use crate::error::{Error, ErrorKind};
 use crate::expiry::{Expiry, Timestamp};
 use crate::keys::{Keys, Rejected, Verified};
 use crate::metrics::{self, CallOutcome};
-use crate::record::Record;
+use crate::record::{Metadata, Record};
 use crate::store::within;
 
 /// Token mode's settings, for [`SessionLayer::with_tokens`](crate::SessionLayer::with_tokens):
@@ -46,6 +49,8 @@ use crate::store::within;
 pub struct TokenSessions {
     revocations: Option<Arc<dyn DynRevocations>>,
     fail_open: bool,
+    /// `None`: [`MAX_COOKIE_LEN`].
+    max_cookie_len: Option<usize>,
 }
 
 impl TokenSessions {
@@ -68,6 +73,30 @@ impl TokenSessions {
     /// users in, including ones who logged out during it.
     pub fn with_fail_open(mut self, fail_open: bool) -> Self {
         self.fail_open = fail_open;
+        self
+    }
+
+    /// The size budget: the most bytes the whole `Set-Cookie` value may take (name, `=`,
+    /// the token and every attribute the layer sends: `Path`, `Domain`, `Max-Age`,
+    /// `Secure`, `HttpOnly`, `SameSite`), or, with
+    /// [`with_header`](crate::SessionLayerBuilder::with_header), the header's name, one
+    /// byte and the token. Default and most: 4096, what browsers keep of a cookie's name
+    /// and value (RFC 6265bis). A change that would take the session past it fails at
+    /// once with [`ErrorKind::TooLarge`] and no larger token is sent.
+    ///
+    /// A reverse proxy must take the whole response head: nginx's default
+    /// `proxy_buffer_size` (4 KiB on x86-64) does not hold a 4096-byte `Set-Cookie` and
+    /// the other headers, and answers 502. Raise the proxy's buffer (the shop's fleet sets
+    /// 8 KiB), or lower the budget by what the other headers take.
+    ///
+    /// Checked by [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build)
+    /// ([`ConfigError::TokenBudget`](crate::ConfigError::TokenBudget) if above 4096 or
+    /// below what an empty session takes with the cookie's attributes).
+    /// [`SessionLayer::with_tokens`](crate::SessionLayer::with_tokens) cannot fail: there
+    /// a budget above 4096 counts as 4096, and one too small makes every write fail with
+    /// [`ErrorKind::TooLarge`].
+    pub fn with_max_cookie_len(mut self, len: usize) -> Self {
+        self.max_cookie_len = Some(len);
         self
     }
 
@@ -103,6 +132,7 @@ impl fmt::Debug for TokenSessions {
         f.debug_struct("TokenSessions")
             .field("revocations", &self.revocations.is_some())
             .field("fail_open", &self.fail_open)
+            .field("max_cookie_len", &self.max_cookie_len)
             .finish()
     }
 }
@@ -136,13 +166,50 @@ impl Tokens {
         self.sealer.open(name, token)
     }
 
-    /// The token for `contents`, or [`ErrorKind::TooLarge`] if `name=token` would not
-    /// fit in a cookie: the layer never sends one browsers would drop.
-    pub(crate) fn seal(&self, name: &str, contents: &Contents) -> Result<String, Error> {
-        check_budget(name, &contents.record)?;
+    /// The token for `contents`, or [`ErrorKind::TooLarge`] if what the layer would send
+    /// for it is over the budget: the layer never sends a cookie browsers would drop.
+    pub(crate) fn seal(&self, config: &Config, contents: &Contents) -> Result<String, Error> {
+        self.check_budget(config, &contents.record)?;
         self.sealer
-            .seal(name, contents)
+            .seal(config.carrier.name(), contents)
             .ok_or_else(|| Error::of_kind(ErrorKind::TooLarge))
+    }
+
+    /// Sealing alone, without the budget check (which needs the layer's carrier): for
+    /// the benchmarks (`__bench`).
+    pub(crate) fn seal_only(&self, name: &str, contents: &Contents) -> Option<String> {
+        self.sealer.seal(name, contents)
+    }
+
+    /// The budget in force: the setting, never above what browsers keep.
+    fn budget(&self) -> usize {
+        (self.settings.max_cookie_len)
+            .unwrap_or(MAX_COOKIE_LEN)
+            .min(MAX_COOKIE_LEN)
+    }
+
+    /// Whether `record`, sealed, fits the budget with `config`'s carrier.
+    fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
+        match format::encoded_len(record) {
+            Some(len) if set_len(config, len) <= self.budget() => Ok(()),
+            _ => Err(Error::of_kind(ErrorKind::TooLarge)),
+        }
+    }
+
+    /// The budget's check at build: at most what browsers keep, at least an empty
+    /// session with the carrier's attributes.
+    pub(crate) fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        let budget = self.settings.max_cookie_len.unwrap_or(MAX_COOKIE_LEN);
+        let empty = Record::new(HashMap::new(), Metadata::new(Timestamp::default()));
+        let min = format::encoded_len(&empty).map_or(usize::MAX, |len| set_len(config, len));
+        if budget > MAX_COOKIE_LEN || budget < min {
+            return Err(ConfigError::TokenBudget {
+                budget,
+                min,
+                max: MAX_COOKIE_LEN,
+            });
+        }
+        Ok(())
     }
 
     /// Whether the token is live at `expiry`: within both deadlines (from its sealed
@@ -207,12 +274,18 @@ impl Tokens {
     }
 }
 
-/// Whether `record` sealed fits in a cookie named `name`.
-pub(crate) fn check_budget(name: &str, record: &Record) -> Result<(), Error> {
-    match format::encoded_len(record) {
-        Some(len) if seal::fits(name, len) => Ok(()),
-        _ => Err(Error::of_kind(ErrorKind::TooLarge)),
+/// Whether `record` sealed fits the budget of `config`'s token mode.
+pub(crate) fn check_budget(config: &Config, record: &Record) -> Result<(), Error> {
+    match &config.backend {
+        Backend::Tokens(tokens) => tokens.check_budget(config, record),
+        Backend::Store(_) => Ok(()),
     }
+}
+
+/// What the carrier sends for a token sealing `plaintext_len` bytes.
+fn set_len(config: &Config, plaintext_len: usize) -> usize {
+    let token_len = seal::sealed_len(plaintext_len);
+    (config.carrier).set_len(token_len, config.expiry.absolute_lifetime)
 }
 
 /// The creation time of a token's user binding after `changes`: now if they bind.

@@ -1,9 +1,10 @@
 //! Revoking sealed tokens before they expire: what a revocation store records, and the
 //! in-process one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,6 +123,10 @@ impl<R: Revocations> DynRevocations for R {
 
 /// Revocations kept in this process: real for a single instance, lost on restart, and
 /// invisible to other instances (use `RedisStore` for a fleet). Clones share the state.
+///
+/// Each call costs O(log n) in the number of revocations held, plus the ones it forgets:
+/// they are kept ordered by the time they may be forgotten, and a call looks only at
+/// those that are due, never at the whole map.
 #[derive(Clone, Default)]
 pub struct MemoryRevocations {
     inner: Arc<Mutex<Inner>>,
@@ -130,9 +135,69 @@ pub struct MemoryRevocations {
 #[derive(Default)]
 struct Inner {
     /// Hashed session ID → until when it must stay revoked.
-    sessions: HashMap<HashedId, Timestamp>,
-    /// User ID → (not before, forgotten at).
-    users: HashMap<String, (Timestamp, Timestamp)>,
+    sessions: Expiring<HashedId, ()>,
+    /// User ID → not before, forgotten at its deadline.
+    users: Expiring<String, Timestamp>,
+}
+
+/// Entries forgotten at their deadlines: a map for lookups, and the same keys ordered by
+/// deadline, so that pruning looks only at the entries that are due.
+struct Expiring<K, V> {
+    entries: HashMap<K, (V, Timestamp)>,
+    deadlines: BTreeSet<(Timestamp, K)>,
+    /// Entries looked at while pruning, for the tests.
+    #[cfg(test)]
+    examined: usize,
+}
+
+impl<K, V> Default for Expiring<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            #[cfg(test)]
+            examined: 0,
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Ord, V> Expiring<K, V> {
+    fn get<Q>(&self, key: &Q) -> Option<&(V, Timestamp)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.entries.get(key)
+    }
+
+    /// Sets `key` to `value` until `until`, replacing its entry and deadline if any.
+    fn insert(&mut self, key: K, value: V, until: Timestamp) {
+        if let Some((_, before)) = self.entries.insert(key.clone(), (value, until)) {
+            self.deadlines.remove(&(before, key.clone()));
+        }
+        self.deadlines.insert((until, key));
+    }
+
+    /// Forgets every entry whose deadline is not after `now`, earliest first, stopping
+    /// at the first one still due later: each entry is pruned once, O(log n) each.
+    fn prune(&mut self, now: Timestamp) {
+        while let Some((until, _)) = self.deadlines.first() {
+            #[cfg(test)]
+            {
+                self.examined += 1;
+            }
+            if *until > now {
+                break;
+            }
+            if let Some((_, key)) = self.deadlines.pop_first() {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 impl MemoryRevocations {
@@ -157,9 +222,9 @@ impl Revocations for MemoryRevocations {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner.sessions.retain(|_, until| *until > now);
+        inner.sessions.prune(now);
         if until > now {
-            inner.sessions.insert(id.clone(), until);
+            inner.sessions.insert(id.clone(), (), until);
         }
         Ok(())
     }
@@ -171,14 +236,14 @@ impl Revocations for MemoryRevocations {
         keep_for: Duration,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner.users.retain(|_, (_, until)| *until > not_before);
-        let entry = inner
-            .users
-            .entry(user_id.to_owned())
-            .or_insert((not_before, not_before));
+        inner.users.prune(not_before);
         // A later log-out-everywhere never moves the boundary back.
-        entry.0 = entry.0.max(not_before);
-        entry.1 = not_before.saturating_add(keep_for);
+        let kept = match inner.users.get(user_id) {
+            Some((earlier, _)) => (*earlier).max(not_before),
+            None => not_before,
+        };
+        let until = not_before.saturating_add(keep_for);
+        inner.users.insert(user_id.to_owned(), kept, until);
         Ok(())
     }
 
@@ -189,7 +254,10 @@ impl Revocations for MemoryRevocations {
         now: Timestamp,
     ) -> Result<RevocationState, StoreError> {
         let inner = self.lock();
-        let session_revoked = inner.sessions.get(id).is_some_and(|until| *until > now);
+        let session_revoked = inner
+            .sessions
+            .get(id)
+            .is_some_and(|(_, until)| *until > now);
         let user_not_before = user_id
             .and_then(|user| inner.users.get(user))
             .filter(|(_, until)| *until > now)
@@ -205,5 +273,146 @@ impl fmt::Debug for MemoryRevocations {
             .field("sessions", &inner.sessions.len())
             .field("users", &inner.users.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MemoryRevocations, Revocations as _};
+    use crate::expiry::Timestamp;
+    use crate::id::{HashedId, SessionId};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn hashed() -> HashedId {
+        SessionId::generate().unwrap().hashed()
+    }
+
+    impl MemoryRevocations {
+        /// Entries looked at by pruning so far, sessions and users.
+        fn examined(&self) -> usize {
+            let inner = self.lock();
+            inner.sessions.examined + inner.users.examined
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revocation_looks_only_at_what_is_due_not_at_the_whole_map() {
+        let revocations = MemoryRevocations::new();
+        let mut costs = Vec::new();
+        for held in [100, 10_000] {
+            // `held` revocations, none due for an hour.
+            for n in 0..held {
+                let (id, user) = (hashed(), format!("user-{held}-{n}"));
+                revocations
+                    .revoke_session(&id, at(3_600_000), at(1))
+                    .await
+                    .unwrap();
+                revocations.revoke_user(&user, at(1), HOUR).await.unwrap();
+            }
+            let before = revocations.examined();
+            revocations
+                .revoke_session(&hashed(), at(3_600_000), at(2))
+                .await
+                .unwrap();
+            revocations
+                .revoke_user("one more", at(2), HOUR)
+                .await
+                .unwrap();
+            costs.push(revocations.examined() - before);
+        }
+        // One entry looked at per map (the earliest, not yet due), however many are held.
+        assert_eq!(costs, [2, 2]);
+        assert_eq!(
+            format!("{revocations:?}"),
+            "MemoryRevocations { sessions: 10102, users: 10101 }"
+        );
+    }
+
+    async fn revoked(revocations: &MemoryRevocations, id: &HashedId, now: u64) -> bool {
+        let state = revocations.revocation_state(id, None, at(now)).await;
+        state.unwrap().session_revoked
+    }
+
+    #[tokio::test]
+    async fn what_is_due_is_forgotten_and_the_rest_kept() {
+        let revocations = MemoryRevocations::new();
+        let (early, late, moved) = (hashed(), hashed(), hashed());
+        revocations
+            .revoke_session(&early, at(100), at(1))
+            .await
+            .unwrap();
+        revocations
+            .revoke_session(&late, at(300), at(1))
+            .await
+            .unwrap();
+        // Revoked again with a later deadline: the earlier one no longer forgets it.
+        revocations
+            .revoke_session(&moved, at(100), at(1))
+            .await
+            .unwrap();
+        revocations
+            .revoke_session(&moved, at(400), at(2))
+            .await
+            .unwrap();
+        // A deadline already past records nothing.
+        revocations
+            .revoke_session(&hashed(), at(2), at(2))
+            .await
+            .unwrap();
+        assert!(
+            revoked(&revocations, &early, 99).await && !revoked(&revocations, &early, 100).await
+        );
+        assert!(
+            revoked(&revocations, &moved, 399).await && !revoked(&revocations, &moved, 400).await
+        );
+        // A call at 150 forgets `early` only.
+        revocations
+            .revoke_session(&hashed(), at(1000), at(150))
+            .await
+            .unwrap();
+        assert_eq!(
+            format!("{revocations:?}"),
+            "MemoryRevocations { sessions: 3, users: 0 }"
+        );
+        assert!(
+            revoked(&revocations, &late, 299).await && revoked(&revocations, &moved, 399).await
+        );
+        revocations
+            .revoke_session(&hashed(), at(1000), at(400))
+            .await
+            .unwrap();
+        assert_eq!(
+            format!("{revocations:?}"),
+            "MemoryRevocations { sessions: 2, users: 0 }"
+        );
+
+        // Users: the boundary never moves back; the deadline is the latest call's.
+        revocations.revoke_user("u", at(50), HOUR).await.unwrap();
+        revocations
+            .revoke_user("u", at(20), Duration::from_millis(100))
+            .await
+            .unwrap();
+        let state = revocations
+            .revocation_state(&early, Some("u"), at(110))
+            .await
+            .unwrap();
+        assert_eq!(state.user_not_before, Some(at(50)));
+        let state = revocations
+            .revocation_state(&early, Some("u"), at(120))
+            .await
+            .unwrap();
+        assert_eq!(state.user_not_before, None, "forgotten at 20 + 100 ms");
+        revocations.revoke_user("v", at(130), HOUR).await.unwrap();
+        assert_eq!(
+            format!("{revocations:?}"),
+            "MemoryRevocations { sessions: 2, users: 1 }"
+        );
     }
 }

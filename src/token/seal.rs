@@ -10,7 +10,6 @@ use chacha20poly1305::aead::{Aead as _, AeadInPlace as _, KeyInit as _, Payload}
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use super::format::{self, Contents};
-use crate::cookie::MAX_COOKIE_LEN;
 use crate::keys::{Keys, Rejected, Verified};
 
 /// The derived key's label: no other purpose uses it (see `store/sealed/cipher.rs`).
@@ -114,12 +113,6 @@ fn associated_data(name: &str) -> Vec<u8> {
 /// without padding).
 pub(crate) fn sealed_len(plaintext_len: usize) -> usize {
     ((NONCE_LEN + plaintext_len + TAG_LEN) * 4).div_ceil(3)
-}
-
-/// Whether a cookie `name=token` with a token sealing `plaintext_len` bytes fits the
-/// 4096 bytes of name and value browsers keep (RFC 6265bis 5.7), counting the `=`.
-pub(crate) fn fits(name: &str, plaintext_len: usize) -> bool {
-    name.len() + 1 + sealed_len(plaintext_len) <= MAX_COOKIE_LEN
 }
 
 #[cfg(test)]

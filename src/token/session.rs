@@ -31,7 +31,7 @@ impl Session {
         if state.changes.apply_to(&mut record).is_err() {
             return Ok(());
         }
-        check_budget(shared.config.carrier.name(), &record)
+        check_budget(&shared.config, &record)
     }
 
     /// Token mode's [`increment`](Session::increment): the sum, computed now from the

@@ -114,9 +114,7 @@ fn reseal(
         record: record.into(),
         bound_at: bound_at(contents.bound_at, changes, expiry.now),
     };
-    tokens
-        .seal(config.carrier.name(), &sealed)
-        .map(CookieUpdate::Sealed)
+    tokens.seal(config, &sealed).map(CookieUpdate::Sealed)
 }
 
 /// The token was dead at write-back (expired or revoked) and the request never saw it
@@ -150,9 +148,7 @@ fn create(
         record: record.into(),
         bound_at: expiry.now,
     };
-    tokens
-        .seal(config.carrier.name(), &sealed)
-        .map(CookieUpdate::Sealed)
+    tokens.seal(config, &sealed).map(CookieUpdate::Sealed)
 }
 
 fn fresh_id() -> Result<SessionId, Error> {

@@ -11,7 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use tower_stateless::store::{HashedId, StoreError, Timestamp};
 use tower_stateless::{
-    Keys, MemoryRevocations, RevocationState, Revocations, SessionLayerBuilder, TokenSessions,
+    ConfigError, Keys, MemoryRevocations, RevocationState, Revocations, SessionLayer,
+    SessionLayerBuilder, TokenSessions,
 };
 
 use crate::{key, App};
@@ -327,11 +328,141 @@ async fn rotation_opens_old_tokens_and_reseals_them() {
     assert_eq!(kept.body, "\"1\"");
 }
 
+/// The whole `Set-Cookie` value, attributes and all, is within the default budget.
 fn assert_within_budget(reply: &crate::Reply) {
     for cookie in reply.set_cookies() {
-        let pair = cookie.split(';').next().unwrap();
-        assert!(pair.len() <= 4096, "{} bytes", pair.len());
+        assert!(cookie.len() <= 4096, "{} bytes", cookie.len());
     }
+}
+
+/// Fills a session with one-character values until the layer refuses one; the last
+/// accepted `Set-Cookie` value.
+async fn fill_to_the_budget(app: &App) -> String {
+    let reply = app.send("POST", "/fill-many/1", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let count: usize = reply.body.parse().unwrap();
+    assert!(count > 100, "{count} values");
+    let set_cookies = reply.set_cookies();
+    assert_eq!(set_cookies.len(), 1, "{set_cookies:?}");
+    set_cookies.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn the_budget_counts_the_whole_set_cookie_value() {
+    // Default cookie: `__Host-id=...; HttpOnly; SameSite=Lax; Secure; Path=/`.
+    let full = fill_to_the_budget(&plain(|layer| layer)).await;
+    assert!(
+        full.ends_with("; HttpOnly; SameSite=Lax; Secure; Path=/"),
+        "{full}"
+    );
+    // One more value (about 14 bytes of token) would not have fitted.
+    assert!(
+        (4096 - 20..=4096).contains(&full.len()),
+        "{} bytes",
+        full.len()
+    );
+
+    // Every attribute counts: a domain, a path and a persistent cookie's Max-Age, under a
+    // smaller budget.
+    let app = App::tokens(
+        TokenSessions::new().with_max_cookie_len(3000),
+        Keys::new(key(1)),
+        |layer| {
+            layer
+                .with_cookie_domain("shop.example")
+                .with_cookie_path("/cart")
+                .with_persistent_cookie(true)
+        },
+    );
+    let full = fill_to_the_budget(&app).await;
+    assert!(full.starts_with("__Secure-id="), "{full}");
+    for attribute in ["; Domain=shop.example", "; Path=/cart", "; Max-Age=604800"] {
+        assert!(full.contains(attribute), "{attribute} in {full}");
+    }
+    assert!(
+        (3000 - 20..=3000).contains(&full.len()),
+        "{} bytes",
+        full.len()
+    );
+}
+
+/// `SessionLayer::with_tokens` cannot fail: a budget past what browsers keep counts as
+/// 4096 there, and one too small for any session makes writes fail, never a panic.
+#[tokio::test]
+async fn with_tokens_keeps_an_unchecked_budget_within_what_browsers_keep() {
+    let unchecked = |len: usize| {
+        let layer = SessionLayer::with_tokens(
+            TokenSessions::new().with_max_cookie_len(len),
+            Keys::new(key(1)),
+        );
+        App {
+            store: crate::Instrumented::default(),
+            clock: crate::ManualClock::default(),
+            router: crate::routes().layer(layer),
+        }
+    };
+    let full = fill_to_the_budget(&unchecked(usize::MAX)).await;
+    assert!(
+        (4096 - 20..=4096).contains(&full.len()),
+        "{} bytes",
+        full.len()
+    );
+    let reply = unchecked(10).send("POST", "/fill/a/1", None).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply.body.contains("would not fit in its cookie"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.set_cookies(), Vec::<String>::new());
+}
+
+#[test]
+fn a_budget_browsers_would_not_keep_or_too_small_for_an_empty_session_fails_at_build() {
+    let build = |len: usize, persistent: bool| {
+        SessionLayer::tokens_builder(
+            TokenSessions::new().with_max_cookie_len(len),
+            Keys::new(key(1)),
+        )
+        .with_persistent_cookie(persistent)
+        .build()
+    };
+    let error = build(4097, false).unwrap_err();
+    assert_eq!(
+        (error, error.to_string()),
+        (
+            ConfigError::TokenBudget {
+                budget: 4097,
+                min: 173,
+                max: 4096
+            },
+            "the token-mode cookie budget of 4097 bytes (the whole Set-Cookie value) must be \
+             at least 173 (an empty session with this cookie's name and attributes) and at \
+             most 4096 (what browsers keep)"
+                .to_owned()
+        )
+    );
+    assert!(build(4096, false).is_ok());
+    assert!(build(173, false).is_ok());
+    assert_eq!(
+        build(172, false).unwrap_err(),
+        ConfigError::TokenBudget {
+            budget: 172,
+            min: 173,
+            max: 4096
+        }
+    );
+    // A persistent cookie's `Max-Age=604800` takes 16 bytes more.
+    assert_eq!(
+        build(173, true).unwrap_err(),
+        ConfigError::TokenBudget {
+            budget: 173,
+            min: 189,
+            max: 4096
+        }
+    );
+    assert!(build(0, false).is_err());
+    assert!(build(usize::MAX, false).is_err());
 }
 
 #[tokio::test]
@@ -384,7 +515,7 @@ async fn capacity_in_values_of_typical_sizes() {
             .iter()
             .map(|(len, n, _)| (*len, *n))
             .collect::<Vec<_>>(),
-        [(8, 171), (32, 72), (100, 27), (500, 5), (1000, 2)],
+        [(8, 169), (32, 72), (100, 27), (500, 5), (1000, 2)],
         "{capacity:?}"
     );
 }

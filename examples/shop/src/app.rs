@@ -27,6 +27,9 @@ pub struct AppState<S> {
     pub objects: Option<ObjectUploads>,
     /// Sessions sealed in cookies: no store lists a user's sessions.
     pub token_mode: bool,
+    /// With `SESSION_ENCRYPT`: upload bytes are sealed before they are stored (in the
+    /// chunk store or the bucket) and opened when read back.
+    pub uploads_seal: Option<crate::UploadSeal>,
 }
 
 /// The shop's routes behind `layer`.

@@ -129,7 +129,8 @@ pub struct ServeArgs {
 
     /// Encrypt session data at rest: values sealed, field names and user IDs hidden
     /// from whoever can read the store; cart quantities stay plain integers, so adds
-    /// remain single atomic store calls. Needs the same SESSION_KEYS on every instance.
+    /// remain single atomic store calls. Upload bytes are sealed too, in Redis and in
+    /// the bucket. Needs the same SESSION_KEYS on every instance.
     #[arg(
         long,
         env = "SESSION_ENCRYPT",

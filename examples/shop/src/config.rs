@@ -2,6 +2,8 @@
 
 use tower_stateless::{Key, Keys};
 
+use crate::sealing::UploadSeal;
+
 use crate::cli::{ServeArgs, SessionMode};
 
 /// Where sessions live.
@@ -38,6 +40,9 @@ pub struct Config {
     pub max_sessions_per_user: Option<usize>,
     /// Session data encrypted at rest (`SESSION_ENCRYPT`).
     pub encrypt_sessions: bool,
+    /// With `SESSION_ENCRYPT`: upload bytes sealed at rest too, under keys derived from
+    /// `SESSION_KEYS`.
+    pub uploads_seal: Option<UploadSeal>,
     /// Sessions the coherent cache holds on Redis (`SESSION_CACHE`); 0: no cache.
     pub session_cache: usize,
     /// Sessions in the store, or sealed in the cookie (`SESSION_MODE`).
@@ -65,12 +70,19 @@ impl Config {
         if host.is_empty() {
             return Err("HOST is empty: give an address such as 127.0.0.1 or ::".to_owned());
         }
-        let (keys, keys_generated) = match set(args.session_keys) {
+        let (keys, raw_keys, keys_generated) = match set(args.session_keys) {
             Some(list) => (
                 Keys::from_base64_list(&list).map_err(|error| format!("SESSION_KEYS: {error}"))?,
+                raw_keys(&list),
                 false,
             ),
-            None => (Keys::new(Key::generate()), true),
+            None => {
+                let mut bytes = [0u8; 64];
+                getrandom::fill(&mut bytes)
+                    .map_err(|error| format!("cannot generate a session key: {error}"))?;
+                let key = Key::from_bytes(&bytes).map_err(|error| error.to_string())?;
+                (Keys::new(key), vec![bytes.to_vec()], true)
+            }
         };
         let list = |nodes: String| -> Vec<String> {
             nodes
@@ -129,12 +141,39 @@ impl Config {
             secure_cookies: args.cookie_secure,
             max_sessions_per_user: args.max_sessions_per_user,
             encrypt_sessions: args.session_encrypt,
+            uploads_seal: args
+                .session_encrypt
+                .then(|| UploadSeal::from_key_bytes(&raw_keys))
+                .flatten(),
             session_cache: args.session_cache,
             session_mode: args.session_mode,
             uploads_bucket: set(args.uploads_bucket),
             uploads_expiry: std::time::Duration::from_secs(args.uploads_expiry),
         })
     }
+}
+
+/// The bytes of each key of a `SESSION_KEYS` list that `Keys::from_base64_list` took,
+/// the signing key first, decoded as it decodes them (standard or URL-safe base64,
+/// `upcoming:` and `retiring:` marks dropped).
+fn raw_keys(list: &str) -> Vec<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let encoded = entry
+                .strip_prefix("upcoming:")
+                .or_else(|| entry.strip_prefix("retiring:"))
+                .unwrap_or(entry)
+                .trim();
+            STANDARD
+                .decode(encoded)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')))
+                .ok()
+        })
+        .collect()
 }
 
 fn hostname() -> String {
@@ -198,6 +237,47 @@ mod tests {
         ]);
         assert!(limited.unwrap_err().contains("MAX_SESSIONS_PER_USER"));
         assert!(config(["shop", "--session-mode", "cookie"]).is_err());
+    }
+
+    #[test]
+    fn upload_keys_come_from_the_session_keys_signing_key_first() {
+        use base64::Engine as _;
+        let (signing, upcoming): ([u8; 32], [u8; 32]) = (
+            std::array::from_fn(|i| (i * 7 + 3) as u8 ^ 0x80),
+            std::array::from_fn(|i| (i * 11 + 5) as u8 ^ 0x80),
+        );
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let list = format!(
+            "{},upcoming:{}",
+            b64(&signing),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(upcoming)
+        );
+        let args = |encrypt: &str| {
+            config([
+                "shop",
+                "--session-keys",
+                &list,
+                "--session-encrypt",
+                encrypt,
+            ])
+            .unwrap()
+        };
+        assert!(
+            args("0").uploads_seal.is_none(),
+            "only with SESSION_ENCRYPT"
+        );
+        let seal = args("1").uploads_seal.expect("sealed uploads");
+        let sealed = seal.seal("up", 0, b"chunk");
+        let by_signing = UploadSeal::from_key_bytes(&[signing]).unwrap();
+        assert_eq!(by_signing.open("up", 0, &sealed).unwrap(), b"chunk");
+        let by_upcoming = UploadSeal::from_key_bytes(&[upcoming]).unwrap();
+        assert_eq!(by_upcoming.open("up", 0, &sealed), None);
+        assert!(seal
+            .open("up", 0, &by_upcoming.seal("up", 0, b"x"))
+            .is_some());
+        // A generated key seals too.
+        let generated = config(["shop", "--session-encrypt", "1"]).unwrap();
+        assert!(generated.keys_generated && generated.uploads_seal.is_some());
     }
 
     #[test]

@@ -94,8 +94,8 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_IMPLEMENTED,
                 "token mode keeps sessions in cookies: nothing lists a user's sessions".to_owned(),
             ),
-            // A cart of thousands of lines (or any session past its bound): the client's
-            // own doing, said in words.
+            // A cart of thousands of lines, or a token past its cookie's budget: the
+            // client's own doing, said in words.
             Self::Session(error) if error.kind() == tower_stateless::ErrorKind::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the session is full: remove cart lines or check out first".to_owned(),

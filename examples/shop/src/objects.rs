@@ -1,7 +1,9 @@
 //! Uploads in S3-compatible object storage (`UPLOADS_BUCKET`): each upload is one S3
 //! multipart upload that any instance can continue. The session holds only the upload's
 //! multipart ID (in its metadata) and each part's length and ETag; the bytes go from the
-//! request straight to the bucket, never to Redis nor to an instance's disk.
+//! request straight to the bucket, never to Redis nor to an instance's disk; with
+//! `SESSION_ENCRYPT`, each part sealed first (`crate::sealing`), so the object is the
+//! sealed parts, opened in order when the upload is completed.
 //!
 //! S3 wants every part but the last to be at least 5 MiB, so here a chunk is a part of
 //! exactly [`PART_SIZE`] bytes, but for the last. An upload not completed within its
@@ -23,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chunks::Chunks;
 use crate::error::ApiError;
+use crate::sealing::UploadSeal;
 use crate::Config;
 
 /// The size of every part but an upload's last: S3's least.
@@ -147,6 +150,7 @@ impl ObjectUploads {
         upload: &str,
         multipart: &str,
         etags: Vec<String>,
+        seal: Option<&UploadSeal>,
     ) -> Result<(u64, String), ApiError> {
         let key = Self::key_of(upload);
         let path = Path::from(key.as_str());
@@ -166,7 +170,10 @@ impl ObjectUploads {
         chunks
             .untrack_pending(&pending_member(&key, multipart))
             .await?;
-        Ok(self.digest(&path).await?)
+        match seal {
+            None => Ok(self.digest(&path).await?),
+            Some(seal) => self.digest_sealed(&path, upload, seal).await,
+        }
     }
 
     async fn digest(&self, path: &Path) -> Result<(u64, String), ObjectError> {
@@ -178,6 +185,43 @@ impl ObjectUploads {
             len += piece.len() as u64;
             hasher.update(&piece);
         }
+        Ok((len, crate::uploads::hex(&hasher.finalize())))
+    }
+
+    /// [`digest`](Self::digest) of the plaintext of an object made of sealed parts: each
+    /// but the last is [`PART_SIZE`] bytes sealed, opened as it streams in, in order.
+    async fn digest_sealed(
+        &self,
+        path: &Path,
+        upload: &str,
+        seal: &UploadSeal,
+    ) -> Result<(u64, String), ApiError> {
+        const SEALED_PART: usize = PART_SIZE + UploadSeal::OVERHEAD;
+        let changed = || ApiError::Conflict("a stored part does not open: it was changed at rest");
+        let mut stream = self
+            .store
+            .get(path)
+            .await
+            .map_err(ObjectError)?
+            .into_stream();
+        let (mut hasher, mut len, mut n) = (Sha256::new(), 0u64, 0u32);
+        let mut buffer: Vec<u8> = Vec::with_capacity(SEALED_PART);
+        let mut open = |sealed: &[u8], n: u32| -> Option<()> {
+            let plain = seal.open(upload, n, sealed)?;
+            len += plain.len() as u64;
+            hasher.update(&plain);
+            Some(())
+        };
+        while let Some(piece) = stream.next().await {
+            buffer.extend_from_slice(&piece.map_err(ObjectError)?);
+            // A full part is opened once more follows: the last may be full too.
+            while buffer.len() > SEALED_PART {
+                open(&buffer[..SEALED_PART], n).ok_or_else(changed)?;
+                buffer.drain(..SEALED_PART);
+                n += 1;
+            }
+        }
+        open(&buffer, n).ok_or_else(changed)?;
         Ok((len, crate::uploads::hex(&hasher.finalize())))
     }
 

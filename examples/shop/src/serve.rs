@@ -215,6 +215,7 @@ async fn serve_on<S: SessionStore + Clone>(
         chunks,
         objects,
         token_mode,
+        uploads_seal: config.uploads_seal.clone(),
     };
     let app = crate::router(state, layer, &config.instance);
     let app = crate::with_metrics(app, recorder);

@@ -1,5 +1,8 @@
 //! Chunked uploads: progress in the session, chunks in the shared store.
 //!
+//! With `SESSION_ENCRYPT`, a chunk's bytes are sealed before they are stored and opened
+//! at completion (`crate::sealing`).
+//!
 //! Each received chunk is its own session key (`upload:<id>:chunk:<n>` = its length),
 //! so chunks arriving in parallel at different instances never overwrite each other's
 //! progress: the per-key change sets do the merging.
@@ -221,6 +224,7 @@ pub(crate) async fn put_chunk<S: SessionStore>(
             )));
         }
         // The part is in the bucket before its ETag is recorded: acknowledged means kept.
+        let body = sealed(&state, &id, n, body);
         let etag = objects.put_part(&id, multipart, n, body).await?;
         session.insert(etag_key(&id, n), &etag)?;
         session.insert(format!("{}{n}", chunk_prefix(&id)), &len)?;
@@ -258,12 +262,21 @@ pub(crate) async fn put_chunk<S: SessionStore>(
         ));
     }
     // The chunk is stored before its progress is recorded: acknowledged means kept.
+    let body = sealed(&state, &id, n, body);
     state.chunks.put(&id, n, body).await?;
     session.insert(format!("{}{n}", chunk_prefix(&id)), &len)?;
     chunks.push((n, len));
     chunks.sort_unstable();
     let (received, bytes) = totals(&chunks);
     Ok(Json(Received { received, bytes }))
+}
+
+/// `body` as it is stored: sealed as piece `n` of upload `id` with `SESSION_ENCRYPT`.
+fn sealed<S>(state: &AppState<S>, id: &str, n: u32, body: Bytes) -> Bytes {
+    match &state.uploads_seal {
+        Some(seal) => Bytes::from(seal.seal(id, n, &body)),
+        None => body,
+    }
 }
 
 /// The length of part `n` of an upload of `size` bytes in object storage, if it has one.
@@ -327,7 +340,13 @@ pub(crate) async fn complete<S: SessionStore>(
             etags.push(etag.ok_or(ApiError::Conflict("a part's ETag is missing"))?);
         }
         let (stored, sha256) = objects
-            .complete(&state.chunks, &id, &multipart, etags)
+            .complete(
+                &state.chunks,
+                &id,
+                &multipart,
+                etags,
+                state.uploads_seal.as_ref(),
+            )
             .await?;
         if stored != meta.size {
             return Err(ApiError::Conflict("the stored object has another size"));
@@ -347,7 +366,7 @@ pub(crate) async fn complete<S: SessionStore>(
     }
     let count = u32::try_from(received.len()).unwrap_or(u32::MAX);
     let mut hasher = Sha256::new();
-    for (chunk, (_, len)) in state
+    for (chunk, (n, len)) in state
         .chunks
         .get_all(&id, count)
         .await?
@@ -355,6 +374,12 @@ pub(crate) async fn complete<S: SessionStore>(
         .zip(&chunks)
     {
         let chunk = chunk.ok_or(ApiError::Conflict("a chunk expired before completion"))?;
+        let chunk = match &state.uploads_seal {
+            Some(seal) => seal.open(&id, *n, &chunk).ok_or(ApiError::Conflict(
+                "a stored chunk does not open: it was changed at rest",
+            ))?,
+            None => chunk,
+        };
         if chunk.len() as u64 != *len {
             return Err(ApiError::Conflict("a chunk changed during completion"));
         }

@@ -33,6 +33,7 @@ impl Client {
                     chunks: shop::Chunks::memory(),
                     objects: None,
                     token_mode: false,
+                    uploads_seal: None,
                 },
                 layer,
                 "test-1",
@@ -53,6 +54,7 @@ impl Client {
             chunks: shop::Chunks::memory(),
             objects: None,
             token_mode: true,
+            uploads_seal: None,
         };
         Self {
             app: shop::router(state, layer, "test-1"),

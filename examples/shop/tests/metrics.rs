@@ -66,6 +66,7 @@ async fn metrics_lists_the_session_series() {
                 chunks,
                 objects: None,
                 token_mode: false,
+                uploads_seal: None,
             },
             layer,
             "metrics-test",

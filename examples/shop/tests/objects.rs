@@ -247,6 +247,118 @@ async fn uploads_go_to_object_storage_through_any_instance() {
     assert!(left.is_empty(), "alive after the test: {left:?}");
 }
 
+/// With `SESSION_ENCRYPT=true` the object in the bucket is the sealed parts: none of the
+/// uploaded text is there, and the shop still answers the SHA-256 of exactly what was
+/// sent, opening the parts as it reads the object back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_session_encrypt_the_object_holds_no_plaintext() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = ScratchDir::new("objects").expect("scratch directory");
+    let started = Started::default();
+    let s3 = S3Server::start(scratch.path(), &started);
+    let mut env = s3.env();
+    env.push(("SESSION_ENCRYPT".to_owned(), "true".to_owned()));
+    let fleet = tokio::task::spawn_blocking(move || {
+        Fleet::start(FleetConfig {
+            shop_binary: env!("CARGO_BIN_EXE_shop").into(),
+            instances: 2,
+            store: FleetStore::OwnRedis(Vec::new()),
+            port: 0,
+            env,
+            control: None,
+        })
+        .expect("fleet starts")
+    })
+    .await
+    .expect("joined");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(180),
+        sealed_upload_through_the_fleet(&fleet, &s3),
+    )
+    .await;
+    let mut groups = fleet.process_groups();
+    drop(fleet);
+    drop(s3);
+    groups.extend(started.groups());
+    outcome.expect("the scenario finished in time");
+    let left = survivors(&groups);
+    assert!(left.is_empty(), "alive after the test: {left:?}");
+}
+
+async fn sealed_upload_through_the_fleet(fleet: &Fleet, s3: &S3Server) {
+    let ports: Vec<u16> = fleet.instances.iter().map(|i| i.port).collect();
+    let first = Client::new(ports[0]);
+    let login = json!({ "user": "alice" }).to_string().into_bytes();
+    let logged_in = ok(first
+        .request_retrying("POST", "/login", Some(login), false)
+        .await)
+    .await;
+    assert_eq!(logged_in.status, 200);
+    let second = Client::with_cookie(ports[1], first.cookie());
+    // Two parts, of text: a run of it left in clear would show.
+    let line = b"a line of a confidential upload, easy to spot in a dump;\n";
+    let size = PART_SIZE + 777;
+    let bytes: Vec<u8> = line.iter().copied().cycle().take(size).collect();
+    let declared = json!({ "name": "secret.txt", "size": size })
+        .to_string()
+        .into_bytes();
+    let created = first
+        .request("POST", "/uploads", Some(declared))
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let id = created.json["upload"].as_str().unwrap().to_owned();
+    for (n, part) in bytes.chunks(PART_SIZE).enumerate() {
+        let client = if n == 0 { &first } else { &second };
+        let path = format!("/uploads/{id}/chunks/{n}");
+        let reply = client
+            .request("PUT", &path, Some(part.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "part {n}: {:?}", reply.json);
+    }
+    let done = second
+        .request("POST", &format!("/uploads/{id}/complete"), None)
+        .await
+        .unwrap();
+    assert_eq!(done.status, 200, "{:?}", done.json);
+    assert_eq!(done.json["bytes"], size);
+    assert_eq!(done.json["sha256"], hex_sha256(&bytes).as_str());
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bucket = AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap();
+    let key = format!("uploads/{id}");
+    let stored = bucket
+        .get(&Path::from(key.as_str()))
+        .await
+        .expect("the object")
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), size + 2 * shop::UploadSeal::OVERHEAD);
+    // The text repeats every line: any clear run of a line and more holds this window.
+    let window = &line[..32];
+    assert!(
+        !stored.windows(32).any(|w| w == window),
+        "the object holds uploaded text"
+    );
+    report(&format!(
+        "sealed upload: {} bytes sent, {} stored, sha256 of what was sent answered",
+        size,
+        stored.len()
+    ));
+}
+
 async fn upload_through_the_fleet(fleet: &mut Fleet, s3: &S3Server) {
     let redis_url = fleet.redis.as_ref().expect("the fleet's Redis").url();
     let ports: Vec<u16> = fleet.instances.iter().map(|i| i.port).collect();

@@ -19,6 +19,7 @@ fn shop() -> Router {
         chunks: shop::Chunks::memory(),
         objects: None,
         token_mode: false,
+        uploads_seal: None,
     };
     shop::router(state, layer, "page-test")
 }

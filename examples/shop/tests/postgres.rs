@@ -51,6 +51,7 @@ impl Shop {
             chunks: Chunks::memory(),
             objects: None,
             token_mode: false,
+            uploads_seal: None,
         };
         Self {
             app: shop::router(state, layer, "postgres-test"),

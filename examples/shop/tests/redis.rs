@@ -43,18 +43,27 @@ struct Reply {
 impl Shop {
     async fn on(store: RedisStore) -> Self {
         let chunks = Chunks::Redis(store.connection());
-        Self::with(store, chunks)
+        Self::with(store, chunks, None)
     }
 
-    /// The shop as `SESSION_ENCRYPT=1` runs it.
+    /// The shop as `SESSION_ENCRYPT=1` runs it: sessions and upload chunks sealed.
     async fn encrypted(server: &RedisServer) -> Self {
         let store = RedisStore::connect(&server.url()).await.unwrap();
         let chunks = Chunks::Redis(store.connection());
         let keys = Keys::new(Key::from_bytes(&[7; 32]).unwrap());
-        Self::with(shop::serve::sealed_on_redis(store, &keys).unwrap(), chunks)
+        let seal = shop::UploadSeal::from_key_bytes(&[[7u8; 32]]);
+        Self::with(
+            shop::serve::sealed_on_redis(store, &keys).unwrap(),
+            chunks,
+            seal,
+        )
     }
 
-    fn with<S: SessionStore + Clone>(store: S, chunks: Chunks) -> Self {
+    fn with<S: SessionStore + Clone>(
+        store: S,
+        chunks: Chunks,
+        uploads_seal: Option<shop::UploadSeal>,
+    ) -> Self {
         let layer = SessionLayer::builder(store.clone(), Key::from_bytes(&[7; 32]).unwrap())
             .with_store_timeout(Duration::from_millis(500))
             .build()
@@ -65,6 +74,7 @@ impl Shop {
                 chunks,
                 objects: None,
                 token_mode: false,
+                uploads_seal,
             },
             layer,
             "redis-test",
@@ -126,6 +136,17 @@ impl Shop {
             json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             cookie,
         }
+    }
+
+    /// `PUT` of raw bytes (an upload chunk); the status.
+    async fn put_bytes(&self, path: &str, cookie: &str, bytes: Vec<u8>) -> StatusCode {
+        let request = Request::builder()
+            .method("PUT")
+            .uri(path)
+            .header(header::COOKIE, cookie)
+            .body(Body::from(bytes))
+            .unwrap();
+        self.app.clone().oneshot(request).await.unwrap().status()
     }
 
     async fn login(&self, user: &str) -> String {
@@ -330,6 +351,95 @@ async fn encrypted_sessions_leave_nothing_readable_in_redis() {
     for key in sessions {
         assert!(key.starts_with(shop::serve::SEALED_PREFIX), "{key}");
     }
+}
+
+/// `SESSION_ENCRYPT=1`: an upload's chunks, read straight from Redis, hold none of the
+/// uploaded bytes (no 32-byte run of them), and completing it (on the other instance)
+/// gives the SHA-256 of exactly what was sent. A chunk changed at rest fails to open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_uploads_leave_no_plaintext_in_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (
+        Shop::encrypted(&server).await,
+        Shop::encrypted(&server).await,
+    );
+    let cookie = a.login("uploader").await;
+    // Two chunks: one of the least size, and a short last one. Text, so that any run of
+    // it left in clear would show.
+    let line = b"a line of a confidential upload, easy to spot in a dump;\n";
+    let size = shop::MIN_CHUNK + 1000;
+    let bytes: Vec<u8> = line.iter().copied().cycle().take(size).collect();
+    let chunks = [&bytes[..shop::MIN_CHUNK], &bytes[shop::MIN_CHUNK..]];
+    let upload = async |shop: &Shop| {
+        let body = json!({"name": "secret.txt", "size": size});
+        let created = shop
+            .call("POST", "/uploads", Some(&cookie), Some(body))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json);
+        let id = created.json["upload"].as_str().unwrap().to_owned();
+        for (n, chunk) in chunks.iter().enumerate() {
+            let path = format!("/uploads/{id}/chunks/{n}");
+            let status = shop.put_bytes(&path, &cookie, chunk.to_vec()).await;
+            assert_eq!(status, StatusCode::OK, "chunk {n}");
+        }
+        id
+    };
+    let id = upload(&a).await;
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut stored: Vec<Vec<u8>> = Vec::new();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let key = format!("shop:chunk:{{{id}}}:{n}");
+        let at_rest: Vec<u8> = conn.get(&key).await.unwrap();
+        assert_eq!(
+            at_rest.len(),
+            chunk.len() + shop::UploadSeal::OVERHEAD,
+            "{key}"
+        );
+        for window in line.windows(32) {
+            assert!(
+                !at_rest.windows(32).any(|w| w == window),
+                "{key} holds uploaded text"
+            );
+        }
+        stored.push(at_rest);
+    }
+    let done = b
+        .call(
+            "POST",
+            &format!("/uploads/{id}/complete"),
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.json);
+    let expected: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(done.json, json!({"bytes": size, "sha256": expected}));
+
+    // Sealed for its upload and place: chunk 0 of one upload copied over chunk 0 of
+    // another does not open there.
+    let other = upload(&a).await;
+    let _: () = conn
+        .set(format!("shop:chunk:{{{other}}}:0"), stored[0].clone())
+        .await
+        .unwrap();
+    let moved = b
+        .call(
+            "POST",
+            &format!("/uploads/{other}/complete"),
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::CONFLICT, "{:?}", moved.json);
 }
 
 /// Checkout racing adds of the same SKU: what the order took plus what stays in the cart

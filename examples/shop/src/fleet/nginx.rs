@@ -12,12 +12,20 @@ use super::process::{Signal, Started, Supervised};
 pub struct Nginx {
     process: Supervised,
     port: u16,
+    /// As root: the workers' own temp directory, removed after nginx stops.
+    _temp: Option<tempfile::TempDir>,
 }
+
+/// The unprivileged account nginx's workers run as when the fleet runs as root.
+const WORKER_USER: &str = "nobody";
 
 impl Nginx {
     /// Starts nginx on `port`, balancing over `upstreams` (loopback ports), `/fleet/` sent
     /// to the `control` port if given, with its
-    /// config, temp files and logs under `dir`, its process group recorded in `started`.
+    /// config and logs under `dir`, its process group recorded in `started`. As root, its
+    /// workers run as `nobody` (with its own group), and their temp files go to a
+    /// directory of theirs, since they cannot enter `dir` (mode 0700, root's); otherwise
+    /// under `dir` too.
     /// Stopping it (or dropping it) asks the master for a graceful quit (SIGQUIT), which
     /// ends its workers too; what is left after 5 s is killed, group and all.
     pub fn start(
@@ -29,8 +37,25 @@ impl Nginx {
     ) -> std::io::Result<Self> {
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(prefix.join("logs"))?;
+        let (worker, temp) = if is_root() {
+            let (worker, temp) = worker_temp_dir()?;
+            (Some(worker), Some(temp))
+        } else {
+            (None, None)
+        };
+        let temp_path = temp
+            .as_ref()
+            .map_or(prefix.clone(), |t| t.path().to_owned());
         let config_path = prefix.join("nginx.conf");
-        std::fs::write(&config_path, config(upstreams, port, control, &prefix))?;
+        let config = config(
+            upstreams,
+            port,
+            control,
+            &prefix,
+            &temp_path,
+            worker.as_deref(),
+        );
+        std::fs::write(&config_path, config)?;
         let mut command = Command::new(nginx_binary());
         command
             .arg("-p")
@@ -46,7 +71,11 @@ impl Nginx {
             Signal::SIGQUIT,
             started,
         )?;
-        let mut nginx = Self { process, port };
+        let mut nginx = Self {
+            process,
+            port,
+            _temp: temp,
+        };
         if !wait_until_ready(
             port,
             b"GET /healthz HTTP/1.0\r\n\r\n",
@@ -87,15 +116,40 @@ fn nginx_binary() -> &'static str {
     }
 }
 
-fn config(upstreams: &[u16], port: u16, control: Option<u16>, prefix: &Path) -> String {
-    let prefix = prefix.display();
+/// The workers' `user` line (`nobody` and its group) and a temp directory owned by them.
+fn worker_temp_dir() -> std::io::Result<(String, tempfile::TempDir)> {
+    let missing = |what: String| std::io::Error::new(std::io::ErrorKind::NotFound, what);
+    let user = nix::unistd::User::from_name(WORKER_USER)
+        .map_err(std::io::Error::from)?
+        .ok_or_else(|| missing(format!("no user {WORKER_USER} for nginx's workers")))?;
+    let group = nix::unistd::Group::from_gid(user.gid)
+        .map_err(std::io::Error::from)?
+        .ok_or_else(|| missing(format!("no group for {WORKER_USER}")))?;
+    let temp = super::scratch::private_temp_dir("shop-nginx-")?;
+    std::os::unix::fs::chown(
+        temp.path(),
+        Some(user.uid.as_raw()),
+        Some(user.gid.as_raw()),
+    )?;
+    Ok((format!("{WORKER_USER} {}", group.name), temp))
+}
+
+fn config(
+    upstreams: &[u16],
+    port: u16,
+    control: Option<u16>,
+    prefix: &Path,
+    temp: &Path,
+    worker: Option<&str>,
+) -> String {
+    let (prefix, temp) = (prefix.display(), temp.display());
     let servers: String = upstreams
         .iter()
         // One failure takes an instance out for a second; then it is tried again.
         .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;\n"))
         .collect();
-    // As root, workers would switch to `nobody` and could not write our temp dirs.
-    let user = if is_root() { "user root;\n" } else { "" };
+    // As root, never root workers: they parse every request.
+    let user = worker.map(|w| format!("user {w};\n")).unwrap_or_default();
     // The host as the browser sent it: the control endpoint refuses non-loopback names.
     let control = control
         .map(|p| {
@@ -113,12 +167,17 @@ error_log {prefix}/logs/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
+    client_body_temp_path {temp}/client_body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
     client_max_body_size 6m;
+    # The whole response head must fit in proxy_buffer_size (default one 4 KiB page, a 502
+    # past it): a token-mode Set-Cookie alone may take 4096 bytes, the layer's budget.
+    proxy_buffer_size 8k;
+    proxy_buffers 8 8k;
+    proxy_busy_buffers_size 16k;
     upstream shop {{
 {servers}        keepalive 32;
     }}
@@ -139,8 +198,5 @@ http {{
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+    nix::unistd::Uid::effective().is_root()
 }

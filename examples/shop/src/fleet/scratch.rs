@@ -2,23 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
-/// A scratch directory, removed on drop unless [kept](ScratchDir::keep).
+/// A scratch directory under the temp dir, removed on drop unless [kept](ScratchDir::keep).
+///
+/// Made by `tempfile`: a fresh name with a random part (`shop-<label>-XXXXXX`), created
+/// with mode 0700, never a directory someone else made or could guess beforehand.
 #[derive(Debug)]
 pub struct ScratchDir {
+    dir: Option<tempfile::TempDir>,
     path: PathBuf,
-    keep: bool,
 }
 
 impl ScratchDir {
     pub fn new(label: &str) -> std::io::Result<Self> {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("shop-{label}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
+        let dir = private_temp_dir(&format!("shop-{label}-"))?;
         Ok(Self {
-            path: dir,
-            keep: false,
+            path: dir.path().to_owned(),
+            dir: Some(dir),
         })
     }
 
@@ -28,14 +27,50 @@ impl ScratchDir {
 
     /// Leaves the directory in place when dropped (logs someone may want to read).
     pub fn keep(&mut self) {
-        self.keep = true;
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.keep();
+        }
     }
 }
 
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
+/// A new directory under the temp dir named `prefix` + random characters, mode 0700
+/// (tempfile's own default follows the umask: 0755).
+pub(crate) fn private_temp_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn scratch_dirs_are_private_and_unpredictably_named() {
+        let (a, b) = (ScratchDir::new("t").unwrap(), ScratchDir::new("t").unwrap());
+        for dir in [&a, &b] {
+            let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+            let name = dir.path().file_name().unwrap().to_str().unwrap();
+            let random = name.strip_prefix("shop-t-").expect(name);
+            // Not `<pid>-<counter>`, as the name used to be: random letters and digits.
+            assert!(random.len() >= 6, "{name}");
+            assert!(
+                !random.starts_with(&std::process::id().to_string()),
+                "{name}"
+            );
+            assert!(random.chars().all(|c| c.is_ascii_alphanumeric()), "{name}");
         }
+        assert_ne!(a.path(), b.path());
+        let (kept, dropped) = (a.path().to_owned(), b.path().to_owned());
+        let mut a = a;
+        a.keep();
+        drop((a, b));
+        assert!(kept.is_dir() && !dropped.exists());
+        std::fs::remove_dir(&kept).unwrap();
     }
 }

@@ -16,6 +16,8 @@ pub struct Reply {
     pub status: u16,
     pub instance: Option<String>,
     pub json: Value,
+    /// The last `Set-Cookie` value, whole (attributes too).
+    pub set_cookie: Option<String>,
 }
 
 /// Why a request failed before reaching the shop.
@@ -107,9 +109,12 @@ impl Client {
             .await
             .map_err(|e| fail("send", &e))?;
         let (parts, body) = response.into_parts();
+        let mut set_cookie = None;
         for set in parts.headers.get_all(SET_COOKIE) {
-            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap().to_owned();
             *self.cookie.lock().unwrap() = (!pair.ends_with('=')).then_some(pair);
+            set_cookie = Some(set.to_owned());
         }
         let bytes = body
             .collect()
@@ -123,6 +128,7 @@ impl Client {
                 .get("x-instance")
                 .map(|v| v.to_str().unwrap().to_owned()),
             json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            set_cookie,
         })
     }
 

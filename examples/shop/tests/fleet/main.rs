@@ -1068,6 +1068,133 @@ async fn in_token_mode_a_logout_on_one_instance_is_refused_by_the_others() {
     );
 }
 
+/// Token mode fills a cart until the layer refuses (413): the last accepted answer, whose
+/// `Set-Cookie` is within a cart line of the 4096-byte budget, comes back through nginx
+/// (whose default 4 KiB `proxy_buffer_size` would answer 502), and so does the cart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_filled_to_its_budget_passes_through_nginx() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start_in(FleetStore::Memory, "token");
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let (mut accepted, mut last, mut refused) = (Vec::new(), None, None);
+    // A line takes about 100 bytes of token: the budget is reached within 45.
+    for n in 0..200 {
+        let sku = format!("{n:0>64}");
+        let reply = (client.request("POST", "/cart/items", add_body(&sku)).await)
+            .unwrap_or_else(|failed| panic!("add {n}: {}", failed.0));
+        match reply.status {
+            200 => {
+                accepted.push(sku);
+                last = reply.set_cookie;
+            }
+            413 => {
+                refused = Some(reply);
+                break;
+            }
+            status => panic!("add {n}: {status} after {} accepted", accepted.len()),
+        }
+    }
+    let refused = refused.expect("the layer refuses a line past the budget");
+    assert_eq!(
+        refused.json["error"],
+        "the session is full: remove cart lines or check out first"
+    );
+    assert_eq!(refused.set_cookie, None, "no oversized cookie");
+    let last = last.expect("each add sets the cookie");
+    report(&format!(
+        "token budget: {} lines, last Set-Cookie {} bytes, refused with 413",
+        accepted.len(),
+        last.len()
+    ));
+    assert!(
+        (4096 - 120..=4096).contains(&last.len()),
+        "{} bytes",
+        last.len()
+    );
+    let held = cart(&client).await.expect("still logged in");
+    assert_eq!(held, accepted.into_iter().collect::<BTreeSet<_>>());
+    stop_and_check(fleet, 4);
+}
+
+/// Started as root (as CI is), nginx's workers run as an unprivileged user, and still
+/// take a chunk too large for memory (1 MiB: nginx writes it to its client body temp
+/// directory, which they must be able to write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_workers_run_unprivileged_and_buffer_large_bodies() {
+    use sha2::Digest as _;
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start_in(FleetStore::OwnRedis(Vec::new()), "store");
+    let master = fleet.lock().unwrap().nginx.pid().expect("nginx runs");
+    let workers: Vec<u32> = group_members(master)
+        .into_iter()
+        .filter(|pid| *pid != master)
+        .collect();
+    assert!(!workers.is_empty(), "nginx has workers");
+    let user_of = |pid: u32| {
+        let out = std::process::Command::new("ps")
+            .args(["-o", "user=", "-p", &pid.to_string()])
+            .output()
+            .expect("ps runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let (master_user, worker_users): (String, Vec<String>) = (
+        user_of(master),
+        workers.iter().map(|pid| user_of(*pid)).collect(),
+    );
+    report(&format!(
+        "nginx: master runs as {master_user}, workers as {worker_users:?}"
+    ));
+    if master_user == "root" {
+        assert!(
+            worker_users
+                .iter()
+                .all(|user| !user.is_empty() && user != "root"),
+            "{worker_users:?}"
+        );
+    }
+
+    let client = Client::new(port(&fleet));
+    login(&client).await;
+    let size = 1024 * 1024;
+    let body = json!({"name": "big.bin", "size": size})
+        .to_string()
+        .into_bytes();
+    let created = client
+        .request("POST", "/uploads", Some(body))
+        .await
+        .expect("POST /uploads");
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let id = created.json["upload"].as_str().unwrap().to_owned();
+    let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let put = client
+        .request(
+            "PUT",
+            &format!("/uploads/{id}/chunks/0"),
+            Some(bytes.clone()),
+        )
+        .await
+        .expect("PUT chunk");
+    assert_eq!(put.status, 200, "{:?}", put.json);
+    let done = client
+        .request("POST", &format!("/uploads/{id}/complete"), None)
+        .await
+        .expect("complete");
+    assert_eq!(done.status, 200, "{:?}", done.json);
+    let expected: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(done.json["sha256"], expected.as_str());
+    stop_and_check(fleet, 5);
+}
+
 /// The kill test with sessions in PostgreSQL (`DATABASE_URL`, a server the test starts):
 /// 4 writers, 600 adds, instance 1 SIGKILLed and restarted under traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
