@@ -69,8 +69,9 @@ impl TokenSessions {
     /// What a request gets when the revocation store cannot say whether its token was
     /// revoked. By default (`false`) it fails closed: 503 with `Retry-After` (gRPC
     /// `UNAVAILABLE`), cookie kept, as for any store failure. `true` fails open: the
-    /// token is accepted as if not revoked, and a warning is logged, so an outage keeps
-    /// users in, including ones who logged out during it.
+    /// token is accepted as if not revoked, and a warning is logged. While the store does
+    /// not answer, **no** revocation holds: a token logged out (or logged out everywhere)
+    /// before the outage is accepted again until the store answers.
     pub fn with_fail_open(mut self, fail_open: bool) -> Self {
         self.fail_open = fail_open;
         self

@@ -43,7 +43,7 @@ async fn execute(
                 None => Ok(CookieUpdate::Remove),
             }
         }
-        Write::Apply(target, changes) => match live(tokens, &target, expiry).await? {
+        Write::Apply(target, changes) => match live(config, tokens, &target, expiry).await? {
             Some(contents) => reseal(
                 config,
                 tokens,
@@ -54,8 +54,8 @@ async fn execute(
             ),
             None => gone(config, tokens, &target, &changes, expiry),
         },
-        Write::Touch(target) => match &target.session.contents {
-            Some(contents) => {
+        Write::Touch(target) => match live(config, tokens, &target, expiry).await {
+            Ok(Some(contents)) => {
                 let changes = ChangeSet::default();
                 reseal(
                     config,
@@ -66,10 +66,13 @@ async fn execute(
                     expiry,
                 )
             }
-            None => Ok(CookieUpdate::Keep),
+            // Ended meanwhile: nothing to refresh, nothing to fail (as in store mode).
+            Ok(None) => Ok(CookieUpdate::Keep),
+            Err(error) if error.kind() == ErrorKind::Ended => Ok(CookieUpdate::Keep),
+            Err(error) => Err(error),
         },
         Write::Cycle(target, changes) => {
-            let Some(contents) = live(tokens, &target, expiry).await? else {
+            let Some(contents) = live(config, tokens, &target, expiry).await? else {
                 return gone(config, tokens, &target, &changes, expiry);
             };
             let cookie = reseal(config, tokens, contents, fresh_id()?, &changes, expiry)?;
@@ -80,9 +83,12 @@ async fn execute(
     }
 }
 
-/// The target's contents if its token is live: known if the request loaded it,
-/// checked here (deadlines, revocations) if it only wrote.
+/// The target's contents if its token is still live, checked now (deadlines,
+/// revocations) even if the request loaded it: a login may have revoked it since. A token
+/// the request saw live and that is dead now was ended meanwhile, and as in store mode
+/// that wins: [`ErrorKind::Ended`] (409), and no cookie that could replace the newer one.
 async fn live<'t>(
+    config: &Config,
     tokens: &Tokens,
     target: &'t Target,
     expiry: Expiry,
@@ -90,11 +96,15 @@ async fn live<'t>(
     let Some(contents) = target.session.contents.as_ref() else {
         return Ok(None);
     };
-    if target.seen_live || tokens.is_live(contents, expiry).await? {
-        Ok(Some(contents))
-    } else {
-        Ok(None)
+    if tokens.is_live(contents, expiry).await? {
+        return Ok(Some(contents));
     }
+    if target.seen_live {
+        let hashed = target.session.hashed();
+        (config.events).rejected(Rejected::Revoked, Clue::Session(hashed.as_str()));
+        return Err(Error::of_kind(ErrorKind::Ended));
+    }
+    Ok(None)
 }
 
 /// The session as the token carried it, with `changes`, refreshed now, under `id`.

@@ -11,6 +11,8 @@ use crate::App;
 /// `/slow-incr` signals once it has loaded the session, then waits to be released.
 pub static SLOW_LOADED: Notify = Notify::const_new();
 pub static SLOW_RELEASE: Notify = Notify::const_new();
+/// Held by each test that uses `/slow-incr`, so that two never share the signals.
+pub static SLOW_ROUTE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn increment_runs_at_once_in_one_store_call() {
@@ -158,6 +160,7 @@ async fn removals_with_nothing_stored_cost_nothing() {
 
 #[tokio::test]
 async fn a_request_that_began_before_the_login_does_not_log_the_user_out() {
+    let _slow_route = SLOW_ROUTE.lock().await;
     let app = Arc::new(App::new());
     let anonymous = app
         .send("POST", "/set/cart/socks", None)

@@ -408,7 +408,7 @@ async fn with_tokens_keeps_an_unchecked_budget_within_what_browsers_keep() {
         full.len()
     );
     let reply = unchecked(10).send("POST", "/fill/a/1", None).await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         reply.body.contains("would not fit in its cookie"),
         "{}",
@@ -623,6 +623,75 @@ async fn concurrent_writes_race_and_an_old_cookie_brings_back_old_state() {
         .unwrap();
     assert_eq!(app.send("GET", "/keys", Some(&removed)).await.body, "c");
     assert_eq!(app.send("GET", "/keys", Some(&with_c)).await.body, "a,c");
+}
+
+/// As in store mode: a request that loaded the session before a login cycled its ID
+/// answers 409 with no cookie, instead of re-sealing the revoked ID in a cookie that would
+/// replace the login's.
+#[tokio::test]
+async fn a_request_that_began_before_the_login_gets_409_and_no_cookie() {
+    use crate::atomic::{SLOW_LOADED, SLOW_RELEASE, SLOW_ROUTE};
+    let _slow_route = SLOW_ROUTE.lock().await;
+    let watched = Watched::default();
+    let app = std::sync::Arc::new(revocable(&watched));
+    let anonymous = app
+        .send("POST", "/set/cart/socks", None)
+        .await
+        .cookie()
+        .unwrap();
+    let slow = {
+        let (app, cookie) = (app.clone(), anonymous.clone());
+        tokio::spawn(async move { app.send("POST", "/slow-incr/n", Some(&cookie)).await })
+    };
+    SLOW_LOADED.notified().await;
+    let login = app.send("POST", "/login/alice", Some(&anonymous)).await;
+    let logged_in = login.cookie().expect("the login's cookie");
+    SLOW_RELEASE.notify_one();
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, StatusCode::CONFLICT, "its write is dropped");
+    assert!(
+        slow.set_cookies().is_empty(),
+        "and it sends no cookie that could replace the login's"
+    );
+    assert_eq!(
+        app.send("GET", "/get/user", Some(&logged_in)).await.body,
+        "\"alice\"",
+        "still logged in"
+    );
+}
+
+/// What `with_fail_open(true)` does, exactly: while the revocation store does not answer,
+/// no revocation is enforced, those recorded before the outage included.
+#[tokio::test]
+async fn failing_open_ignores_every_revocation_while_the_store_is_down() {
+    let watched = Watched::default();
+    let tokens = TokenSessions::new()
+        .with_revocations(watched.clone())
+        .with_fail_open(true);
+    let app = App::tokens(tokens, Keys::new(key(1)), |layer| layer);
+    let cookie = app.send("POST", "/set/a/1", None).await.cookie().unwrap();
+    let logout = app.send("POST", "/logout", Some(&cookie)).await;
+    assert_eq!(logout.status, StatusCode::OK);
+    let refused = app.send("GET", "/get/a", Some(&cookie)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::NOT_FOUND,
+        "revoked while the store answers"
+    );
+    watched.set_failing(true);
+    let accepted = app.send("GET", "/get/a", Some(&cookie)).await;
+    assert_eq!(
+        (accepted.status, accepted.body.as_str()),
+        (StatusCode::OK, "\"1\""),
+        "a logout made before the outage does not hold during it"
+    );
+    watched.set_failing(false);
+    let refused = app.send("GET", "/get/a", Some(&cookie)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::NOT_FOUND,
+        "and holds again after it"
+    );
 }
 
 #[tokio::test]
