@@ -34,13 +34,13 @@ pub(crate) async fn enforce(
         return Ok(Enforced::default());
     }
     sessions.sort_by(|a, b| rank(b).cmp(&rank(a)));
-    let excess = sessions.split_off(limit);
-    for session in &excess {
-        store.destroy(&session.id).await?;
-    }
+    let excess: Vec<HashedId> = (sessions.split_off(limit).into_iter())
+        .map(|session| session.id)
+        .collect();
+    store.destroy_many(&excess).await?;
     Ok(Enforced {
         ended: excess.len(),
-        ended_current: excess.iter().any(|session| session.id == *current),
+        ended_current: excess.contains(current),
     })
 }
 

@@ -79,7 +79,7 @@ pub use self::lifecycle::{
     touch_refreshes_the_idle_timeout, writes_never_revive,
 };
 pub use self::random::random_operations_keep_the_invariants;
-pub use self::users::{bindings_are_ordered, user_index};
+pub use self::users::{bindings_are_ordered, destroy_many_deletes_exactly_those, user_index};
 
 /// Runs every case on `store`, in sequence.
 ///
@@ -97,6 +97,7 @@ pub async fn all<S: SessionStore>(store: Arc<S>) {
     cycle_id_moves_the_session(&*store).await;
     user_index(&*store).await;
     bindings_are_ordered(&*store).await;
+    destroy_many_deletes_exactly_those(&*store).await;
     values_survive_byte_for_byte(&*store).await;
     large_change_sets(&*store).await;
     increments_add_exactly(&*store).await;
@@ -166,6 +167,7 @@ macro_rules! conformance_tests {
             cycle_id_moves_the_session,
             user_index,
             bindings_are_ordered,
+            destroy_many_deletes_exactly_those,
             values_survive_byte_for_byte,
             large_change_sets,
             increments_add_exactly,

@@ -191,3 +191,41 @@ pub async fn bindings_are_ordered<S: SessionStore>(store: &S) {
         .await
         .expect("destroy_sessions_of_user failed");
 }
+
+/// `destroy_many` deletes exactly the sessions named, skips IDs that do not exist, and an
+/// empty list deletes nothing.
+pub async fn destroy_many_deletes_exactly_those<S: SessionStore>(store: &S) {
+    let now = at(Duration::ZERO);
+    let ids: Vec<HashedId> = created(store, 5).await;
+    let (doomed, kept) = ids.split_at(3);
+    let mut named = doomed.to_vec();
+    named.push(fresh_id());
+    store
+        .destroy_many(&named)
+        .await
+        .expect("destroy_many failed");
+    store
+        .destroy_many(&[])
+        .await
+        .expect("destroy_many of nothing failed");
+    for id in doomed {
+        let loaded = store.load(id, now).await.expect("load failed");
+        assert_eq!(loaded, None, "a session destroy_many named is gone");
+    }
+    for id in kept {
+        let loaded = store.load(id, now).await.expect("load failed");
+        assert!(
+            loaded.is_some(),
+            "a session destroy_many did not name is kept"
+        );
+    }
+    store.destroy_many(kept).await.expect("destroy_many failed");
+}
+
+async fn created<S: SessionStore>(store: &S, n: usize) -> Vec<HashedId> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(create(store, &[("k", "1")], None).await);
+    }
+    ids
+}

@@ -59,6 +59,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Swapped, StoreError>>;
     fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn destroy_many<'a>(&'a self, ids: &'a [HashedId]) -> BoxFuture<'a, Result<(), StoreError>>;
     fn sessions_of_user<'a>(
         &'a self,
         user_id: &'a str,
@@ -129,6 +130,9 @@ impl<S: SessionStore> DynStore for S {
     }
     fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(SessionStore::destroy(self, id))
+    }
+    fn destroy_many<'a>(&'a self, ids: &'a [HashedId]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SessionStore::destroy_many(self, ids))
     }
     fn sessions_of_user<'a>(
         &'a self,

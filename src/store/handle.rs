@@ -110,6 +110,11 @@ impl StoreHandle {
         self.call("destroy", self.store.destroy(id)).await
     }
 
+    pub(crate) async fn destroy_many(&self, ids: &[HashedId]) -> Result<(), Error> {
+        self.call("destroy_many", self.store.destroy_many(ids))
+            .await
+    }
+
     pub(crate) async fn sessions_of_user(
         &self,
         user_id: &str,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped, Timestamp, UserChange,
+    SessionSummary, StoreError, Swapped, Timestamp, UserChange, MAX_LISTED,
 };
 use crate::record::add_to_stored;
 
@@ -258,6 +258,14 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn destroy_many(&self, ids: &[HashedId]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for id in ids {
+            inner.remove(id);
+        }
+        Ok(())
+    }
+
     async fn sessions_of_user(
         &self,
         user_id: &str,
@@ -277,6 +285,10 @@ impl SessionStore for MemoryStore {
                 let summary = SessionSummary::new(id, record.metadata.clone());
                 sessions.push(summary.with_bound_at(bound_at));
             }
+        }
+        if sessions.len() > MAX_LISTED {
+            sessions.sort_by_key(|summary| std::cmp::Reverse(summary.bound_at));
+            sessions.truncate(MAX_LISTED);
         }
         Ok(sessions)
     }

@@ -101,6 +101,11 @@ pub enum Swapped {
     Gone,
 }
 
+/// The most sessions of one user that this crate's stores list
+/// ([`SessionStore::sessions_of_user`]): the most recently bound.
+/// [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user) ends them all.
+pub const MAX_LISTED: usize = 1_000;
+
 /// One session of a user, as listed by [`SessionStore::sessions_of_user`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -227,7 +232,25 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes a session (a no-op if it does not exist).
     fn destroy(&self, id: &HashedId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The live sessions bound to `user_id`.
+    /// Deletes these sessions (those that exist), in as few round trips as the store can:
+    /// "log out my other devices" and the session limit end many at once. The default
+    /// calls [`destroy`](Self::destroy) for each.
+    fn destroy_many(
+        &self,
+        ids: &[HashedId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for id in ids {
+                self.destroy(id).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The live sessions bound to `user_id`. A store may cap the list: this crate's
+    /// stores list at most [`MAX_LISTED`], the most recently bound first, so that one
+    /// user with thousands of sessions cannot make a listing (or a login under a session
+    /// limit) arbitrarily slow.
     fn sessions_of_user(
         &self,
         user_id: &str,

@@ -11,6 +11,11 @@ use crate::account::current_user;
 use crate::app::AppState;
 use crate::error::ApiError;
 
+/// Sessions "log out my other devices" ends per store call.
+const LOG_OUT_BATCH: usize = 500;
+/// Listings "log out my other devices" goes through at most: 10,000 sessions.
+const LOG_OUT_PASSES: usize = 10;
+
 /// One of the user's sessions, as `GET /sessions` lists it.
 #[derive(Serialize)]
 pub(crate) struct Device {
@@ -50,15 +55,23 @@ pub(crate) async fn log_out_others<S: SessionStore>(
     State(state): State<AppState<S>>,
     session: Session,
 ) -> Result<Json<Ended>, ApiError> {
-    let (current, sessions) = sessions_of_current_user(&state, &session).await?;
     let mut ended = 0;
-    for other in sessions.iter().filter(|summary| summary.id != current) {
-        state
-            .store
-            .destroy(&other.id)
-            .await
-            .map_err(tower_stateless::Error::from)?;
-        ended += 1;
+    // A listing holds at most `MAX_LISTED` sessions, the newest: list again until only
+    // this one is left (a bounded number of times).
+    for _ in 0..LOG_OUT_PASSES {
+        let (current, sessions) = sessions_of_current_user(&state, &session).await?;
+        let others: Vec<_> = (sessions.into_iter())
+            .map(|summary| summary.id)
+            .filter(|id| *id != current)
+            .collect();
+        if others.is_empty() {
+            break;
+        }
+        // One store call per batch (a pipeline on Redis, one statement on PostgreSQL).
+        for batch in others.chunks(LOG_OUT_BATCH) {
+            (state.store.destroy_many(batch).await).map_err(tower_stateless::Error::from)?;
+        }
+        ended += others.len();
     }
     Ok(Json(Ended { ended }))
 }

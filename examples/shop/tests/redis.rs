@@ -920,3 +920,53 @@ async fn a_cart_of_thousands_of_lines_is_refused_before_the_session_grows_past_i
     assert_eq!(checkout.status, StatusCode::OK);
     eprintln!("size bound: {accepted} cart lines accepted, the next refused; largest session {largest} bytes");
 }
+
+/// One user with 1,200 sessions: `GET /sessions` lists the 1,000 most recent
+/// (`MAX_LISTED`), and "log out my other devices" ends all 1,199 others in batched calls
+/// (a pipeline of deletes per 500), leaving only the current session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_is_capped_and_logging_out_the_others_ends_them_all() {
+    use tower_stateless::store::{Expiry, HashedId, Metadata, Record, Timestamp, MAX_LISTED};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let shop = Shop::on(store.clone()).await;
+    let user = "many-devices";
+    let expiry = Expiry::new(
+        Timestamp::from_system_time(std::time::SystemTime::now()),
+        Duration::from_secs(86_400),
+        Duration::from_secs(7 * 86_400),
+    );
+    let creates = (0..1_199).map(|n| {
+        let store = store.clone();
+        async move {
+            let mut metadata = Metadata::new(expiry.now);
+            metadata.user_id = Some(user.to_owned());
+            let record = Record::new([("n".to_owned(), n.to_string())].into(), metadata);
+            let id = HashedId::from_stored(format!("{n:0>43}"));
+            let created = store.create(&id, &record, expiry).await.unwrap();
+            assert_eq!(created, tower_stateless::store::Created::Saved);
+        }
+    });
+    futures_util::future::join_all(creates).await;
+    let cookie = shop.login(user).await;
+    let listed = shop.call("GET", "/sessions", Some(&cookie), None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let devices = listed.json.as_array().unwrap();
+    assert_eq!(devices.len(), MAX_LISTED);
+    assert!(
+        devices.iter().any(|device| device["current"] == true),
+        "the newest binding, this login, is listed"
+    );
+    let started = Instant::now();
+    let ended = (shop.call("POST", "/sessions/others/logout", Some(&cookie), None)).await;
+    let took = started.elapsed();
+    assert_eq!(ended.status, StatusCode::OK);
+    assert_eq!(ended.json["ended"], 1_199);
+    let left = store.sessions_of_user(user, expiry).await.unwrap();
+    assert_eq!(left.len(), 1, "only the current session is left");
+    let cart = shop.call("GET", "/cart", Some(&cookie), None).await;
+    assert_eq!(cart.status, StatusCode::OK, "and it still works");
+    eprintln!("log out 1,199 others: {took:?}");
+}

@@ -147,11 +147,17 @@ pub(super) const DROP_IF_DEAD: &str = concat!(
 
 pub(super) const DESTROY: &str = "DELETE FROM tower_stateless_sessions WHERE id = $1";
 
-/// The live sessions of user `$1` (`$2`, `$3` as above).
+/// Deletes the sessions whose IDs are in the array `$1`.
+pub(super) const DESTROY_MANY: &str =
+    "DELETE FROM tower_stateless_sessions WHERE id = ANY($1::text[])";
+
+/// The live sessions of user `$1` (`$2`, `$3` as above), the `$4` most recently bound
+/// (rows from before `bound_at` last).
 pub(super) const SESSIONS_OF_USER: &str = concat!(
     "SELECT s.id, s.created_at, s.refreshed_at, s.bound_at FROM tower_stateless_sessions AS s \
      WHERE s.user_id = $1 AND ",
-    live!("s")
+    live!("s"),
+    " ORDER BY s.bound_at DESC NULLS LAST, s.created_at DESC LIMIT $4"
 );
 
 /// Every session of user `$1`. One statement, so a session moving to a new ID meanwhile

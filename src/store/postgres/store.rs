@@ -17,7 +17,7 @@ use super::{schema, sql};
 use crate::record::add_to_stored;
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, IncrementError, Incremented, Metadata,
-    Record, SessionStore, SessionSummary, StoreError, Swapped, Timestamp, UserChange,
+    Record, SessionStore, SessionSummary, StoreError, Swapped, Timestamp, UserChange, MAX_LISTED,
 };
 
 /// How long to wait for a connection: from the pool, or a new one from the server. An
@@ -641,6 +641,12 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
+    async fn destroy_many(&self, ids: &[HashedId]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = ids.iter().map(HashedId::as_str).collect();
+        self.execute(sql::DESTROY_MANY, &[&ids]).await?;
+        Ok(())
+    }
+
     async fn sessions_of_user(
         &self,
         user_id: &str,
@@ -651,7 +657,12 @@ impl SessionStore for PostgresStore {
         let rows = client
             .query(
                 &statement,
-                &[&user_id, &live.refreshed_after, &live.created_after],
+                &[
+                    &user_id,
+                    &live.refreshed_after,
+                    &live.created_after,
+                    &(MAX_LISTED as i64),
+                ],
             )
             .await
             .map_err(error::backend)?;

@@ -1,5 +1,6 @@
 //! `RedisStore`: the store, its keys, and the per-session calls.
 
+use futures_util::future::try_join_all;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -86,7 +87,7 @@ impl RedisStore {
     /// followed by these. Add `+config|get` to let it check the eviction policy.
     pub const ACL_COMMANDS: &'static str = "+ping +time +evalsha +script|load +cluster|slots \
         +hgetall +hmget +hget +hset +hdel +hkeys +hincrby +exists +del +rename +pexpire \
-        +zadd +zrem +zrange +zscore";
+        +zadd +zrem +zrange +zrevrange +zscore";
 
     /// Connects to a single Redis server.
     ///
@@ -601,6 +602,38 @@ impl SessionStore for RedisStore {
                 .query_async::<()>(&mut store.conn.clone())
                 .await
                 .map_err(StoreError::backend)
+        })
+        .await
+    }
+
+    async fn destroy_many(&self, ids: &[HashedId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = ids.iter().map(HashedId::as_str).collect();
+        let _forget = self.forgetting(&names);
+        let keys: Vec<String> = names.iter().map(|name| self.session_key(name)).collect();
+        self.revoke(|store| async move {
+            if store.conn.is_cluster() {
+                // Each key in its own slot: every delete in flight at once instead.
+                let deletes = keys.iter().map(|key| {
+                    let mut conn = store.conn.clone();
+                    async move {
+                        ::redis::cmd("DEL")
+                            .arg(key)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    }
+                });
+                try_join_all(deletes).await.map_err(StoreError::backend)?;
+                return Ok(());
+            }
+            // One pipeline: one round trip.
+            let mut pipeline = ::redis::pipe();
+            for key in &keys {
+                pipeline.cmd("DEL").arg(key).ignore();
+            }
+            (pipeline.query_async::<()>(&mut store.conn.clone()).await).map_err(StoreError::backend)
         })
         .await
     }

@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 use super::codec;
 use super::scripts::{DESTROY_IF_USER, INDEX_ADD, INDEX_PRUNE};
 use super::store::RedisStore;
-use crate::store::{Expiry, HashedId, SessionSummary, StoreError, Timestamp};
+use crate::store::{Expiry, HashedId, SessionSummary, StoreError, Timestamp, MAX_LISTED};
 
 /// A user-index entry younger than this is never pruned, even if its session is not
 /// (yet) there: it may belong to a write still in flight. Far longer than any request.
@@ -17,6 +17,9 @@ const INDEX_GRACE: Duration = Duration::from_secs(60);
 /// Listings of a user's index that log-out-everywhere makes at most, chasing sessions
 /// that move to new IDs while it runs.
 const DESTROY_PASSES: usize = 8;
+/// Pages of [`MAX_LISTED`] index entries a listing reads at most, past entries of
+/// sessions deleted within [`INDEX_GRACE`].
+const LIST_PAGES: usize = 4;
 
 impl RedisStore {
     /// Adds `id` to `user`'s index; done before any write that binds `id` to `user`.
@@ -72,24 +75,62 @@ impl RedisStore {
             .map_err(StoreError::backend)
     }
 
-    /// The index's members with their scores: when each was bound, by this server's clock.
-    async fn members_bound_at(&self, index: &str) -> Result<Vec<(String, f64)>, StoreError> {
-        let mut command = ::redis::cmd("ZRANGE");
-        command.arg(index).arg(0).arg(-1).arg("WITHSCORES");
+    /// [`MAX_LISTED`] members of the index from the `page`th, newest first, with their
+    /// scores: when each was bound, by this server's clock.
+    async fn members_bound_at(
+        &self,
+        index: &str,
+        page: usize,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut command = ::redis::cmd("ZREVRANGE");
+        let start = page * MAX_LISTED;
+        command
+            .arg(index)
+            .arg(start)
+            .arg(start + MAX_LISTED - 1)
+            .arg("WITHSCORES");
         command
             .query_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::backend)
     }
 
-    /// The live sessions bound to `user_id`, pruning stale index entries.
+    /// The live sessions bound to `user_id`, at most [`MAX_LISTED`], the most recently
+    /// bound, pruning stale index entries. Entries of sessions just deleted stay in the
+    /// index for [`INDEX_GRACE`] (they cannot be told from a write in flight), so the
+    /// index is read a page further past them, up to [`LIST_PAGES`] pages.
     pub(super) async fn list_user_sessions(
         &self,
         user_id: &str,
         expiry: Expiry,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         let index = self.user_key(user_id);
-        let members = self.members_bound_at(&index).await?;
+        let mut sessions = Vec::new();
+        let mut stale = Vec::new();
+        for page in 0..LIST_PAGES {
+            let members = self.members_bound_at(&index, page).await?;
+            let last_page = members.len() < MAX_LISTED;
+            self.read_listed(user_id, expiry, members, &mut sessions, &mut stale)
+                .await?;
+            if last_page || sessions.len() >= MAX_LISTED {
+                break;
+            }
+        }
+        sessions.truncate(MAX_LISTED);
+        self.index_prune(index, &[], &stale).await;
+        Ok(sessions)
+    }
+
+    /// Reads the sessions of `members`: the live ones bound to `user_id` go to
+    /// `sessions`, the others to `stale`.
+    async fn read_listed(
+        &self,
+        user_id: &str,
+        expiry: Expiry,
+        members: Vec<(String, f64)>,
+        sessions: &mut Vec<SessionSummary>,
+        stale: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
         // One request per session, all in flight at once on the multiplexed connection.
         let reads = members.iter().map(|(member, _)| {
             let mut command = ::redis::cmd("HMGET");
@@ -100,8 +141,6 @@ impl RedisStore {
             async move { command.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await }
         });
         let replies = try_join_all(reads).await.map_err(StoreError::backend)?;
-        let mut sessions = Vec::new();
-        let mut stale = Vec::new();
         for ((member, bound_at), reply) in members.into_iter().zip(replies) {
             match codec::decode_metadata(reply)? {
                 Some(metadata)
@@ -116,8 +155,7 @@ impl RedisStore {
                 _ => stale.push(member),
             }
         }
-        self.index_prune(index, &[], &stale).await;
-        Ok(sessions)
+        Ok(())
     }
 
     /// Deletes every session still bound to `user_id`; returns how many.

@@ -555,6 +555,10 @@ impl<S: SessionStore> SessionStore for Sealed<S> {
         self.inner.destroy(id).await
     }
 
+    async fn destroy_many(&self, ids: &[HashedId]) -> Result<(), StoreError> {
+        self.inner.destroy_many(ids).await
+    }
+
     async fn sessions_of_user(
         &self,
         user_id: &str,
