@@ -82,7 +82,7 @@ impl Key {
 
     /// A 32-byte key for another purpose, named by `label`: HKDF-Expand (RFC 5869) with
     /// this key as the pseudorandom key, so the signing key itself never leaves `Key`.
-    #[cfg(any(feature = "encryption", feature = "token"))]
+    #[cfg(any(feature = "encryption", feature = "token", feature = "redis"))]
     pub(crate) fn derive(&self, label: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(label);
@@ -232,7 +232,7 @@ impl Keys {
     /// Every key, the signing key first (then retiring, then upcoming keys): the order in
     /// which sealed data is opened. An upcoming key opens what a fleet member that
     /// already signs with it sealed.
-    #[cfg(feature = "encryption")]
+    #[cfg(any(feature = "encryption", feature = "redis"))]
     pub(crate) fn all(&self) -> impl Iterator<Item = &Key> {
         std::iter::once(&self.signing)
             .chain(&self.retiring)

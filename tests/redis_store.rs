@@ -1019,3 +1019,97 @@ async fn falls_back_to_resp2_without_hello() {
             .is_err()
     );
 }
+
+/// With `with_user_digest_keys`, Redis holds no plain SHA-256 of a user name: the user
+/// index and token mode's not-before key are named by a keyed digest. What a store
+/// without the key wrote before (the plain names) is still listed, destroyed by
+/// log-out-everywhere and, for a not-before time, enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_names_are_keyed_at_rest_and_plain_names_written_before_still_hold() {
+    use tower_stateless::{Key, Keys, Revocations};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let plain = RedisStore::connect(&server.url()).await.unwrap();
+    let keyed = plain
+        .clone()
+        .with_user_digest_keys(&Keys::new(Key::from_bytes(&[9; 32]).unwrap()));
+    let user = "ada@example.com";
+    let plain_digest = URL_SAFE_NO_PAD.encode(Sha256::digest(user.as_bytes()));
+    let now = SystemTime::now();
+    let expiry = Expiry::new(
+        Timestamp::from_system_time(now),
+        Duration::from_secs(3600),
+        Duration::from_secs(86_400),
+    );
+    let bound = |store: &RedisStore, name: &str| {
+        let store = store.clone();
+        let id = HashedId::from_stored(format!("{name:0>43}"));
+        async move {
+            let mut metadata = Metadata::new(expiry.now);
+            metadata.user_id = Some(user.to_owned());
+            let record = Record::new(HashMap::new(), metadata);
+            assert_eq!(
+                store.create(&id, &record, expiry).await.unwrap(),
+                Created::Saved
+            );
+            id
+        }
+    };
+    let mut connection = inspect(&server);
+    let named_plainly = |connection: &mut redis::Connection| {
+        keys(connection)
+            .into_iter()
+            .filter(|key| key.contains(&plain_digest))
+            .count()
+    };
+
+    // Before: a store without the key names the index by the plain digest.
+    let old = bound(&plain, "old").await;
+    assert_eq!(
+        named_plainly(&mut connection),
+        1,
+        "the plain digest at rest"
+    );
+    // The keyed store writes new bindings under a keyed name, and still lists the old.
+    let new = bound(&keyed, "new").await;
+    let mut listed: Vec<HashedId> = (keyed.sessions_of_user(user, expiry).await.unwrap())
+        .into_iter()
+        .map(|summary| summary.id)
+        .collect();
+    listed.sort();
+    let mut expected = vec![old.clone(), new.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(keyed.destroy_sessions_of_user(user).await.unwrap(), 2);
+    redis::cmd("DEL")
+        .arg(format!("session:user:{{{plain_digest}}}"))
+        .query::<()>(&mut connection)
+        .unwrap();
+
+    // A not-before time written under the plain name still revokes older bindings.
+    let not_before = Timestamp::from_system_time(now + Duration::from_secs(1));
+    plain
+        .revoke_user(user, not_before, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let state = Revocations::revocation_state(&keyed, &old, Some(user), expiry.now)
+        .await
+        .unwrap();
+    assert_eq!(state.user_not_before, Some(not_before));
+    redis::cmd("DEL")
+        .arg(format!("session:nbf:{{{plain_digest}}}"))
+        .query::<()>(&mut connection)
+        .unwrap();
+
+    // After: everything the keyed store writes for the user, and no plain digest.
+    bound(&keyed, "newer").await;
+    keyed
+        .revoke_user(user, not_before, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let written = keys(&mut connection);
+    assert!(written.iter().any(|key| key.starts_with("session:user:")));
+    assert!(written.iter().any(|key| key.starts_with("session:nbf:")));
+    assert_eq!(named_plainly(&mut connection), 0, "{written:?}");
+}

@@ -94,6 +94,8 @@ async fn serve_redis(
     let store = store.map_err(|error| format!("{setting}: {}", chain(&error)))?;
     tracing::info!(?store, "sessions in Redis ({setting})");
     let chunks = Chunks::Redis(store.connection());
+    // No plain digest of a user name at rest: keyed by SESSION_KEYS.
+    let store = store.with_user_digest_keys(&config.keys);
     let store = if config.encrypt_sessions {
         sealed_prefix(store)?
     } else {

@@ -970,3 +970,75 @@ async fn listing_is_capped_and_logging_out_the_others_ends_them_all() {
     assert_eq!(cart.status, StatusCode::OK, "and it still works");
     eprintln!("log out 1,199 others: {took:?}");
 }
+
+/// The shop as it runs (the binary, on `REDIS_URL`): after a login, Redis holds the
+/// user's index under a keyed name, and no key is named by a plain SHA-256 of the user
+/// name.
+#[test]
+fn the_running_shop_names_no_key_by_a_plain_digest_of_a_user_name() {
+    use std::process::{Command, Stdio};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .env("REDIS_URL", server.url())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env(
+            "SESSION_KEYS",
+            URL_SAFE_NO_PAD.encode(
+                (0u8..32)
+                    .map(|b| b.wrapping_mul(37) ^ 0xa5)
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .env("COOKIE_SECURE", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(child);
+    let url = format!("http://127.0.0.1:{port}");
+    support::wait_for("the shop answers", Duration::from_secs(30), || {
+        Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &format!("{url}/healthz")])
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    let user = "ada@example.com";
+    let login = Command::new("curl")
+        .args(["-sf", "-H", "Content-Type: application/json", "-d"])
+        .arg(json!({ "user": user }).to_string())
+        .arg(format!("{url}/login"))
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let digest = Sha256::digest(user.as_bytes());
+    let plain = [
+        URL_SAFE_NO_PAD.encode(digest),
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    ];
+    let keys = server.cli(&["KEYS", "*"]);
+    assert!(keys.contains("session:user:{"), "{keys}");
+    for plain in plain {
+        assert!(
+            !keys.contains(&plain),
+            "a plain digest of the user name in {keys}"
+        );
+    }
+}

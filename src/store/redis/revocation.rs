@@ -3,18 +3,16 @@
 //!
 //! - `<prefix>revoked:{<hashed ID>}` — a string, present while the session is revoked;
 //!   `PEXPIRE` at its absolute deadline, after which its token is dead anyway.
-//! - `<prefix>nbf:{<base64url SHA-256 of the user ID>}` — the user's "not before" time
+//! - `<prefix>nbf:{<digest of the user ID>}` — the user's "not before" time
 //!   (ms since the epoch): bindings made earlier are revoked; a later log-out-everywhere
-//!   only ever raises it (one script). TTL: the absolute lifetime.
+//!   only ever raises it (one script). TTL: the absolute lifetime. The digest is keyed
+//!   with [`with_user_digest_keys`](RedisStore::with_user_digest_keys) (plain SHA-256
+//!   otherwise); a time under the plain name, written before, still holds.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use ::redis::Script;
-
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 use super::codec;
 use super::store::RedisStore;
@@ -46,7 +44,10 @@ impl RedisStore {
     }
 
     fn not_before_key(&self, user_id: &str) -> String {
-        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(user_id.as_bytes()));
+        self.not_before_named(&self.user_digest(user_id))
+    }
+
+    fn not_before_named(&self, digest: &str) -> String {
         format!("{}nbf:{{{digest}}}", self.prefix)
     }
 
@@ -64,15 +65,20 @@ impl RedisStore {
             return Ok((revoked.await?.is_some(), None));
         };
         let (revoked, not_before) =
-            futures_util::future::try_join(revoked, self.cached_value(user_key)).await?;
-        let not_before = not_before
+            futures_util::future::try_join(revoked, self.not_before_at(user_key)).await?;
+        Ok((revoked.is_some(), not_before))
+    }
+
+    /// The not-before time under `key`, if there is one.
+    async fn not_before_at(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let millis = self.cached_value(key).await?;
+        millis
             .map(|millis| {
                 millis
                     .parse::<u64>()
                     .map_err(|_| StoreError::backend("a not-before time that is not a number"))
             })
-            .transpose()?;
-        Ok((revoked.is_some(), not_before))
+            .transpose()
     }
 }
 
@@ -130,8 +136,19 @@ impl Revocations for RedisStore {
     ) -> Result<RevocationState, StoreError> {
         let session_key = self.revoked_key(id.as_str());
         let user_key = user_id.map(|user| self.not_before_key(user));
-        let (revoked, not_before) =
+        let (revoked, mut not_before) =
             RedisStore::revocation_state(self, &session_key, user_key.as_deref()).await?;
+        // A time under an earlier name (another key's digest, or the plain one) still
+        // holds until it expires.
+        for earlier in user_id
+            .map(|user| self.user_digests(user))
+            .unwrap_or_default()
+            .iter()
+            .skip(1)
+        {
+            let earlier = self.not_before_at(&self.not_before_named(earlier)).await?;
+            not_before = not_before.max(earlier);
+        }
         Ok(RevocationState::new(
             revoked,
             not_before.map(Timestamp::from_millis),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ::redis::Value;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::cache::{CacheStats, Lookup};
@@ -18,10 +19,14 @@ use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
 use super::sentinel::{self, Follower};
 use super::tracking::{Cached, SessionCache, Tracked};
 use crate::config::ConfigError;
+use crate::keys::Keys;
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
     SessionSummary, StoreError, Swapped, UserChange,
 };
+
+/// What [`RedisStore::with_user_digest_keys`] derives its keys under.
+const USER_DIGEST_LABEL: &[u8] = b"tower-stateless/v1/redis/user-digest";
 
 /// Sessions in Redis: one hash per session, shared by every instance of a service.
 ///
@@ -42,7 +47,9 @@ use crate::store::{
 ///   left of the session's life, so Redis drops dead sessions by itself. Hashes in the
 ///   older layout (`:created`, `:refreshed`, `:user`, `:v`, `:gen`) are still read, and
 ///   any write converts them.
-/// - `session:user:{<base64url SHA-256 of the user ID>}` — a sorted set of the user's
+/// - `session:user:{<digest of the user ID>}` — base64url HMAC-SHA256 under
+///   [`with_user_digest_keys`](Self::with_user_digest_keys), plain SHA-256 without it —
+///   a sorted set of the user's
 ///   hashed session IDs, for [`sessions_of_user`](SessionStore::sessions_of_user) and
 ///   [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user), scored by
 ///   when the entry was added (the index node's clock). Listing or destroying a user's
@@ -76,6 +83,9 @@ pub struct RedisStore {
     tracked: Option<Arc<Tracked>>,
     /// Set by [`reading_through`](Self::reading_through): loads skip the cache.
     read_through: bool,
+    /// Set by [`with_user_digest_keys`](Self::with_user_digest_keys): names derived from
+    /// user IDs are keyed, by the first key's digest; the others still read.
+    user_digests: Arc<[Hmac<Sha256>]>,
 }
 
 impl RedisStore {
@@ -181,7 +191,43 @@ impl RedisStore {
             durability: None,
             tracked: None,
             read_through: false,
+            user_digests: Arc::new([]),
         }
+    }
+
+    /// Names every key derived from a user ID (the per-user index behind
+    /// log-out-everywhere and the session limit; token mode's "not before" time) by
+    /// HMAC-SHA256 under a key derived from the signing key of `keys`, instead of plain
+    /// SHA-256, so that someone who can read Redis cannot confirm a guessed user name
+    /// offline. Pass the layer's keys: only derived keys are kept. Names under the other
+    /// keys (a rotation) and under the plain digest (written before) are still read,
+    /// listed, destroyed by log-out-everywhere and, for a not-before time, enforced,
+    /// until they expire; new ones are written under the signing key's.
+    pub fn with_user_digest_keys(mut self, keys: &Keys) -> Self {
+        let derived = keys.all().map(|key| {
+            Hmac::<Sha256>::new_from_slice(&key.derive(USER_DIGEST_LABEL))
+                .expect("HMAC takes any key length")
+        });
+        self.user_digests = derived.collect();
+        self
+    }
+
+    /// Every digest keys derived from `user_id` may be named by: the one new keys are
+    /// written under first, then those written before (see
+    /// [`with_user_digest_keys`](Self::with_user_digest_keys)).
+    pub(super) fn user_digests(&self, user_id: &str) -> Vec<String> {
+        let keyed = self.user_digests.iter().map(|mac| {
+            let mut mac = mac.clone();
+            mac.update(user_id.as_bytes());
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        });
+        let plain = URL_SAFE_NO_PAD.encode(Sha256::digest(user_id.as_bytes()));
+        keyed.chain(std::iter::once(plain)).collect()
+    }
+
+    /// The digest new keys derived from `user_id` are named by.
+    pub(super) fn user_digest(&self, user_id: &str) -> String {
+        self.user_digests(user_id).swap_remove(0)
     }
 
     /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX),
@@ -359,7 +405,17 @@ impl RedisStore {
     }
 
     pub(super) fn user_key(&self, user_id: &str) -> String {
-        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(user_id.as_bytes()));
+        self.user_index_named(&self.user_digest(user_id))
+    }
+
+    /// Every index that may hold `user_id`'s sessions, the one written to first.
+    pub(super) fn user_keys(&self, user_id: &str) -> Vec<String> {
+        (self.user_digests(user_id).iter())
+            .map(|digest| self.user_index_named(digest))
+            .collect()
+    }
+
+    fn user_index_named(&self, digest: &str) -> String {
         format!("{}user:{{{digest}}}", self.prefix)
     }
 

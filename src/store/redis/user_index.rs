@@ -42,10 +42,12 @@ impl RedisStore {
     /// Drops `id` from `user`'s index after the session left that user. Only tidies up:
     /// a stale entry is harmless, so a failure is logged, not returned.
     pub(super) async fn index_remove(&self, user: &str, id: &HashedId) {
-        let mut command = ::redis::cmd("ZREM");
-        command.arg(self.user_key(user)).arg(id.as_str());
-        if let Err(error) = command.query_async::<()>(&mut self.conn.clone()).await {
-            tracing::debug!(%error, session = ?id, "could not drop a stale user-index entry");
+        for index in self.user_keys(user) {
+            let mut command = ::redis::cmd("ZREM");
+            command.arg(index).arg(id.as_str());
+            if let Err(error) = command.query_async::<()>(&mut self.conn.clone()).await {
+                tracing::debug!(%error, session = ?id, "could not drop a stale user-index entry");
+            }
         }
     }
 
@@ -104,7 +106,29 @@ impl RedisStore {
         user_id: &str,
         expiry: Expiry,
     ) -> Result<Vec<SessionSummary>, StoreError> {
-        let index = self.user_key(user_id);
+        let mut indexes = self.user_keys(user_id).into_iter();
+        let current = indexes.next().expect("the current index name");
+        let mut sessions = self.list_index(current, user_id, expiry).await?;
+        // An index under the legacy name (see `with_user_digest_keys`), until it expires.
+        for legacy in indexes {
+            for summary in self.list_index(legacy, user_id, expiry).await? {
+                if !sessions.iter().any(|listed| listed.id == summary.id) {
+                    sessions.push(summary);
+                }
+            }
+            sessions.sort_by_key(|summary| std::cmp::Reverse(summary.bound_at));
+            sessions.truncate(MAX_LISTED);
+        }
+        Ok(sessions)
+    }
+
+    /// The live sessions of `user_id` that `index` lists (see `list_user_sessions`).
+    async fn list_index(
+        &self,
+        index: String,
+        user_id: &str,
+        expiry: Expiry,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
         let mut sessions = Vec::new();
         let mut stale = Vec::new();
         for page in 0..LIST_PAGES {
@@ -169,7 +193,15 @@ impl RedisStore {
     /// finds nothing new and deletes nothing. A login that lands during such a further
     /// pass is logged out too: it raced this call.
     pub(super) async fn destroy_user_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
-        let index = self.user_key(user_id);
+        let mut destroyed = 0;
+        for index in self.user_keys(user_id) {
+            destroyed += self.destroy_indexed(index, user_id).await?;
+        }
+        Ok(destroyed)
+    }
+
+    /// `destroy_user_sessions` for the sessions one index lists.
+    async fn destroy_indexed(&self, index: String, user_id: &str) -> Result<usize, StoreError> {
         let (mut seen, mut gone) = (HashSet::new(), HashSet::new());
         let mut others = Vec::new();
         for _ in 0..DESTROY_PASSES {
