@@ -368,10 +368,15 @@ fn tracking_clients(port: u16) -> Vec<String> {
         .collect()
 }
 
-/// Reads `id` on B until the read succeeds (a connection may be coming back).
+/// B's read after A's write returned, as `read_after_write` (caught up first: a stream
+/// that was killed is noticed there, not only when B's runtime reads its end), retried
+/// until it succeeds (a connection may be coming back). Without the catch-up, a read at
+/// once after the kill could still hit before B has read the end of its stream: the
+/// window `the_window_before_catching_up` measures (1 stale read in 100 rounds, once).
 async fn load_when_up(store: &RedisStore, id: &HashedId) -> Option<Record> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        store.catch_up().await;
         match store.load(id, now()).await {
             Ok(record) => return record,
             Err(error) if Instant::now() < deadline => {

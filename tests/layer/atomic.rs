@@ -160,8 +160,15 @@ async fn removals_with_nothing_stored_cost_nothing() {
 
 #[tokio::test]
 async fn a_request_that_began_before_the_login_does_not_log_the_user_out() {
+    a_login_races_a_request_that_began_before_it(App::new()).await;
+}
+
+/// A request loads its session and waits; meanwhile a login on the same cookie cycles the
+/// ID; then the request writes. Its write must be dropped (409) with no cookie that could
+/// replace the login's, and the user stays logged in. In store mode and token mode alike.
+pub async fn a_login_races_a_request_that_began_before_it(app: App) {
     let _slow_route = SLOW_ROUTE.lock().await;
-    let app = Arc::new(App::new());
+    let app = Arc::new(app);
     let anonymous = app
         .send("POST", "/set/cart/socks", None)
         .await

@@ -630,34 +630,8 @@ async fn concurrent_writes_race_and_an_old_cookie_brings_back_old_state() {
 /// replace the login's.
 #[tokio::test]
 async fn a_request_that_began_before_the_login_gets_409_and_no_cookie() {
-    use crate::atomic::{SLOW_LOADED, SLOW_RELEASE, SLOW_ROUTE};
-    let _slow_route = SLOW_ROUTE.lock().await;
     let watched = Watched::default();
-    let app = std::sync::Arc::new(revocable(&watched));
-    let anonymous = app
-        .send("POST", "/set/cart/socks", None)
-        .await
-        .cookie()
-        .unwrap();
-    let slow = {
-        let (app, cookie) = (app.clone(), anonymous.clone());
-        tokio::spawn(async move { app.send("POST", "/slow-incr/n", Some(&cookie)).await })
-    };
-    SLOW_LOADED.notified().await;
-    let login = app.send("POST", "/login/alice", Some(&anonymous)).await;
-    let logged_in = login.cookie().expect("the login's cookie");
-    SLOW_RELEASE.notify_one();
-    let slow = slow.await.unwrap();
-    assert_eq!(slow.status, StatusCode::CONFLICT, "its write is dropped");
-    assert!(
-        slow.set_cookies().is_empty(),
-        "and it sends no cookie that could replace the login's"
-    );
-    assert_eq!(
-        app.send("GET", "/get/user", Some(&logged_in)).await.body,
-        "\"alice\"",
-        "still logged in"
-    );
+    crate::atomic::a_login_races_a_request_that_began_before_it(revocable(&watched)).await;
 }
 
 /// What `with_fail_open(true)` does, exactly: while the revocation store does not answer,

@@ -220,10 +220,21 @@ async fn uploads_go_to_object_storage_through_any_instance() {
     let started = Started::default();
     let s3 = S3Server::start(scratch.path(), &started);
     let env = s3.env();
-    let mut fleet = tokio::task::spawn_blocking(move || {
+    let mut fleet = fleet_on_its_own_redis(3, env).await;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(180),
+        upload_through_the_fleet(&mut fleet, &s3),
+    )
+    .await;
+    stop_and_check(fleet, s3, &started, outcome);
+}
+
+/// A fleet of `instances` on a Redis of its own, with `env`.
+async fn fleet_on_its_own_redis(instances: usize, env: Vec<(String, String)>) -> Fleet {
+    tokio::task::spawn_blocking(move || {
         Fleet::start(FleetConfig {
             shop_binary: env!("CARGO_BIN_EXE_shop").into(),
-            instances: 3,
+            instances,
             store: FleetStore::OwnRedis(Vec::new()),
             port: 0,
             env,
@@ -232,12 +243,17 @@ async fn uploads_go_to_object_storage_through_any_instance() {
         .expect("fleet starts")
     })
     .await
-    .expect("joined");
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(180),
-        upload_through_the_fleet(&mut fleet, &s3),
-    )
-    .await;
+    .expect("joined")
+}
+
+/// Stops the fleet and the S3 server, then checks that the scenario finished in time and
+/// that no process it started is left.
+fn stop_and_check<T, E: std::fmt::Debug>(
+    fleet: Fleet,
+    s3: S3Server,
+    started: &Started,
+    outcome: Result<T, E>,
+) {
     let mut groups = fleet.process_groups();
     drop(fleet);
     drop(s3);
@@ -260,31 +276,13 @@ async fn with_session_encrypt_the_object_holds_no_plaintext() {
     let s3 = S3Server::start(scratch.path(), &started);
     let mut env = s3.env();
     env.push(("SESSION_ENCRYPT".to_owned(), "true".to_owned()));
-    let fleet = tokio::task::spawn_blocking(move || {
-        Fleet::start(FleetConfig {
-            shop_binary: env!("CARGO_BIN_EXE_shop").into(),
-            instances: 2,
-            store: FleetStore::OwnRedis(Vec::new()),
-            port: 0,
-            env,
-            control: None,
-        })
-        .expect("fleet starts")
-    })
-    .await
-    .expect("joined");
+    let fleet = fleet_on_its_own_redis(2, env).await;
     let outcome = tokio::time::timeout(
         Duration::from_secs(180),
         sealed_upload_through_the_fleet(&fleet, &s3),
     )
     .await;
-    let mut groups = fleet.process_groups();
-    drop(fleet);
-    drop(s3);
-    groups.extend(started.groups());
-    outcome.expect("the scenario finished in time");
-    let left = survivors(&groups);
-    assert!(left.is_empty(), "alive after the test: {left:?}");
+    stop_and_check(fleet, s3, &started, outcome);
 }
 
 async fn sealed_upload_through_the_fleet(fleet: &Fleet, s3: &S3Server) {

@@ -250,7 +250,11 @@ impl RedisStore {
     /// tells the cache (server-assisted client-side caching, `CLIENT TRACKING` in
     /// broadcast mode, over RESP3 connections of its own) about every write, delete or
     /// expiry of a key under the prefix, from any instance, and the cache drops that key.
-    /// `0` keeps no cache.
+    /// `0` keeps no cache. Its memory grows with `capacity` times the largest session:
+    /// under the layer's default size bound
+    /// ([`with_max_session_size`](crate::SessionLayerBuilder::with_max_session_size), 64
+    /// KiB of keys and values per session written through the layer), a capacity of
+    /// 10,000 holds at most 625 MiB of session data.
     ///
     /// A cached session is still checked against the layer's clock on every read, so the
     /// cache never extends an idle or absolute deadline. When the invalidation stream
