@@ -325,16 +325,7 @@ async fn sealed_upload_through_the_fleet(fleet: &Fleet, s3: &S3Server) {
     assert_eq!(done.json["bytes"], size);
     assert_eq!(done.json["sha256"], hex_sha256(&bytes).as_str());
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let bucket = AmazonS3Builder::new()
-        .with_endpoint(s3.endpoint())
-        .with_allow_http(true)
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .build()
-        .unwrap();
+    let bucket = test_bucket(s3);
     let key = format!("uploads/{id}");
     let stored = bucket
         .get(&Path::from(key.as_str()))
@@ -453,16 +444,7 @@ async fn upload_through_the_fleet(fleet: &mut Fleet, s3: &S3Server) {
 
     // The object, read from the bucket itself: exactly the bytes. (The shop installs this
     // provider for its own S3 client; this client is the test's.)
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let bucket = AmazonS3Builder::new()
-        .with_endpoint(s3.endpoint())
-        .with_allow_http(true)
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .build()
-        .unwrap();
+    let bucket = test_bucket(s3);
     let stored = bucket
         .get(&Path::from(key.as_str()))
         .await
@@ -590,4 +572,19 @@ fn the_shop_says_where_uploads_go_and_bad_bucket_settings_stop_it() {
     assert!(text.contains("shop: UPLOADS_BUCKET: "), "{text}");
     assert!(!text.contains("do-not-print-me"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+}
+
+/// The test's own client of the S3 server's bucket. (The shop installs this TLS provider
+/// for its own S3 client; this client is the test's.)
+fn test_bucket(s3: &S3Server) -> object_store::aws::AmazonS3 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap()
 }
