@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::carrier::Carrier;
 use crate::events::SecurityEvents;
-use crate::expiry::ExpirySettings;
+use crate::expiry::{Expiry, ExpirySettings};
 use crate::keys::Keys;
 use crate::size::SizeLimits;
-use crate::store::StoreHandle;
+use crate::store::{StoreClock, StoreHandle};
 #[cfg(feature = "token")]
 use crate::token::Tokens;
 
@@ -53,9 +53,34 @@ pub(crate) struct Config {
     pub(crate) max_sessions_per_user: Option<usize>,
     /// Store mode: the bounds on a value's and a session's size.
     pub(crate) size_limits: SizeLimits,
+    /// Store mode: whether to time sessions by the store's clock (`None`: unless a
+    /// clock was injected).
+    pub(crate) follow_store_clock: Option<bool>,
+    /// The store's clock, followed from when the layer is made.
+    pub(crate) store_clock: Option<Arc<StoreClock>>,
 }
 
 impl Config {
+    /// The configuration a layer runs with: the store's clock followed, if it is to be.
+    pub(crate) fn started(mut self) -> Self {
+        let follow = self
+            .follow_store_clock
+            .unwrap_or(!self.expiry.clock.is_custom());
+        if let (true, Backend::Store(store)) = (follow, &self.backend) {
+            let clock = StoreClock::follow(store.clone(), self.expiry.clock.clone());
+            self.store_clock = Some(clock);
+        }
+        self
+    }
+
+    /// The expiry rules now: by the store's clock where the layer follows it.
+    pub(crate) fn expiry_now(&self) -> Expiry {
+        match &self.store_clock {
+            Some(clock) => self.expiry.at(clock.now()),
+            None => self.expiry.at_now(),
+        }
+    }
+
     /// Every rule a setting must follow, checked once when the layer is built, so that a
     /// bad setting is an error at startup and never a panic while answering a request.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -132,6 +157,7 @@ impl fmt::Debug for Config {
             .field("keys", &self.keys)
             .field("carrier", &self.carrier)
             .field("expiry", &self.expiry)
+            .field("store_clock", &self.store_clock)
             .finish()
     }
 }

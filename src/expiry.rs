@@ -49,6 +49,12 @@ impl Timestamp {
         Self(self.0.saturating_add(duration_millis(duration)))
     }
 
+    /// `self` moved by `millis` (either way), saturating.
+    #[must_use]
+    pub(crate) fn shifted(self, millis: i64) -> Self {
+        Self(self.0.saturating_add_signed(millis))
+    }
+
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Self) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
@@ -107,6 +113,28 @@ impl Expiry {
     }
 }
 
+/// The layer's own clock: the one injected, else the system's.
+#[derive(Clone, Default)]
+pub(crate) struct LocalClock(Option<Arc<dyn Clock>>);
+
+impl LocalClock {
+    pub(crate) fn custom(clock: impl Clock) -> Self {
+        Self(Some(Arc::new(clock)))
+    }
+
+    pub(crate) fn is_custom(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        let now = self
+            .0
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock.now());
+        Timestamp::from_system_time(now)
+    }
+}
+
 /// How long sessions live: the layer's settings.
 #[derive(Clone)]
 pub(crate) struct ExpirySettings {
@@ -114,7 +142,7 @@ pub(crate) struct ExpirySettings {
     pub(crate) absolute_lifetime: Duration,
     /// Reads refresh the idle timeout at most this often, so reading is not writing.
     pub(crate) refresh_after: Option<Duration>,
-    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) clock: LocalClock,
 }
 
 /// Defaults: a day of inactivity or a week in all ends a session.
@@ -127,23 +155,20 @@ impl Default for ExpirySettings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             absolute_lifetime: DEFAULT_ABSOLUTE_LIFETIME,
             refresh_after: None,
-            clock: None,
+            clock: LocalClock::default(),
         }
     }
 }
 
 impl ExpirySettings {
-    /// The rules at the clock's current reading.
+    /// The rules at the layer's own clock's current reading.
     pub(crate) fn at_now(&self) -> Expiry {
-        let now = self
-            .clock
-            .as_ref()
-            .map_or_else(SystemTime::now, |clock| clock.now());
-        Expiry::new(
-            Timestamp::from_system_time(now),
-            self.idle_timeout,
-            self.absolute_lifetime,
-        )
+        self.at(self.clock.now())
+    }
+
+    /// The rules at `now`.
+    pub(crate) fn at(&self, now: Timestamp) -> Expiry {
+        Expiry::new(now, self.idle_timeout, self.absolute_lifetime)
     }
 
     /// Unless configured, a read refreshes a session once an eighth of the idle timeout
@@ -160,7 +185,7 @@ impl ExpirySettings {
 
 impl fmt::Debug for ExpirySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let clock = if self.clock.is_some() {
+        let clock = if self.clock.is_custom() {
             "custom"
         } else {
             "system"

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 
 use crate::carrier::Carrier;
 use crate::config::{Backend, Config, ConfigError};
-use crate::expiry::{Clock, ExpirySettings};
+use crate::expiry::{Clock, ExpirySettings, LocalClock};
 use crate::failure::DefaultOnFailure;
 use crate::keys::Keys;
 use crate::service::SessionService;
@@ -52,7 +52,7 @@ impl SessionLayer {
     /// no `Max-Age`; 24 h idle timeout, 7 days absolute lifetime; 1 s store timeout.
     pub fn new(store: impl SessionStore, keys: impl Into<Keys>) -> Self {
         Self {
-            config: Arc::new(default_config(store, keys.into())),
+            config: Arc::new(default_config(store, keys.into()).started()),
             on_failure: DefaultOnFailure::default(),
         }
     }
@@ -77,7 +77,7 @@ impl SessionLayer {
     /// [`new`](Self::new).
     pub fn with_tokens(tokens: crate::TokenSessions, keys: impl Into<Keys>) -> Self {
         Self {
-            config: Arc::new(token_config(tokens, keys.into())),
+            config: Arc::new(token_config(tokens, keys.into()).started()),
             on_failure: DefaultOnFailure::default(),
         }
     }
@@ -117,6 +117,8 @@ fn config_with(backend: Backend, keys: Keys) -> Config {
         events: Arc::default(),
         max_sessions_per_user: None,
         size_limits: SizeLimits::default(),
+        follow_store_clock: None,
+        store_clock: None,
     }
 }
 
@@ -163,7 +165,7 @@ impl<F> SessionLayerBuilder<F> {
     pub fn build(self) -> Result<SessionLayer<F>, ConfigError> {
         self.config.validate()?;
         Ok(SessionLayer {
-            config: Arc::new(self.config),
+            config: Arc::new(self.config.started()),
             on_failure: self.on_failure,
         })
     }
@@ -245,9 +247,25 @@ impl<F> SessionLayerBuilder<F> {
         self
     }
 
-    /// The clock that expiry is measured with (default: the system clock).
+    /// The clock that expiry is measured with (default: the system clock). An injected
+    /// clock is the layer's time as it stands: the store's clock is then not followed
+    /// (see [`with_store_clock`](Self::with_store_clock)), so that a test that moves
+    /// this clock moves time for the store too.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.config.expiry.clock = Some(Arc::new(clock));
+        self.config.expiry.clock = LocalClock::custom(clock);
+        self
+    }
+
+    /// Whether sessions are timed by the store's clock (default: yes, unless
+    /// [`with_clock`](Self::with_clock) injected one). The layer reads the store's clock
+    /// when it is built (or at its first request, outside a Tokio runtime) and every
+    /// minute after, and runs its own clock at the measured offset, so that instances
+    /// whose clocks differ still agree on when a session ends. Only stores that report a
+    /// clock ([`SessionStore::time`](crate::store::SessionStore::time)) have one to
+    /// follow: this crate's Redis and PostgreSQL stores do. Token mode always uses the
+    /// layer's clock.
+    pub fn with_store_clock(mut self, follow: bool) -> Self {
+        self.config.follow_store_clock = Some(follow);
         self
     }
 

@@ -465,7 +465,7 @@ impl Shared {
 
     /// The expiry rules at this request's `now`.
     pub(crate) fn expiry(&self) -> Expiry {
-        *self.expiry.get_or_init(|| self.config.expiry.at_now())
+        *self.expiry.get_or_init(|| self.config.expiry_now())
     }
 
     /// The request's verified ID. The tag is checked here, before any store call, so a

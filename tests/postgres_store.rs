@@ -4,6 +4,8 @@
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[path = "clocks/mod.rs"]
+mod clocks;
 #[path = "logins/mod.rs"]
 mod logins;
 #[path = "support/sessions.rs"]
@@ -58,6 +60,20 @@ async fn concurrent_logins_under_a_limit_of_one_leave_one_session() {
         logins::rounds_left_without_a_session(on.store, 100).await,
         0
     );
+}
+
+/// Two instances whose clocks differ by 20 minutes time sessions alike by following the
+/// store's clock; on their own clocks the fast one ends a fresh session and the slow
+/// one keeps one past its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_instances_time_sessions_by_the_stores_clock() {
+    let Some(on) = on_shared_server().await else {
+        return;
+    };
+    let seen = clocks::two_skewed_instances(on.store.clone(), true).await;
+    assert_eq!(seen, clocks::Seen::agreeing());
+    let seen = clocks::two_skewed_instances(on.store, false).await;
+    assert_eq!(seen, clocks::Seen::on_own_clocks());
 }
 
 /// The conformance cases run on the store; the wrapper only keeps the server running.

@@ -4,6 +4,8 @@
 
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[path = "clocks/mod.rs"]
+mod clocks;
 #[path = "logins/mod.rs"]
 mod logins;
 mod support;
@@ -157,6 +159,21 @@ async fn concurrent_logins_under_a_limit_of_one_leave_one_session_on_a_cluster()
     let urls = (cluster.nodes().into_iter()).map(|node| format!("redis://{node}"));
     let store = RedisStore::connect_cluster(urls).await.unwrap();
     assert_eq!(logins::rounds_left_without_a_session(store, 100).await, 0);
+}
+
+/// Two instances whose clocks differ by 20 minutes time sessions alike by following the
+/// store's clock; on their own clocks the fast one ends a fresh session and the slow
+/// one keeps one past its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_instances_time_sessions_by_the_stores_clock() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let seen = clocks::two_skewed_instances(store.clone(), true).await;
+    assert_eq!(seen, clocks::Seen::agreeing());
+    let seen = clocks::two_skewed_instances(store, false).await;
+    assert_eq!(seen, clocks::Seen::on_own_clocks());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped,
+    SessionSummary, StoreError, Swapped, Timestamp,
 };
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -65,6 +65,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         user_id: &'a str,
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Vec<SessionSummary>, StoreError>>;
+    fn time(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>>;
 }
 
 impl<S: SessionStore> DynStore for S {
@@ -140,5 +141,8 @@ impl<S: SessionStore> DynStore for S {
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Vec<SessionSummary>, StoreError>> {
         Box::pin(SessionStore::sessions_of_user(self, user_id, expiry))
+    }
+    fn time(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
+        Box::pin(SessionStore::time(self))
     }
 }

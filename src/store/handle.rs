@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use super::dyn_store::DynStore;
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, Swapped,
+    SessionSummary, Swapped, Timestamp,
 };
 use crate::error::{Error, StoreError};
 use crate::metrics::{self, CallOutcome};
@@ -122,6 +122,11 @@ impl StoreHandle {
     ) -> Result<Vec<SessionSummary>, Error> {
         let call = self.store.sessions_of_user(user_id, expiry);
         self.call("sessions_of_user", call).await
+    }
+
+    /// The store's clock, if it keeps one.
+    pub(crate) async fn time(&self) -> Result<Option<Timestamp>, Error> {
+        self.call("time", self.store.time()).await
     }
 
     /// Runs one store call under the timeout, in a span named after `operation` (never

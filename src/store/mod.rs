@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+mod clock;
 mod dyn_store;
 mod handle;
 pub(crate) mod memory;
@@ -17,6 +18,7 @@ pub(crate) mod redis;
 #[cfg(feature = "encryption")]
 pub(crate) mod sealed;
 
+pub(crate) use self::clock::StoreClock;
 pub(crate) use self::dyn_store::BoxFuture;
 #[cfg(feature = "token")]
 pub(crate) use self::handle::within;
@@ -265,6 +267,14 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Checks that the store answers (for health checks).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The store's clock, read now, if sessions should be timed by it. The layer reads
+    /// it when it is built and every minute after, and runs its own clock at the offset
+    /// it measured, so that instances whose clocks differ still agree on when a session
+    /// ends. The default, `None`, leaves each instance's own clock.
+    fn time(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send {
+        async { Ok(None) }
+    }
 }
 
 static EMPTY_CHANGES: ChangeSet = ChangeSet {

@@ -43,6 +43,9 @@ pub(super) const MIGRATION_LOCK: i64 = 0x7473_6c73_6d69_6701; // "tslsmig\x01"
 pub(super) const SWEEP_LOCK: i64 = 0x7473_6c73_7377_7001; // "tslsswp\x01"
 
 /// A live session's data, user and times.
+/// The database's clock, in milliseconds since the epoch.
+pub(super) const NOW: &str = concat!("SELECT ", db_millis!());
+
 pub(super) const LOAD: &str = concat!(
     "SELECT data, user_id, created_at, refreshed_at FROM tower_stateless_sessions AS s \
      WHERE s.id = $1 AND ",

@@ -699,4 +699,11 @@ impl SessionStore for PostgresStore {
         self.query_opt("SELECT 1", &[]).await?;
         Ok(())
     }
+
+    /// The database's `clock_timestamp()`.
+    async fn time(&self) -> Result<Option<Timestamp>, StoreError> {
+        let row = self.query_opt(sql::NOW, &[]).await?;
+        let millis: Option<i64> = row.map(|row| row.get(0));
+        Ok(millis.map(|millis| Timestamp::from_millis(u64::try_from(millis).unwrap_or(0))))
+    }
 }

@@ -22,7 +22,7 @@ use crate::config::ConfigError;
 use crate::keys::Keys;
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped, UserChange,
+    SessionSummary, StoreError, Swapped, Timestamp, UserChange,
 };
 
 /// What [`RedisStore::with_user_digest_keys`] derives its keys under.
@@ -716,5 +716,16 @@ impl SessionStore for RedisStore {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(StoreError::backend)
+    }
+
+    /// Redis's `TIME` (in a Cluster, that of the node that answered: keep the nodes'
+    /// clocks synchronised).
+    async fn time(&self) -> Result<Option<Timestamp>, StoreError> {
+        let (seconds, micros) = ::redis::cmd("TIME")
+            .query_async::<(u64, u64)>(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::backend)?;
+        let millis = seconds.saturating_mul(1000).saturating_add(micros / 1000);
+        Ok(Some(Timestamp::from_millis(millis)))
     }
 }

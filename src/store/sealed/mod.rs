@@ -9,7 +9,7 @@ use std::sync::Arc;
 use self::cipher::{Cipher, Field, SEALED_PREFIX};
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, IncrementError, Incremented, Record,
-    SessionStore, SessionSummary, StoreError, Swapped, UserChange,
+    SessionStore, SessionSummary, StoreError, Swapped, Timestamp, UserChange,
 };
 use crate::keys::Keys;
 use crate::record::add_to_stored;
@@ -589,6 +589,10 @@ impl<S: SessionStore> SessionStore for Sealed<S> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+
+    async fn time(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.time().await
     }
 }
 
