@@ -8,8 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use redis::{AsyncCommands, Script};
-use sha2::{Digest, Sha256};
 use tower_stateless::RedisConnection;
+
+use crate::digests::UserDigests;
 
 /// Unfinished uploads are dropped after a day, and stop counting against their user.
 const CHUNK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -18,8 +19,9 @@ const CHUNK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Clone, Debug)]
 pub enum Chunks {
     Memory(Arc<InMemory>),
-    /// The session store's own connection (single node or cluster).
-    Redis(RedisConnection),
+    /// The session store's own connection (single node or cluster), and the keyed
+    /// names of users' upload sets.
+    Redis(RedisConnection, UserDigests),
 }
 
 /// The in-memory chunks and uploads in progress.
@@ -95,14 +97,48 @@ impl Chunks {
         Self::Memory(Arc::default())
     }
 
-    /// The key of a user's uploads in progress: named by a hash, so that no user name
-    /// appears in Redis.
-    fn uploads_key(user: &str) -> String {
-        let digest: String = Sha256::digest(user.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+    /// Chunks and upload sets in Redis on `connection`, user names keyed by `digests`.
+    pub fn redis(connection: RedisConnection, digests: UserDigests) -> Self {
+        Self::Redis(connection, digests)
+    }
+
+    /// The key of a set of a user's uploads in progress, by one of its keyed names.
+    fn uploads_key(digest: &str) -> String {
         format!("shop:uploads:{digest}")
+    }
+
+    /// Moves the uploads `user` has under earlier names (another key of a rotation, or
+    /// the plain SHA-256 of earlier versions) to the current one, so that they still
+    /// count; returns the current set's key. Sets live for a day, so earlier names are
+    /// gone a day after an upgrade or a rotation. (A release racing this move can leave
+    /// a released upload counted until its score expires.)
+    async fn current_uploads_key(
+        conn: &RedisConnection,
+        digests: &UserDigests,
+        user: &str,
+    ) -> Result<String, ChunkError> {
+        let current = Self::uploads_key(&digests.current(user));
+        for earlier in digests.earlier(user) {
+            let earlier = Self::uploads_key(&earlier);
+            let members: Vec<(String, f64)> = conn
+                .clone()
+                .zrange_withscores(&earlier, 0, -1)
+                .await
+                .map_err(ChunkError)?;
+            if members.is_empty() {
+                continue;
+            }
+            let scored: Vec<(f64, String)> = members.into_iter().map(|(m, s)| (s, m)).collect();
+            let mut conn = conn.clone();
+            conn.zadd_multiple::<_, _, _, ()>(&current, &scored)
+                .await
+                .map_err(ChunkError)?;
+            conn.pexpire::<_, ()>(&current, CHUNK_TTL.as_millis() as i64)
+                .await
+                .map_err(ChunkError)?;
+            conn.del::<_, ()>(&earlier).await.map_err(ChunkError)?;
+        }
+        Ok(current)
     }
 
     /// Counts `upload` (`size` bytes) among `user`'s uploads in progress, if `limits`
@@ -130,10 +166,11 @@ impl Chunks {
                 mine.push((upload.to_owned(), size, now + CHUNK_TTL));
                 Ok(Reservation::Granted)
             }
-            Self::Redis(conn) => {
+            Self::Redis(conn, digests) => {
+                let key = Self::current_uploads_key(conn, digests, user).await?;
                 let now = now_ms();
                 let reply: String = RESERVE
-                    .key(Self::uploads_key(user))
+                    .key(key)
                     .arg(now)
                     .arg(upload)
                     .arg(size)
@@ -167,11 +204,17 @@ impl Chunks {
                 }
                 Ok(())
             }
-            Self::Redis(conn) => conn
-                .clone()
-                .zrem::<_, _, ()>(Self::uploads_key(user), format!("{size}:{upload}"))
-                .await
-                .map_err(ChunkError),
+            Self::Redis(conn, digests) => {
+                let member = format!("{size}:{upload}");
+                let names = std::iter::once(digests.current(user)).chain(digests.earlier(user));
+                for name in names {
+                    conn.clone()
+                        .zrem::<_, _, ()>(Self::uploads_key(&name), &member)
+                        .await
+                        .map_err(ChunkError)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -191,7 +234,7 @@ impl Chunks {
                     .insert(key, bytes);
                 Ok(())
             }
-            Self::Redis(conn) => conn
+            Self::Redis(conn, _) => conn
                 .clone()
                 .set_ex(key, bytes.as_ref(), CHUNK_TTL.as_secs())
                 .await
@@ -217,7 +260,7 @@ impl Chunks {
                     .map(|k| map.get(k).map(|b| b.to_vec()))
                     .collect())
             }
-            Self::Redis(conn) => conn.clone().mget(keys).await.map_err(ChunkError),
+            Self::Redis(conn, _) => conn.clone().mget(keys).await.map_err(ChunkError),
         }
     }
 }
@@ -236,7 +279,7 @@ impl Chunks {
                 lock(&memory.pending).insert(member.to_owned(), until);
                 Ok(until)
             }
-            Self::Redis(conn) => conn
+            Self::Redis(conn, _) => conn
                 .clone()
                 .zadd::<_, _, _, ()>(PENDING_KEY, member, until)
                 .await
@@ -252,7 +295,7 @@ impl Chunks {
                 lock(&memory.pending).remove(member);
                 Ok(())
             }
-            Self::Redis(conn) => conn
+            Self::Redis(conn, _) => conn
                 .clone()
                 .zrem::<_, _, ()>(PENDING_KEY, member)
                 .await
@@ -272,7 +315,7 @@ impl Chunks {
                     .take(limit)
                     .collect())
             }
-            Self::Redis(conn) => conn
+            Self::Redis(conn, _) => conn
                 .clone()
                 .zrangebyscore_limit(PENDING_KEY, "-inf", now_ms(), 0, limit as isize)
                 .await

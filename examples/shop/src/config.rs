@@ -2,6 +2,7 @@
 
 use tower_stateless::{Key, Keys};
 
+use crate::digests::UserDigests;
 use crate::sealing::UploadSeal;
 
 use crate::cli::{ServeArgs, SessionMode};
@@ -43,6 +44,8 @@ pub struct Config {
     /// With `SESSION_ENCRYPT`: upload bytes sealed at rest too, under keys derived from
     /// `SESSION_KEYS`.
     pub uploads_seal: Option<UploadSeal>,
+    /// Keyed names for what is kept per user (upload sets), derived from `SESSION_KEYS`.
+    pub user_digests: UserDigests,
     /// Sessions the coherent cache holds on Redis (`SESSION_CACHE`); 0: no cache.
     pub session_cache: usize,
     /// Sessions in the store, or sealed in the cookie (`SESSION_MODE`).
@@ -145,6 +148,8 @@ impl Config {
                 .session_encrypt
                 .then(|| UploadSeal::from_key_bytes(&raw_keys))
                 .flatten(),
+            user_digests: UserDigests::from_key_bytes(&raw_keys)
+                .ok_or("SESSION_KEYS: no key in the list")?,
             session_cache: args.session_cache,
             session_mode: args.session_mode,
             uploads_bucket: set(args.uploads_bucket),

@@ -267,7 +267,7 @@ pub(crate) fn start(config: &Config, chunks: &Chunks) -> Result<Option<ObjectUpl
     let Some(bucket) = &config.uploads_bucket else {
         let place = match chunks {
             Chunks::Memory(_) => "in this process's memory, which other instances cannot see",
-            Chunks::Redis(_) => "in Redis, beside the sessions",
+            Chunks::Redis(..) => "in Redis, beside the sessions",
         };
         tracing::info!("UPLOADS_BUCKET is not set: upload chunks are kept {place}");
         return Ok(None);

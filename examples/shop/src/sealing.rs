@@ -3,9 +3,7 @@
 //! cipher `tower_stateless::Sealed` seals session values with.
 //!
 //! The crate derives its keys inside `Key` and exposes none, so the shop derives its own
-//! from the same `SESSION_KEYS`: HKDF-Expand-SHA256 with each key as the pseudorandom key
-//! and the label `shop/v1/uploads` (the crate's construction, under a label no crate
-//! purpose uses). The signing key's derived key seals; every key's opens, so a key
+//! from the same `SESSION_KEYS` (`crate::digests::derive`, label `shop/v1/uploads`). The signing key's derived key seals; every key's opens, so a key
 //! rotation keeps uploads in progress readable. Each piece is bound, as associated data,
 //! to its upload and its position: a piece moved to another upload or place fails to open.
 
@@ -14,8 +12,8 @@ use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+
+use crate::digests::derive;
 
 const LABEL: &[u8] = b"shop/v1/uploads";
 const AD: &[u8] = b"shop/v1/upload\0";
@@ -37,13 +35,7 @@ impl UploadSeal {
     pub fn from_key_bytes<K: AsRef<[u8]>>(raw: &[K]) -> Option<Self> {
         let keys: Vec<XChaCha20Poly1305> = raw
             .iter()
-            .map(|key| {
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref())
-                    .expect("HMAC takes a key of any length");
-                mac.update(LABEL);
-                mac.update(&[1]);
-                XChaCha20Poly1305::new(&mac.finalize().into_bytes())
-            })
+            .map(|key| XChaCha20Poly1305::new(&derive(key.as_ref(), LABEL).into()))
             .collect();
         (!keys.is_empty()).then(|| Self { keys: keys.into() })
     }

@@ -93,7 +93,7 @@ async fn serve_redis(
 ) -> Result<(), String> {
     let store = store.map_err(|error| format!("{setting}: {}", chain(&error)))?;
     tracing::info!(?store, "sessions in Redis ({setting})");
-    let chunks = Chunks::Redis(store.connection());
+    let chunks = Chunks::redis(store.connection(), config.user_digests.clone());
     // No plain digest of a user name at rest: keyed by SESSION_KEYS.
     let store = store.with_user_digest_keys(&config.keys);
     let store = if config.encrypt_sessions {

@@ -42,14 +42,14 @@ struct Reply {
 
 impl Shop {
     async fn on(store: RedisStore) -> Self {
-        let chunks = Chunks::Redis(store.connection());
+        let chunks = Chunks::redis(store.connection(), digests());
         Self::with(store, chunks, None)
     }
 
     /// The shop as `SESSION_ENCRYPT=1` runs it: sessions and upload chunks sealed.
     async fn encrypted(server: &RedisServer) -> Self {
         let store = RedisStore::connect(&server.url()).await.unwrap();
-        let chunks = Chunks::Redis(store.connection());
+        let chunks = Chunks::redis(store.connection(), digests());
         let keys = Keys::new(Key::from_bytes(&[7; 32]).unwrap());
         let seal = shop::UploadSeal::from_key_bytes(&[[7u8; 32]]);
         Self::with(
@@ -863,6 +863,48 @@ async fn upload_limits_are_per_user_across_instances_and_name_no_user() {
     assert!(!keys.contains("limited-user"), "{keys}");
 }
 
+/// Uploads in progress under a name an earlier version wrote (the plain SHA-256 of the
+/// user name) still count against the user's limit, and the first start moves them to
+/// the keyed name: no plain digest is left.
+#[tokio::test]
+async fn uploads_under_an_earlier_plain_name_still_count_and_move_to_the_keyed_name() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let shop = Shop::single(&server).await;
+    let user = "migrating-user";
+    let plain: String = Sha256::digest(user.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let earlier = format!("shop:uploads:{plain}");
+    let until = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    for n in 0..shop::MAX_IN_PROGRESS {
+        server.cli(&["ZADD", &earlier, &until, &format!("10:up-earlier-{n}")]);
+    }
+    let cookie = shop.login(user).await;
+    let body = json!({"name": "f", "size": 10});
+    let started = shop
+        .call("POST", "/uploads", Some(&cookie), Some(body))
+        .await;
+    assert_eq!(
+        started.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the earlier uploads count"
+    );
+    let keys = server.cli(&["KEYS", "shop:uploads:*"]);
+    assert!(!keys.contains(&plain), "moved from the plain name: {keys}");
+    let keyed = format!("shop:uploads:{}", digests().current(user));
+    assert_eq!(
+        server.cli(&["ZCARD", &keyed]).trim(),
+        shop::MAX_IN_PROGRESS.to_string()
+    );
+}
+
 /// 3,000 distinct cart lines of the longest SKU (the attack the size bound answers): the
 /// cart is refused with a 413 and a message long before the session's hash in Redis
 /// reaches 256 KiB, nothing is written by a refused add, and the cart still works.
@@ -971,9 +1013,9 @@ async fn listing_is_capped_and_logging_out_the_others_ends_them_all() {
     eprintln!("log out 1,199 others: {took:?}");
 }
 
-/// The shop as it runs (the binary, on `REDIS_URL`): after a login, Redis holds the
-/// user's index under a keyed name, and no key is named by a plain SHA-256 of the user
-/// name.
+/// The shop as it runs (the binary, on `REDIS_URL`): after a login and the start of an
+/// upload, Redis holds the user's index and upload set under keyed names, and no key is
+/// named by a plain SHA-256 of the user name.
 #[test]
 fn the_running_shop_names_no_key_by_a_plain_digest_of_a_user_name() {
     use std::process::{Command, Stdio};
@@ -1018,13 +1060,29 @@ fn the_running_shop_names_no_key_by_a_plain_digest_of_a_user_name() {
             .is_ok_and(|status| status.success())
     });
     let user = "ada@example.com";
-    let login = Command::new("curl")
-        .args(["-sf", "-H", "Content-Type: application/json", "-d"])
-        .arg(json!({ "user": user }).to_string())
-        .arg(format!("{url}/login"))
-        .output()
-        .unwrap();
-    assert!(login.status.success(), "{login:?}");
+    let jar = tempfile::NamedTempFile::new().unwrap();
+    let jar = jar.path().to_str().unwrap();
+    let post = |path: &str, body: serde_json::Value| {
+        let sent = Command::new("curl")
+            .args([
+                "-sf",
+                "-b",
+                jar,
+                "-c",
+                jar,
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .arg("-d")
+            .arg(body.to_string())
+            .arg(format!("{url}{path}"))
+            .output()
+            .unwrap();
+        assert!(sent.status.success(), "{path}: {sent:?}");
+    };
+    post("/login", json!({ "user": user }));
+    // An upload in progress: the user's upload set.
+    post("/uploads", json!({ "name": "notes.txt", "size": 10 }));
     let digest = Sha256::digest(user.as_bytes());
     let plain = [
         URL_SAFE_NO_PAD.encode(digest),
@@ -1035,10 +1093,16 @@ fn the_running_shop_names_no_key_by_a_plain_digest_of_a_user_name() {
     ];
     let keys = server.cli(&["KEYS", "*"]);
     assert!(keys.contains("session:user:{"), "{keys}");
+    assert!(keys.contains("shop:uploads:"), "{keys}");
     for plain in plain {
         assert!(
             !keys.contains(&plain),
             "a plain digest of the user name in {keys}"
         );
     }
+}
+
+/// Keyed names for upload sets, as the shop derives them from its session key.
+fn digests() -> shop::UserDigests {
+    shop::UserDigests::from_key_bytes(&[[7u8; 32]]).unwrap()
 }
