@@ -13,7 +13,7 @@ use tower_stateless::{Key, Session, SessionLayer};
 
 const SKEW: Duration = Duration::from_secs(10 * 60);
 /// Short enough to wait out in a test, far shorter than the skew.
-const LIFETIME: Duration = Duration::from_secs(4);
+const LIFETIME: Duration = Duration::from_secs(6);
 
 /// `POST` writes a visit, `GET` answers whether the session holds one.
 async fn visits(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -69,7 +69,7 @@ impl Seen {
 }
 
 /// Two instances on `store`, one clock 10 minutes fast and one 10 minutes slow, each
-/// following the store's clock or not, with a 4-second absolute lifetime.
+/// following the store's clock or not, with a 6-second lifetime.
 pub async fn two_skewed_instances<S: SessionStore + Clone>(store: S, follow: bool) -> Seen {
     let key = Key::generate();
     let instance = |fast: bool| {
@@ -103,11 +103,12 @@ pub async fn two_skewed_instances<S: SessionStore + Clone>(store: S, follow: boo
     let fresh_read_elsewhere = send(fast.clone(), "GET", Some(&cookie)).await.0;
 
     let cookie = send(fast.clone(), "POST", None).await.1.expect("a new session");
+    // Written at 0.3 and 0.6 lifetimes (well within it), read at 1.2 (well past it).
     for _ in 0..2 {
-        tokio::time::sleep(LIFETIME * 2 / 5).await;
+        tokio::time::sleep(LIFETIME * 3 / 10).await;
         assert_eq!(send(slow.clone(), "POST", Some(&cookie)).await.0, "written");
     }
-    tokio::time::sleep(LIFETIME * 2 / 5).await;
+    tokio::time::sleep(LIFETIME * 6 / 10).await;
     let past_lifetime = send(slow.clone(), "GET", Some(&cookie)).await.0;
     Seen {
         fresh_read_elsewhere,
