@@ -38,6 +38,8 @@
 #   POSTGRES_ROWS=0     leave out the PostgreSQL rows (they need PostgreSQL's binaries under
 #                 /usr/lib/postgresql/*/bin; the server is private: initdb in the scratch
 #                 directory, a free port, default settings, pinned like Redis)
+#   TARGETS="tower-sessions-sqlx shop-postgres"   measure only these rows (names as in
+#                 the script's targets list); comparisons missing a row are left out
 #   CACHE_SIZE=10000    sessions cached per instance: the shop's SESSION_CACHE and the moka
 #                 peer's MOKA_CAPACITY
 #   MAX_NOISE=0.15 NOISE_RETRIES=2 QUIET_WAIT=30   the machine may be shared: before each
@@ -402,6 +404,12 @@ targets=(no-io baseline tower-sessions tower-sessions-moka shop-nocache shop-cac
 [ "$TOKEN_ROWS" = 0 ] || targets+=(shop-token shop-token-norev)
 [ "$ALWAYS_SAVE_ROW" = 0 ] || targets+=(tower-sessions-always-save)
 [ "$POSTGRES_ROWS" = 0 ] || targets+=(tower-sessions-sqlx shop-postgres)
+if [ -n "${TARGETS:-}" ]; then
+    for wanted in $TARGETS; do
+        [[ " ${targets[*]} " == *" $wanted "* ]] || die "TARGETS: no row named $wanted"
+    done
+    read -r -a targets <<<"$TARGETS"
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
     for target in "${targets[@]}"; do
@@ -485,6 +493,7 @@ ratio() {
     local name=$1 a b
     a=$(median "$2" "$3" "$6")
     b=$(median "$4" "$5" "$6")
+    [ -n "$a" ] && [ -n "$b" ] || return 0
     awk -v name="$name" -v a="$a" -v b="$b" -v op="${7:-}" -v goal="${8:-}" 'BEGIN {
         r = a / b
         if (op == "") { printf "| %s | %.2fx | | |\n", name, r; exit }
