@@ -215,29 +215,28 @@ impl Session {
         change: impl FnOnce(&mut ChangeSet) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut state = self.shared.lock();
-        #[cfg(feature = "token")]
-        if matches!(self.shared.config.backend, Backend::Tokens(_)) {
-            let before = state.changes.clone();
-            let result = change(&mut state.changes);
-            let fits = result
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|_| self.fits(&state));
-            if let Err(error) = fits {
-                state.changes = before;
-                return Err(error);
-            }
-            return result;
-        }
+        // A change that fails, or would take the session past its bound, leaves nothing.
         let before = state.changes.clone();
-        let result = change(&mut state.changes)?;
-        let limits = self.shared.config.size_limits;
-        let base = self.size_base(&state);
-        if let Err(error) = limits.check(base, &state.committed, &state.changes, None) {
+        let result = change(&mut state.changes);
+        let fits = (result.as_ref().map_err(Clone::clone)).and_then(|_| self.fits(&state));
+        if let Err(error) = fits {
             state.changes = before;
             return Err(error);
         }
-        Ok(result)
+        result
+    }
+
+    /// Whether the session, with the request's pending changes, stays within its bound:
+    /// the cookie's budget in token mode, the size bound in store mode.
+    fn fits(&self, state: &State) -> Result<(), Error> {
+        match &self.shared.config.backend {
+            #[cfg(feature = "token")]
+            Backend::Tokens(_) => self.fits_in_token(state),
+            Backend::Store(_) => {
+                let base = self.size_base(state);
+                (self.shared.config.size_limits).check(base, &state.committed, &state.changes, None)
+            }
+        }
     }
 
     /// The session's keys, sorted, loading the session on first use.

@@ -17,7 +17,7 @@ impl Session {
     /// Whether the session, with the request's pending changes, still fits in its cookie.
     /// Counted against the token as the request brought it (before any liveness check):
     /// a dead token's data only makes the estimate larger.
-    pub(crate) fn fits(&self, state: &State) -> Result<(), Error> {
+    pub(crate) fn fits_in_token(&self, state: &State) -> Result<(), Error> {
         let shared = &self.shared;
         let base = match shared.incoming() {
             Some(incoming) if !state.destroy && state.seen != Seen::Missing => {
