@@ -189,10 +189,7 @@ impl PostgresStore {
                 .await;
             drop(client);
             match written {
-                Ok(Some(row)) => {
-                    let value = row.try_get(0).map_err(|_| error::corrupt("data"))?;
-                    return Ok(Written::Saved(value));
-                }
+                Ok(Some(_)) => return Ok(Written::Saved),
                 Ok(None) if changes.incremented.is_empty() => return Ok(Written::Gone),
                 Ok(None) => match self.rejection(id, changes, &live).await? {
                     Some(Some(why)) => return Ok(Written::Rejected(why)),
@@ -435,8 +432,7 @@ impl<'a> Changes<'a> {
 
 /// What [`PostgresStore::write`] did.
 enum Written {
-    /// Saved; the first incremented field's new value, if any.
-    Saved(Option<String>),
+    Saved,
     Gone,
     Rejected(IncrementError),
     IdInUse,
@@ -536,7 +532,7 @@ impl SessionStore for PostgresStore {
     ) -> Result<Applied, StoreError> {
         Ok(
             match self.write(id, None, &Changes::of(changes), expiry).await? {
-                Written::Saved(_) => Applied::Saved,
+                Written::Saved => Applied::Saved,
                 Written::Gone | Written::IdInUse => Applied::Gone,
                 Written::Rejected(why) => Applied::Rejected(why),
             },
@@ -555,7 +551,7 @@ impl SessionStore for PostgresStore {
                 .write(old, Some(new), &Changes::of(changes), expiry)
                 .await?
             {
-                Written::Saved(_) => Cycled::Saved,
+                Written::Saved => Cycled::Saved,
                 Written::Gone => Cycled::Gone,
                 Written::Rejected(why) => Cycled::Rejected(why),
                 Written::IdInUse => Cycled::IdInUse,
@@ -570,17 +566,41 @@ impl SessionStore for PostgresStore {
         delta: i64,
         expiry: Expiry,
     ) -> Result<Incremented, StoreError> {
-        let changes = Changes::increment(field, delta);
-        Ok(match self.write(id, None, &changes, expiry).await? {
-            Written::Saved(Some(value)) => Incremented::Value(
-                value
-                    .parse()
-                    .map_err(|_| error::corrupt("an incremented value"))?,
-            ),
-            Written::Saved(None) => return Err(error::corrupt("an incremented value")),
-            Written::Gone | Written::IdInUse => Incremented::Gone,
-            Written::Rejected(why) => Incremented::Rejected(why),
-        })
+        let live = Live::of(expiry);
+        for _ in 0..ATTEMPTS {
+            let written = self
+                .query_opt(
+                    sql::INCREMENT,
+                    &[
+                        &id.as_str(),
+                        &live.refreshed_after,
+                        &live.created_after,
+                        &live.idle,
+                        &live.now,
+                        &field,
+                        &delta,
+                    ],
+                )
+                .await?;
+            if let Some(row) = written {
+                let value: Option<String> = row.try_get(0).map_err(|_| error::corrupt("data"))?;
+                let value = value.and_then(|value| value.parse().ok());
+                return value
+                    .map(Incremented::Value)
+                    .ok_or_else(|| error::corrupt("an incremented value"));
+            }
+            match self
+                .rejection(id, &Changes::increment(field, delta), &live)
+                .await?
+            {
+                Some(Some(why)) => return Ok(Incremented::Rejected(why)),
+                Some(None) => {} // a concurrent write made the increment fit: again
+                None => return Ok(Incremented::Gone),
+            }
+        }
+        Err(StoreError::backend(
+            "the session kept changing under a write",
+        ))
     }
 
     async fn compare_and_set(
