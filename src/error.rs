@@ -221,7 +221,7 @@ impl StdError for JsonError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The key is shorter than [`MIN_KEY_LEN`](crate::MIN_KEY_LEN) bytes.
+    /// The key is shorter than [`Key::MIN_LEN`](crate::Key::MIN_LEN) bytes.
     TooShort {
         /// Length of the rejected key, in bytes.
         len: usize,
@@ -253,7 +253,7 @@ impl fmt::Display for KeyError {
             Self::TooShort { len } => write!(
                 f,
                 "session key is {len} bytes; at least {} are required ({MAKE_KEY})",
-                crate::MIN_KEY_LEN
+                crate::Key::MIN_LEN
             ),
             Self::NotBase64 => write!(f, "session key is not valid base64 ({MAKE_KEY})"),
             Self::Empty => write!(f, "no session key given ({MAKE_KEY})"),

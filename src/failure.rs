@@ -6,12 +6,13 @@ use http::header::{CACHE_CONTROL, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::error::{Error, ErrorKind};
-use crate::protocol::{GrpcStatus, Protocol};
+use crate::protocol::GrpcStatus;
+pub use crate::protocol::Protocol;
 
 /// Builds the response that replaces the handler's when the session failed.
 ///
 /// Called when the store failed or timed out ([`Error::is_unavailable`]) or when the
-/// session ended during the request ([`ErrorKind::Ended`](crate::ErrorKind::Ended)).
+/// session ended during the request ([`ErrorKind::Ended`]).
 /// Closures `Fn(&Error, Protocol) -> Response<B>` implement it.
 pub trait OnFailure<B> {
     /// The response for `error`.
@@ -33,7 +34,7 @@ where
 /// |---|---|---|
 /// | store failed or timed out | 503, `Retry-After` | `UNAVAILABLE` (14) |
 /// | session ended meanwhile | 409 | `ABORTED` (10) |
-/// | the session would pass its size bound, or outgrow its cookie in token mode ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)) | 413 | `ABORTED` (10) |
+/// | the session would pass its size bound, or outgrow its cookie in token mode ([`ErrorKind::TooLarge`]) | 413 | `ABORTED` (10) |
 #[derive(Debug, Clone, Copy)]
 pub struct DefaultOnFailure {
     retry_after: Duration,

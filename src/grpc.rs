@@ -1,5 +1,6 @@
-//! Write-back at the end of a gRPC stream: [`TrailersLayer`], the option for gRPC
-//! services whose responses stream.
+//! gRPC streams: write the session back when a response's trailers arrive
+//! ([`TrailersLayer`], from
+//! [`SessionLayer::write_back_at_trailers`](crate::SessionLayer::write_back_at_trailers)).
 //!
 //! [`SessionLayer`](crate::SessionLayer) judges a call when the response head is ready. A
 //! gRPC stream (or any gRPC response that is not trailers-only) tells its status only in

@@ -10,8 +10,6 @@ use sha2::Sha256;
 use crate::error::KeyError;
 use crate::id::{SessionId, ID_LEN};
 
-/// The shortest key accepted: HMAC-SHA256 is only as strong as its key.
-pub const MIN_KEY_LEN: usize = 32;
 /// Length of the base64url HMAC-SHA256 tag.
 const TAG_LEN: usize = 43;
 /// `<id>.<tag>`
@@ -40,9 +38,12 @@ pub struct Key {
 }
 
 impl Key {
-    /// Uses `bytes` as the key; fails if shorter than [`MIN_KEY_LEN`].
+    /// The shortest key accepted, in bytes: HMAC-SHA256 is only as strong as its key.
+    pub const MIN_LEN: usize = 32;
+
+    /// Uses `bytes` as the key; fails if shorter than [`MIN_LEN`](Self::MIN_LEN).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        if bytes.len() < MIN_KEY_LEN {
+        if bytes.len() < Self::MIN_LEN {
             return Err(KeyError::TooShort { len: bytes.len() });
         }
         let mac =
@@ -58,7 +59,7 @@ impl Key {
     /// that decode to printable text (a password) or to few distinct bytes.
     pub fn from_base64(encoded: &str) -> Result<Self, KeyError> {
         let encoded = encoded.trim();
-        if encoded.len() >= MIN_KEY_LEN && encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if encoded.len() >= Self::MIN_LEN && encoded.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(KeyError::Hex);
         }
         let bytes = STANDARD
@@ -487,7 +488,7 @@ mod tests {
         use super::*;
 
         fn any_key() -> impl Strategy<Value = Key> {
-            vec(any::<u8>(), MIN_KEY_LEN..=96).prop_map(|bytes| Key::from_bytes(&bytes).unwrap())
+            vec(any::<u8>(), Key::MIN_LEN..=96).prop_map(|bytes| Key::from_bytes(&bytes).unwrap())
         }
 
         fn any_id() -> impl Strategy<Value = SessionId> {

@@ -12,11 +12,11 @@ use crate::carrier::Carrier;
 use crate::config::{Backend, Config, ConfigError};
 use crate::expiry::{Clock, ExpirySettings, LocalClock};
 use crate::failure::DefaultOnFailure;
+use crate::grpc::TrailersLayer;
 use crate::keys::Keys;
 use crate::service::SessionService;
 use crate::size::SizeLimits;
 use crate::store::{SessionStore, StoreHandle};
-use crate::trailers::TrailersLayer;
 
 /// Default limit on each store call.
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -127,7 +127,7 @@ impl<F> SessionLayer<F> {
     /// trailers-only is written back when its trailers arrive, judged by their
     /// `grpc-status`, so a stream that fails after its head saves nothing. The price: new
     /// tokens travel in the trailers, and the response body type becomes
-    /// [`TrailersBody`](crate::TrailersBody). See [`TrailersLayer`].
+    /// [`TrailersBody`](crate::grpc::TrailersBody). See [`TrailersLayer`].
     pub fn write_back_at_trailers(self) -> TrailersLayer<F> {
         TrailersLayer::new(self.config, self.on_failure)
     }
@@ -445,7 +445,9 @@ mod tests {
     #[test]
     fn debug_names_a_closure_hook_without_requiring_debug() {
         let layer = builder()
-            .with_on_failure(|_: &crate::Error, _: crate::Protocol| http::Response::new(()))
+            .with_on_failure(
+                |_: &crate::Error, _: crate::failure::Protocol| http::Response::new(()),
+            )
             .build()
             .unwrap();
         let text = format!("{layer:?}");

@@ -45,8 +45,9 @@ mod events;
 mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
-mod failure;
+pub mod failure;
 mod future;
+pub mod grpc;
 mod id;
 mod keys;
 mod layer;
@@ -62,7 +63,6 @@ mod snapshot;
 pub mod store;
 #[cfg(feature = "token")]
 mod token;
-mod trailers;
 mod writeback;
 
 pub use crate::config::ConfigError;
@@ -70,26 +70,23 @@ pub use crate::error::{Error, ErrorKind, KeyError};
 pub use crate::expiry::Clock;
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;
-pub use crate::failure::{DefaultOnFailure, OnFailure};
 pub use crate::future::ResponseFuture;
-pub use crate::keys::{Key, Keys, MIN_KEY_LEN};
+pub use crate::keys::{Key, Keys};
 pub use crate::layer::{SessionLayer, SessionLayerBuilder};
-pub use crate::protocol::Protocol;
 pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use crate::store::postgres::{PostgresStore, PostgresStoreBuilder};
+pub use crate::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
-pub use crate::store::redis::{CacheStats, DurableRevocationsError, RedisConnection, RedisStore};
+pub use crate::store::redis::RedisStore;
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub use crate::store::sealed::Sealed;
 #[cfg(feature = "token")]
 #[cfg_attr(docsrs, doc(cfg(feature = "token")))]
-pub use crate::token::{MemoryRevocations, RevocationState, Revocations, TokenSessions};
-pub use crate::trailers::{TrailersBody, TrailersFuture, TrailersLayer, TrailersService};
+pub use crate::token::TokenSessions;
 pub use ::cookie::SameSite;
 
 /// README.md's code blocks, compiled and run as doctests so that they cannot rot.

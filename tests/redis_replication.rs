@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use sessions::{new_id, now};
 use support::RedisServer;
+use tower_stateless::store::DurableRevocationsError;
 use tower_stateless::store::{
     ChangeSet, Created, Cycled, HashedId, Metadata, Record, SessionStore,
 };
-use tower_stateless::{DurableRevocationsError, RedisStore};
+use tower_stateless::RedisStore;
 
 /// Generous: the replica reconnects on its next once-a-second cron tick.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(3);

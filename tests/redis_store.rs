@@ -1043,7 +1043,8 @@ async fn falls_back_to_resp2_without_hello() {
 /// log-out-everywhere and, for a not-before time, enforced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_names_are_keyed_at_rest_and_plain_names_written_before_still_hold() {
-    use tower_stateless::{Key, Keys, Revocations};
+    use tower_stateless::store::Revocations;
+    use tower_stateless::{Key, Keys};
     let Some(server) = RedisServer::start() else {
         return;
     };

@@ -407,8 +407,8 @@ async fn a_redis_restart_without_persistence_forgets_revocations() {
 /// recorded must not move the boundary back.
 #[tokio::test]
 async fn the_not_before_time_only_rises() {
+    use tower_stateless::store::Revocations as _;
     use tower_stateless::store::{HashedId, Timestamp};
-    use tower_stateless::Revocations as _;
 
     let Some(cluster) = RedisCluster::start() else {
         return;

@@ -1,6 +1,8 @@
-//! For store authors: the [`SessionStore`] contract and its vocabulary.
+//! For store authors: the [`SessionStore`] contract and its vocabulary, and the parts of
+//! this crate's stores that only their own settings mention (a Redis connection, cache
+//! statistics, token mode's revocation stores).
 //!
-//! Applications need none of this beyond picking a store ([`MemoryStore`](crate::MemoryStore),
+//! Applications need little of this beyond picking a store ([`MemoryStore`](crate::MemoryStore),
 //! `RedisStore`); a crate that keeps sessions somewhere else implements [`SessionStore`]
 //! and runs the conformance suite (feature `conformance`) against it.
 
@@ -23,10 +25,16 @@ pub(crate) use self::dyn_store::BoxFuture;
 #[cfg(feature = "token")]
 pub(crate) use self::handle::within;
 pub(crate) use self::handle::StoreHandle;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStoreBuilder;
+#[cfg(feature = "redis")]
+pub use self::redis::{CacheStats, DurableRevocationsError, RedisConnection};
 pub use crate::error::StoreError;
 pub use crate::expiry::{Expiry, Timestamp};
 pub use crate::id::HashedId;
 pub use crate::record::{ChangeSet, Metadata, Record, UserChange};
+#[cfg(feature = "token")]
+pub use crate::token::{MemoryRevocations, RevocationState, Revocations};
 
 /// Outcome of [`SessionStore::create`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,7 +102,10 @@ pub async fn two_skewed_instances<S: SessionStore + Clone>(store: S, follow: boo
         .expect("a new session");
     let fresh_read_elsewhere = send(fast.clone(), "GET", Some(&cookie)).await.0;
 
-    let cookie = send(fast.clone(), "POST", None).await.1.expect("a new session");
+    let cookie = send(fast.clone(), "POST", None)
+        .await
+        .1
+        .expect("a new session");
     // Written at 0.3 and 0.6 lifetimes (well within it), read at 1.2 (well past it).
     for _ in 0..2 {
         tokio::time::sleep(LIFETIME * 3 / 10).await;

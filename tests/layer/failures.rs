@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use tower_stateless::{Error, Protocol};
+use tower_stateless::failure::Protocol;
+use tower_stateless::Error;
 
 use crate::App;
 

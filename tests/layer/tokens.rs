@@ -9,11 +9,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use tower_stateless::store::{HashedId, StoreError, Timestamp};
-use tower_stateless::{
-    ConfigError, Keys, MemoryRevocations, RevocationState, Revocations, SessionLayer,
-    SessionLayerBuilder, TokenSessions,
+use tower_stateless::store::{
+    HashedId, MemoryRevocations, RevocationState, Revocations, StoreError, Timestamp,
 };
+use tower_stateless::{ConfigError, Keys, SessionLayer, SessionLayerBuilder, TokenSessions};
 
 use crate::{key, App};
 

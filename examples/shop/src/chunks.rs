@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use redis::{AsyncCommands, Script};
-use tower_stateless::RedisConnection;
+use tower_stateless::store::RedisConnection;
 
 use crate::digests::UserDigests;
 

@@ -36,7 +36,7 @@ return wanted
 impl RedisStore {
     /// The commands token mode's revocations add to [`ACL_COMMANDS`](Self::ACL_COMMANDS),
     /// as Redis ACL rules, for a least-privilege user of a store used as
-    /// [`Revocations`](crate::Revocations).
+    /// [`Revocations`](crate::store::Revocations).
     pub const TOKEN_ACL_COMMANDS: &'static str = "+get +set";
 
     fn revoked_key(&self, hashed: &str) -> String {
