@@ -5,7 +5,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::session::Session;
 
 /// Rejection of the [`Session`] extractor: the route is not behind a `SessionLayer`.
@@ -45,15 +45,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 /// store failure with its own 503 anyway; this gives the handler's answer the same shape.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match self.kind() {
-            ErrorKind::Ended
-            | ErrorKind::NotAnInteger
-            | ErrorKind::Overflow
-            | ErrorKind::Contended => StatusCode::CONFLICT,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            kind if kind.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = crate::protocol::http_status(self.kind());
         (status, self.to_string()).into_response()
     }
 }

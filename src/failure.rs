@@ -5,14 +5,14 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::error::{Error, ErrorKind};
-use crate::protocol::GrpcStatus;
+use crate::error::Error;
 pub use crate::protocol::Protocol;
+use crate::protocol::{http_status, GrpcStatus};
 
 /// Builds the response that replaces the handler's when the session failed.
 ///
 /// Called when the store failed or timed out ([`Error::is_unavailable`]) or when the
-/// session ended during the request ([`ErrorKind::Ended`]).
+/// session ended during the request ([`ErrorKind::Ended`](crate::ErrorKind::Ended)).
 /// Closures `Fn(&Error, Protocol) -> Response<B>` implement it.
 pub trait OnFailure<B> {
     /// The response for `error`.
@@ -34,7 +34,7 @@ where
 /// |---|---|---|
 /// | store failed or timed out | 503, `Retry-After` | `UNAVAILABLE` (14) |
 /// | session ended meanwhile | 409 | `ABORTED` (10) |
-/// | the session would pass its size bound, or outgrow its cookie in token mode ([`ErrorKind::TooLarge`]) | 413 | `ABORTED` (10) |
+/// | the session would pass its size bound, or outgrow its cookie in token mode ([`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)) | 413 | `ABORTED` (10) |
 #[derive(Debug, Clone, Copy)]
 pub struct DefaultOnFailure {
     retry_after: Duration,
@@ -63,29 +63,21 @@ impl<B: Default> OnFailure<B> for DefaultOnFailure {
         response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let unavailable = error.is_unavailable();
         match protocol {
             Protocol::Grpc => {
-                let status = if unavailable {
-                    GrpcStatus::Unavailable
-                } else {
-                    GrpcStatus::Aborted
-                };
-                status.write_trailers_only(response.headers_mut());
+                GrpcStatus::of(error.kind()).write_trailers_only(response.headers_mut());
             }
-            Protocol::Http if unavailable => {
-                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                let seconds =
-                    self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            Protocol::Http => {
+                let status = http_status(error.kind());
+                *response.status_mut() = status;
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    let seconds =
+                        self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                }
             }
-            // What the request asked to keep is too large, not a conflict.
-            Protocol::Http if error.kind() == ErrorKind::TooLarge => {
-                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            }
-            Protocol::Http => *response.status_mut() = StatusCode::CONFLICT,
         }
         response
     }

@@ -25,7 +25,7 @@ use tower_service::Service;
 use crate::config::Config;
 use crate::failure::OnFailure;
 use crate::future::ResponseFuture;
-use crate::plan::{self, CookieUpdate, Outcome, Plan};
+use crate::plan::{self, Outcome, Plan};
 use crate::protocol::{GrpcStatus, Protocol};
 use crate::service::attach_session;
 use crate::session::Session;
@@ -341,25 +341,7 @@ fn finish(outcome: Outcome, trailers: &mut HeaderMap, config: &Config) {
             "session store call failed; failing the stream"
         );
         crate::metrics::failure_response(error.kind());
-        let status = if error.is_unavailable() {
-            GrpcStatus::Unavailable
-        } else {
-            GrpcStatus::Aborted
-        };
-        status.write_status(trailers);
+        GrpcStatus::of(error.kind()).write_status(trailers);
     }
-    match outcome.cookie {
-        CookieUpdate::Keep => {}
-        CookieUpdate::Set(id) => {
-            let token = config.keys.sign(config.carrier.name(), &id);
-            config
-                .carrier
-                .set(trailers, &token, config.expiry.absolute_lifetime);
-        }
-        #[cfg(feature = "token")]
-        CookieUpdate::Sealed(token) => {
-            (config.carrier).set(trailers, &token, config.expiry.absolute_lifetime);
-        }
-        CookieUpdate::Remove => config.carrier.remove(trailers),
-    }
+    crate::writeback::put_token(outcome.cookie, trailers, config);
 }

@@ -2,7 +2,9 @@
 //! how each says that a call succeeded or failed.
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::error::ErrorKind;
 
 /// The protocol of a request, so a failure can be answered in kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +50,30 @@ impl Protocol {
     }
 }
 
+/// The HTTP status of a failed session call: the one table, for the default failure
+/// response and for handlers that answer with an [`Error`](crate::Error).
+pub(crate) fn http_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        kind if kind.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        // What the request asked to keep is too large, not a conflict.
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Ended | ErrorKind::NotAnInteger | ErrorKind::Overflow | ErrorKind::Contended => {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl GrpcStatus {
+    /// The gRPC status of a failed session call: the one table.
+    pub(crate) fn of(kind: ErrorKind) -> Self {
+        if kind.is_unavailable() {
+            Self::Unavailable
+        } else {
+            Self::Aborted
+        }
+    }
+
     /// Makes `headers` a trailers-only gRPC response with this status: HTTP 200 with
     /// the status in the headers.
     pub(crate) fn write_trailers_only(self, headers: &mut HeaderMap) {

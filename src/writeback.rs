@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::header::CACHE_CONTROL;
-use http::{HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Response};
 
 use crate::config::{Backend, Config};
 use crate::error::{Error, ErrorKind};
@@ -198,6 +198,23 @@ fn ids_exhausted() -> Error {
     )
 }
 
+/// Writes the token change into `headers` (a response head, or a gRPC stream's
+/// trailers); whether there was one.
+pub(crate) fn put_token(cookie: CookieUpdate, headers: &mut HeaderMap, config: &Config) -> bool {
+    let carrier = &config.carrier;
+    let lifetime = config.expiry.absolute_lifetime;
+    match cookie {
+        CookieUpdate::Keep => return false,
+        CookieUpdate::Set(id) => {
+            carrier.set(headers, &config.keys.sign(carrier.name(), &id), lifetime);
+        }
+        #[cfg(feature = "token")]
+        CookieUpdate::Sealed(token) => carrier.set(headers, &token, lifetime),
+        CookieUpdate::Remove => carrier.remove(headers),
+    }
+    true
+}
+
 impl Outcome {
     /// Puts the outcome on the handler's response: the failure response in its place if
     /// there is a failure, and the token change.
@@ -217,19 +234,8 @@ impl Outcome {
             response = on_failure.on_failure(error, protocol);
         }
         let headers = response.headers_mut();
-        match self.cookie {
-            CookieUpdate::Keep => return response,
-            CookieUpdate::Set(id) => {
-                let token = config.keys.sign(config.carrier.name(), &id);
-                config
-                    .carrier
-                    .set(headers, &token, config.expiry.absolute_lifetime);
-            }
-            #[cfg(feature = "token")]
-            CookieUpdate::Sealed(token) => {
-                (config.carrier).set(headers, &token, config.expiry.absolute_lifetime);
-            }
-            CookieUpdate::Remove => config.carrier.remove(headers),
+        if !put_token(self.cookie, headers, config) {
+            return response;
         }
         // A response that sets a session cookie must never be cached for someone else:
         // a shared cache would hand the token to the next client.
