@@ -469,7 +469,8 @@ echo
 echo "### Run of $started"
 echo
 echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS" \
-    "CACHE_SIZE=$CACHE_SIZE MAX_NOISE=$MAX_NOISE NOISE_RETRIES=$NOISE_RETRIES QUIET_WAIT=$QUIET_WAIT scripts/loadtest.sh\`"
+    "CACHE_SIZE=$CACHE_SIZE MAX_NOISE=$MAX_NOISE NOISE_RETRIES=$NOISE_RETRIES QUIET_WAIT=$QUIET_WAIT" \
+    "${TARGETS:+TARGETS=\"$TARGETS\" }scripts/loadtest.sh\`"
 echo "wrk: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARMUP warm-up;" \
     "pinning: $([ "$pinning" = yes ] && echo "server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, redis-server on CPU $REDIS_CPU" || echo none)"
 echo "Machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)," \

@@ -258,9 +258,10 @@ impl<F> SessionLayerBuilder<F> {
 
     /// Whether sessions are timed by the store's clock (default: yes, unless
     /// [`with_clock`](Self::with_clock) injected one). The layer reads the store's clock
-    /// when it is built (or at its first request, outside a Tokio runtime) and every
-    /// minute after, and runs its own clock at the measured offset, so that instances
-    /// whose clocks differ still agree on when a session ends. Only stores that report a
+    /// when it is built (or at its first request, outside a Tokio runtime) and a minute
+    /// after each reading (started by a request, which does not wait for it), and runs
+    /// its own clock at the measured offset, so that instances whose clocks differ still
+    /// agree on when a session ends; until the first reading is back, it uses its own. Only stores that report a
     /// clock ([`SessionStore::time`](crate::store::SessionStore::time)) have one to
     /// follow: this crate's Redis and PostgreSQL stores do. Token mode always uses the
     /// layer's clock.

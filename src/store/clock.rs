@@ -18,6 +18,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// A reading whose round trip took longer says too little about the offset (its error
 /// is up to half the round trip).
 const MAX_ROUND_TRIP: Duration = Duration::from_secs(1);
+/// An offset larger than this (10 s) is logged as a warning: clocks that far apart are
+/// worth fixing even though sessions stay timed alike.
+const WARN_OFFSET_MS: u64 = 10_000;
 /// `due` when the store has no clock: never measure again.
 const NEVER: u64 = u64::MAX;
 
@@ -51,7 +54,9 @@ impl StoreClock {
     }
 
     /// The store's time now, by the local clock and the last measured offset. Until the
-    /// first reading has come back that is the local clock's time.
+    /// first reading has come back (one store round trip after the layer is built) that
+    /// is the local clock's time. A request that finds a reading due starts one in the
+    /// background and does not wait for it.
     pub(crate) fn now(self: &Arc<Self>) -> Timestamp {
         self.measure_if_due();
         self.local
@@ -74,6 +79,9 @@ impl StoreClock {
     }
 
     async fn measure(self: Arc<Self>) {
+        // Should the task be dropped (its runtime shut down) or the store's `time` panic,
+        // the next request tries again rather than no reading ever being taken.
+        let _measuring = Measuring(&self.measuring);
         let sent = Instant::now();
         let before = self.local.now();
         let reading = self.store.time().await;
@@ -85,6 +93,13 @@ impl StoreClock {
                 let offset = i128::from(store_now.as_millis()) - i128::from(midpoint.as_millis());
                 let offset =
                     i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX });
+                if offset.unsigned_abs() > WARN_OFFSET_MS {
+                    tracing::warn!(
+                        offset_ms = offset,
+                        "the session store's clock is far from this machine's: sessions are \
+                         timed by the store's; check the clocks (NTP)"
+                    );
+                }
                 self.offset.store(offset, Ordering::Relaxed);
                 Some(REMEASURE_AFTER)
             }
@@ -95,7 +110,15 @@ impl StoreClock {
             duration_millis(self.started.elapsed()).saturating_add(duration_millis(after))
         });
         self.due.store(due, Ordering::Relaxed);
-        self.measuring.store(false, Ordering::Release);
+    }
+}
+
+/// Clears the "a reading is under way" flag however the reading ends.
+struct Measuring<'a>(&'a AtomicBool);
+
+impl Drop for Measuring<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

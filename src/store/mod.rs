@@ -277,9 +277,11 @@ pub trait SessionStore: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The store's clock, read now, if sessions should be timed by it. The layer reads
-    /// it when it is built and every minute after, and runs its own clock at the offset
+    /// it when it is built and again when a request finds the last reading a minute old
+    /// (in a spawned task: no request waits for it), and runs its own clock at the offset
     /// it measured, so that instances whose clocks differ still agree on when a session
-    /// ends. The default, `None`, leaves each instance's own clock.
+    /// ends. The default, `None`, leaves each instance's own clock; a store that wraps
+    /// another should forward it.
     fn time(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send {
         async { Ok(None) }
     }

@@ -93,8 +93,25 @@ pub async fn two_skewed_instances<S: SessionStore + Clone>(store: S, follow: boo
             .layer(service_fn(visits))
     };
     let (fast, slow) = (instance(true), instance(false));
-    // Each layer took its first reading of the store's clock when it was built.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    if follow {
+        // Each layer started its first reading of the store's clock when it was built:
+        // wait until both have it (a session new on one is live on the other).
+        let started = std::time::Instant::now();
+        loop {
+            let cookie = send(slow.clone(), "POST", None)
+                .await
+                .1
+                .expect("a new session");
+            if send(fast.clone(), "GET", Some(&cookie)).await.0 == "live" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no clock reading in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     let cookie = send(slow.clone(), "POST", None)
         .await

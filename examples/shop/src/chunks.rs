@@ -136,7 +136,11 @@ impl Chunks {
             conn.pexpire::<_, ()>(&current, CHUNK_TTL.as_millis() as i64)
                 .await
                 .map_err(ChunkError)?;
-            conn.del::<_, ()>(&earlier).await.map_err(ChunkError)?;
+            // Only what was copied: an upload reserved there meanwhile stays and counts.
+            let copied: Vec<&String> = scored.iter().map(|(_, member)| member).collect();
+            conn.zrem::<_, _, ()>(&earlier, copied)
+                .await
+                .map_err(ChunkError)?;
         }
         Ok(current)
     }

@@ -723,7 +723,6 @@ impl SessionStore for PostgresStore {
     /// The database's `clock_timestamp()`.
     async fn time(&self) -> Result<Option<Timestamp>, StoreError> {
         let row = self.query_opt(sql::NOW, &[]).await?;
-        let millis: Option<i64> = row.map(|row| row.get(0));
-        Ok(millis.map(|millis| Timestamp::from_millis(u64::try_from(millis).unwrap_or(0))))
+        row.map(|row| timestamp(&row, "now")).transpose()
     }
 }
