@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::Backend;
 use crate::error::{Error, ErrorKind};
-use crate::id::SessionId;
+use crate::id::with_fresh_id;
 use crate::keys::{Rejected, Verified};
 use crate::record::{add_to_stored, Metadata, Record};
 use crate::session::{decode, encode, Incoming, Session};
@@ -22,8 +22,6 @@ const UPDATE_ATTEMPTS: usize = 16;
 /// each further one up to the second value. Each wait is drawn at random below its bound
 /// (full jitter): writers that collided spread out instead of colliding again in step.
 const UPDATE_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(32));
-/// Fresh IDs tried before a store that keeps answering "in use" is declared broken.
-const ID_ATTEMPTS: usize = 3;
 
 /// Where an immediate operation writes.
 enum Target {
@@ -256,27 +254,23 @@ impl Session {
             HashMap::from([(key.to_owned(), json.clone())]),
             Metadata::new(expiry.now),
         );
-        for _ in 0..ID_ATTEMPTS {
-            let id = SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))?;
+        let record = &record;
+        let fresh = with_fresh_id(|id| async move {
             let fresh = Incoming::new(id, Verified::Signing);
-            let create = store.create(fresh.hashed(), &record, expiry);
+            let create = store.create(fresh.hashed(), record, expiry);
             match create
                 .await
                 .inspect_err(|error| shared.remember_failure(error))?
             {
-                Created::Saved => {
-                    let mut state = shared.lock();
-                    state.fresh = Some(fresh);
-                    state.committed.insert(key.to_owned(), Some(json));
-                    return Ok(());
-                }
-                Created::IdInUse => {}
+                Created::Saved => Ok(Some(fresh)),
+                Created::IdInUse => Ok(None),
             }
-        }
-        Err(Error::new(
-            ErrorKind::Store,
-            "the store reported fresh random session IDs as in use",
-        ))
+        })
+        .await?;
+        let mut state = shared.lock();
+        state.fresh = Some(fresh);
+        state.committed.insert(key.to_owned(), Some(json));
+        Ok(())
     }
 }
 

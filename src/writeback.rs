@@ -12,16 +12,13 @@ use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::failure::OnFailure;
-use crate::id::{HashedId, SessionId};
+use crate::id::{with_fresh_id, HashedId};
 use crate::keys::Rejected;
 use crate::limit::{self, Enforced};
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
 use crate::store::{Applied, Created, Cycled, StoreHandle};
-
-/// Fresh IDs tried before a store that keeps answering "in use" is declared broken.
-const ID_ATTEMPTS: usize = 3;
 
 /// Runs `write` against the layer's store at the request's `expiry`.
 pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Outcome {
@@ -99,19 +96,24 @@ async fn execute(
             Applied::Rejected(_) => Ok(CookieUpdate::Keep),
         },
         Write::Cycle(target, changes) => {
-            for _ in 0..ID_ATTEMPTS {
-                let new = generate_id()?;
-                let new_hashed = new.hashed();
-                let old = target.session.hashed();
-                match store.cycle_id(old, &new_hashed, &changes, expiry).await? {
-                    Cycled::Saved => return Ok(CookieUpdate::Set(new)),
-                    // Taken (astronomically unlikely): try another fresh ID.
-                    Cycled::IdInUse => {}
-                    Cycled::Gone => return gone(config, store, &target, &changes, expiry).await,
-                    Cycled::Rejected(error) => return Err(error.into()),
+            let (old, changes_ref) = (target.session.hashed(), &changes);
+            // `Some(None)`: the session was gone.
+            let cycled = with_fresh_id(|new| async move {
+                match store
+                    .cycle_id(old, &new.hashed(), changes_ref, expiry)
+                    .await?
+                {
+                    Cycled::Saved => Ok(Some(Some(new))),
+                    Cycled::IdInUse => Ok(None),
+                    Cycled::Gone => Ok(Some(None)),
+                    Cycled::Rejected(error) => Err(error.into()),
                 }
+            })
+            .await?;
+            match cycled {
+                Some(new) => Ok(CookieUpdate::Set(new)),
+                None => gone(config, store, &target, &changes, expiry).await,
             }
-            Err(ids_exhausted())
         }
     }
 }
@@ -177,25 +179,15 @@ async fn create(
 ) -> Result<CookieUpdate, Error> {
     let mut record = Record::new(HashMap::new(), Metadata::new(expiry.now));
     changes.apply_to(&mut record)?;
-    for _ in 0..ID_ATTEMPTS {
-        let id = generate_id()?;
-        match store.create(&id.hashed(), &record, expiry).await? {
-            Created::Saved => return Ok(CookieUpdate::Set(id)),
-            Created::IdInUse => {}
+    let record = &record;
+    let id = with_fresh_id(|id| async move {
+        match store.create(&id.hashed(), record, expiry).await? {
+            Created::Saved => Ok(Some(id)),
+            Created::IdInUse => Ok(None),
         }
-    }
-    Err(ids_exhausted())
-}
-
-fn generate_id() -> Result<SessionId, Error> {
-    SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))
-}
-
-fn ids_exhausted() -> Error {
-    Error::new(
-        ErrorKind::Store,
-        format!("the store reported {ID_ATTEMPTS} fresh random session IDs as in use"),
-    )
+    })
+    .await?;
+    Ok(CookieUpdate::Set(id))
 }
 
 /// Writes the token change into `headers` (a response head, or a gRPC stream's
