@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use crate::config::Backend;
 use crate::error::{Error, ErrorKind};
-use crate::id::with_fresh_id;
 use crate::keys::{Rejected, Verified};
 use crate::record::{add_to_stored, Metadata, Record};
 use crate::session::{decode, encode, Incoming, Session};
 use crate::snapshot::Seen;
 use crate::store::{Created, Incremented, StoreHandle, Swapped};
+use crate::writeback::with_fresh_id;
 
 /// Compare-and-set rounds before [`Session::update`] gives up on a key that keeps changing.
 const UPDATE_ATTEMPTS: usize = 16;

@@ -1,13 +1,10 @@
 //! Session identifiers: the secret one in the cookie and the hashed one at rest.
 
 use std::fmt;
-use std::future::Future;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-
-use crate::error::{Error, ErrorKind};
 
 /// Random bytes in a session ID: 192 bits, so 32 base64url characters with no padding.
 const ID_BYTES: usize = 24;
@@ -22,29 +19,6 @@ pub(crate) const ID_LEN: usize = 32;
 /// Held as its 32 base64url characters inline: parsing one allocates nothing.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct SessionId([u8; ID_LEN]);
-
-/// Fresh IDs tried before a store that keeps answering "in use" is declared broken.
-const FRESH_ID_ATTEMPTS: usize = 3;
-
-/// The one create-with-retry loop: runs `attempt` with fresh random IDs until it answers
-/// `Some` (`None`: the store has that ID already, astronomically unlikely), at most
-/// three times.
-pub(crate) async fn with_fresh_id<T, F, Fut>(mut attempt: F) -> Result<T, Error>
-where
-    F: FnMut(SessionId) -> Fut,
-    Fut: Future<Output = Result<Option<T>, Error>>,
-{
-    for _ in 0..FRESH_ID_ATTEMPTS {
-        let id = SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))?;
-        if let Some(done) = attempt(id).await? {
-            return Ok(done);
-        }
-    }
-    Err(Error::new(
-        ErrorKind::Store,
-        format!("the store reported {FRESH_ID_ATTEMPTS} fresh random session IDs as in use"),
-    ))
-}
 
 impl SessionId {
     /// A fresh ID from the OS random source.

@@ -2,6 +2,7 @@
 //! chose, then put its outcome on the response.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use http::header::CACHE_CONTROL;
@@ -12,13 +13,36 @@ use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
 use crate::failure::OnFailure;
-use crate::id::{with_fresh_id, HashedId};
+use crate::id::{HashedId, SessionId};
 use crate::keys::Rejected;
 use crate::limit::{self, Enforced};
 use crate::plan::{CookieUpdate, Outcome, Target, Write};
 use crate::protocol::Protocol;
 use crate::record::{ChangeSet, Metadata, Record};
 use crate::store::{Applied, Created, Cycled, StoreHandle};
+
+/// Fresh IDs tried before a store that keeps answering "in use" is declared broken.
+const FRESH_ID_ATTEMPTS: usize = 3;
+
+/// The one create-with-retry loop: runs `attempt` with fresh random IDs until it answers
+/// `Some` (`None`: the store has that ID already, astronomically unlikely), at most
+/// three times.
+pub(crate) async fn with_fresh_id<T, F, Fut>(mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut(SessionId) -> Fut,
+    Fut: Future<Output = Result<Option<T>, Error>>,
+{
+    for _ in 0..FRESH_ID_ATTEMPTS {
+        let id = SessionId::generate().map_err(|error| Error::new(ErrorKind::Random, error))?;
+        if let Some(done) = attempt(id).await? {
+            return Ok(done);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Store,
+        format!("the store reported {FRESH_ID_ATTEMPTS} fresh random session IDs as in use"),
+    ))
+}
 
 /// Runs `write` against the layer's store at the request's `expiry`.
 pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Outcome {
