@@ -119,7 +119,7 @@ fn bench_requests(c: &mut Criterion) {
         ),
         (
             "token mode",
-            SessionLayer::with_tokens(TokenSessions::new(), key(1)),
+            SessionLayer::tokens(TokenSessions::new(), key(1)),
         ),
     ];
     let mut group = c.benchmark_group("token_per_request");

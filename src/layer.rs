@@ -75,7 +75,7 @@ impl SessionLayer {
     /// differences (size budget, revocation, concurrency) are in
     /// [`TokenSessions`](crate::TokenSessions) and the README. Defaults as
     /// [`new`](Self::new).
-    pub fn with_tokens(tokens: crate::TokenSessions, keys: impl Into<Keys>) -> Self {
+    pub fn tokens(tokens: crate::TokenSessions, keys: impl Into<Keys>) -> Self {
         Self {
             config: Arc::new(token_config(tokens, keys.into()).started()),
             on_failure: DefaultOnFailure::default(),
@@ -83,7 +83,7 @@ impl SessionLayer {
     }
 
     /// A builder for token mode, starting from the defaults of
-    /// [`with_tokens`](Self::with_tokens).
+    /// [`tokens`](Self::tokens).
     pub fn tokens_builder(
         tokens: crate::TokenSessions,
         keys: impl Into<Keys>,

@@ -22,7 +22,7 @@
 //! # let _ = app;
 //! ```
 //!
-//! With feature `token`, `SessionLayer::with_tokens` keeps each session sealed in its
+//! With feature `token`, `SessionLayer::tokens` keeps each session sealed in its
 //! own cookie instead (no store; optional revocations): same `Session` API, trade-offs in
 //! the README's "Token mode".
 //!

@@ -70,7 +70,7 @@ fn instance(store: RedisStore, fail_open: bool) -> Router {
                 }
             }),
         )
-        .layer(SessionLayer::with_tokens(tokens, key()))
+        .layer(SessionLayer::tokens(tokens, key()))
 }
 
 struct Reply {

@@ -33,7 +33,7 @@ use crate::metrics::{self, CallOutcome};
 use crate::record::{Metadata, Record};
 use crate::store::within;
 
-/// Token mode's settings, for [`SessionLayer::with_tokens`](crate::SessionLayer::with_tokens):
+/// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
 /// the session lives in the cookie, sealed (XChaCha20-Poly1305) under a key derived from
 /// the layer's [`Keys`].
 ///
@@ -93,7 +93,7 @@ impl TokenSessions {
     /// Checked by [`SessionLayerBuilder::build`](crate::SessionLayerBuilder::build)
     /// ([`ConfigError::TokenBudget`](crate::ConfigError::TokenBudget) if above 4096 or
     /// below what an empty session takes with the cookie's attributes).
-    /// [`SessionLayer::with_tokens`](crate::SessionLayer::with_tokens) cannot fail: there
+    /// [`SessionLayer::tokens`](crate::SessionLayer::tokens) cannot fail: there
     /// a budget above 4096 counts as 4096, and one too small makes every write fail with
     /// [`ErrorKind::TooLarge`].
     pub fn with_max_cookie_len(mut self, len: usize) -> Self {

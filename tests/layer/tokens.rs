@@ -385,12 +385,12 @@ async fn the_budget_counts_the_whole_set_cookie_value() {
     );
 }
 
-/// `SessionLayer::with_tokens` cannot fail: a budget past what browsers keep counts as
+/// `SessionLayer::tokens` cannot fail: a budget past what browsers keep counts as
 /// 4096 there, and one too small for any session makes writes fail, never a panic.
 #[tokio::test]
-async fn with_tokens_keeps_an_unchecked_budget_within_what_browsers_keep() {
+async fn a_token_layer_keeps_an_unchecked_budget_within_what_browsers_keep() {
     let unchecked = |len: usize| {
-        let layer = SessionLayer::with_tokens(
+        let layer = SessionLayer::tokens(
             TokenSessions::new().with_max_cookie_len(len),
             Keys::new(key(1)),
         );
@@ -730,7 +730,7 @@ fn token_mode_refuses_a_session_limit_and_debug_shows_no_secret() {
     ));
     let text = format!(
         "{:?}",
-        tower_stateless::SessionLayer::with_tokens(TokenSessions::new(), key(1))
+        tower_stateless::SessionLayer::tokens(TokenSessions::new(), key(1))
     );
     assert!(text.contains("Tokens"), "{text}");
     assert!(!text.contains("[1, 1"), "{text}");
