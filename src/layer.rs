@@ -69,7 +69,7 @@ impl SessionLayer {
 #[cfg(feature = "token")]
 #[cfg_attr(docsrs, doc(cfg(feature = "token")))]
 impl SessionLayer {
-    /// Token mode: each session lives in its own cookie, sealed with XChaCha20-Poly1305
+    /// Token mode: each session lives in its own cookie, sealed with AES-256-GCM-SIV
     /// under a key derived from `keys`, so no store is needed; `tokens` says whether
     /// revocations are recorded. The [`Session`](crate::Session) API is the same; the
     /// differences (size budget, revocation, concurrency) are in

@@ -34,7 +34,7 @@ use crate::record::{Metadata, Record};
 use crate::store::within;
 
 /// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
-/// the session lives in the cookie, sealed (XChaCha20-Poly1305) under a key derived from
+/// the session lives in the cookie, sealed (AES-256-GCM-SIV) under a key derived from
 /// the layer's [`Keys`].
 ///
 /// Without [`with_revocations`](Self::with_revocations), a token cannot be revoked: a
@@ -51,6 +51,7 @@ pub struct TokenSessions {
     fail_open: bool,
     /// `None`: [`MAX_COOKIE_LEN`].
     max_cookie_len: Option<usize>,
+    seal_v1: bool,
 }
 
 impl TokenSessions {
@@ -101,6 +102,16 @@ impl TokenSessions {
         self
     }
 
+    /// Seals tokens as 0.1 did (XChaCha20-Poly1305), which instances still running 0.1
+    /// can open: set it while a fleet upgrades from 0.1, and remove it once every
+    /// instance runs this version. Tokens sealed either way are always opened, and one
+    /// sealed the other way is re-sealed on its next response, as after a key rotation.
+    /// Off by default: tokens are sealed with AES-256-GCM-SIV, which 0.1 cannot open.
+    pub fn with_v1_sealing(mut self, seal_v1: bool) -> Self {
+        self.seal_v1 = seal_v1;
+        self
+    }
+
     /// Log-out-everywhere: every token bound to `user_id` before now (`expiry.now`, e.g.
     /// [`Session::expiry`](crate::Session::expiry)) is dead on every instance once this
     /// returns, including tokens issued by other instances; bindings made afterwards
@@ -134,6 +145,7 @@ impl fmt::Debug for TokenSessions {
             .field("revocations", &self.revocations.is_some())
             .field("fail_open", &self.fail_open)
             .field("max_cookie_len", &self.max_cookie_len)
+            .field("seal_v1", &self.seal_v1)
             .finish()
     }
 }
@@ -149,7 +161,7 @@ pub(crate) struct Tokens {
 impl Tokens {
     pub(crate) fn new(settings: TokenSessions, keys: &Keys, timeout: Duration) -> Self {
         Self {
-            sealer: Arc::new(Sealer::new(keys)),
+            sealer: Arc::new(Sealer::new(keys, settings.seal_v1)),
             settings,
             timeout,
         }
@@ -192,9 +204,15 @@ impl Tokens {
     /// Whether `record`, sealed, fits the budget with `config`'s carrier.
     fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
         match format::encoded_len(record) {
-            Some(len) if set_len(config, len) <= self.budget() => Ok(()),
+            Some(len) if self.set_len(config, len) <= self.budget() => Ok(()),
             _ => Err(Error::of_kind(ErrorKind::TooLarge)),
         }
+    }
+
+    /// What the carrier sends for a token sealing `plaintext_len` bytes.
+    fn set_len(&self, config: &Config, plaintext_len: usize) -> usize {
+        let token_len = self.sealer.sealed_len(plaintext_len);
+        (config.carrier).set_len(token_len, config.expiry.absolute_lifetime)
     }
 
     /// The budget's check at build: at most what browsers keep, at least an empty
@@ -202,7 +220,7 @@ impl Tokens {
     pub(crate) fn validate(&self, config: &Config) -> Result<(), ConfigError> {
         let budget = self.settings.max_cookie_len.unwrap_or(MAX_COOKIE_LEN);
         let empty = Record::new(HashMap::new(), Metadata::new(Timestamp::default()));
-        let min = format::encoded_len(&empty).map_or(usize::MAX, |len| set_len(config, len));
+        let min = format::encoded_len(&empty).map_or(usize::MAX, |len| self.set_len(config, len));
         if budget > MAX_COOKIE_LEN || budget < min {
             return Err(ConfigError::TokenBudget {
                 budget,
@@ -281,12 +299,6 @@ pub(crate) fn check_budget(config: &Config, record: &Record) -> Result<(), Error
         Backend::Tokens(tokens) => tokens.check_budget(config, record),
         Backend::Store(_) => Ok(()),
     }
-}
-
-/// What the carrier sends for a token sealing `plaintext_len` bytes.
-fn set_len(config: &Config, plaintext_len: usize) -> usize {
-    let token_len = seal::sealed_len(plaintext_len);
-    (config.carrier).set_len(token_len, config.expiry.absolute_lifetime)
 }
 
 /// The creation time of a token's user binding after `changes`: now if they bind.
