@@ -7,11 +7,12 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_layer::Layer as _;
+use tower_stateless::failure::DefaultOnFailure;
 use tower_stateless::store::SessionStore;
-use tower_stateless::SessionLayer;
+use tower_stateless::{SessionLayer, SessionService};
 
 use crate::chunks::Chunks;
-use crate::instance::InstanceHeader;
+use crate::instance::{InstanceHeader, WithInstance};
 use crate::objects::{ObjectUploads, PART_SIZE};
 use crate::{account, cart, devices, page, uploads};
 
@@ -32,12 +33,20 @@ pub struct AppState<S> {
     pub uploads_seal: Option<crate::UploadSeal>,
 }
 
-/// The shop's routes behind `layer`.
-pub fn router<S: SessionStore + Clone>(
+/// The shop as one service: its routes behind the session layer, every response marked
+/// with the `x-instance` header. Cheap to clone (axum clones it per connection, tests per
+/// request).
+pub type App = WithInstance<SessionService<Router, DefaultOnFailure>>;
+
+/// The shop's routes behind `layer`, and with `metrics`, `GET /metrics`: what the
+/// recorder has counted, in Prometheus text format (the session layer's store calls and
+/// latency, failure responses, rejected tokens).
+pub fn app<S: SessionStore + Clone>(
     state: AppState<S>,
     layer: SessionLayer,
     instance: &str,
-) -> Router {
+    metrics: Option<PrometheusHandle>,
+) -> App {
     let instance =
         HeaderValue::from_str(instance).expect("Config checked INSTANCE: printable ASCII");
     // Object storage takes parts of S3's least size; chunks kept in the store are smaller.
@@ -46,7 +55,7 @@ pub fn router<S: SessionStore + Clone>(
     } else {
         uploads::MAX_CHUNK
     };
-    let routes = Router::new()
+    let mut routes = Router::new()
         .route("/login", post(account::login))
         .route("/logout", post(account::logout))
         .route("/me", get(account::me))
@@ -72,27 +81,23 @@ pub fn router<S: SessionStore + Clone>(
         .route("/healthz", get(healthz::<S>))
         .merge(page::routes())
         .with_state(state);
-    // The layers wrap the router once, not each route (`Router::layer`): axum clones a
-    // route's whole service stack, the state in it included, for every request it serves.
-    let app = InstanceHeader::new(instance).layer(layer.layer(routes));
-    Router::new().fallback_service(app)
-}
-
-/// `router` plus `GET /metrics`: what `recorder` has counted, in Prometheus text format
-/// (the session layer's store calls and latency, failure responses, rejected tokens).
-pub fn with_metrics(router: Router, recorder: PrometheusHandle) -> Router {
-    router.route(
-        "/metrics",
-        get(move || {
+    if let Some(recorder) = metrics {
+        let render = move || {
             let recorder = recorder.clone();
             async move {
-                (
-                    [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    recorder.render(),
-                )
+                let text = recorder.render();
+                ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
             }
-        }),
-    )
+        };
+        // Behind the session layer as well, which costs it nothing: it never reads a
+        // session.
+        routes = routes.route("/metrics", get(render));
+    }
+    // The layers wrap the router once, not each route (`Router::layer`, under which axum
+    // clones a route's whole stack, the state in it included, for every request), and
+    // directly, not as the fallback of an outer router, whose matching every request
+    // would pay again.
+    InstanceHeader::new(instance).layer(layer.layer(routes))
 }
 
 async fn healthz<S: SessionStore>(State(state): State<AppState<S>>) -> StatusCode {

@@ -37,8 +37,9 @@ impl<S> Layer<S> for InstanceHeader {
     }
 }
 
+/// A service whose responses carry `x-instance`.
 #[derive(Clone)]
-pub(crate) struct WithInstance<S> {
+pub struct WithInstance<S> {
     inner: S,
     instance: HeaderValue,
 }
@@ -65,7 +66,7 @@ where
 }
 
 /// The inner service's future; adds the header to its response.
-pub(crate) struct InstanceFuture<F> {
+pub struct InstanceFuture<F> {
     future: F,
     instance: Option<HeaderValue>,
 }

@@ -3,6 +3,8 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use axum::extract::Request;
+use axum::ServiceExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower_stateless::store::{SessionStore, StoreError};
 use tower_stateless::{
@@ -219,8 +221,7 @@ async fn serve_on<S: SessionStore + Clone>(
         token_mode,
         uploads_seal: config.uploads_seal.clone(),
     };
-    let app = crate::router(state, layer, &config.instance);
-    let app = crate::with_metrics(app, recorder);
+    let app = crate::app(state, layer, &config.instance, Some(recorder));
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .map_err(|error| {
@@ -234,7 +235,7 @@ async fn serve_on<S: SessionStore + Clone>(
         .map_err(|error| format!("cannot read the listening address: {error}"))?;
     let mut stop = StopSignals::catch(false);
     tracing::info!(instance = %config.instance, "shop listening on http://{address}");
-    axum::serve(listener, app)
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(async move {
             stop.recv().await;
             tracing::info!("shutting down");

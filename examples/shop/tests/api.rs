@@ -2,14 +2,13 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_stateless::{Key, MemoryStore, SessionLayer, TokenSessions};
 
 struct Client {
-    app: Router,
+    app: shop::App,
     cookie: Option<String>,
 }
 
@@ -27,7 +26,7 @@ impl Client {
             .build()
             .unwrap();
         Self {
-            app: shop::router(
+            app: shop::app(
                 shop::AppState {
                     store,
                     chunks: shop::Chunks::memory(),
@@ -37,6 +36,7 @@ impl Client {
                 },
                 layer,
                 "test-1",
+                None,
             ),
             cookie: None,
         }
@@ -57,7 +57,7 @@ impl Client {
             uploads_seal: None,
         };
         Self {
-            app: shop::router(state, layer, "test-1"),
+            app: shop::app(state, layer, "test-1", None),
             cookie: None,
         }
     }

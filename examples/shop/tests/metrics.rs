@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use shop::{AppState, Chunks};
@@ -18,7 +17,7 @@ use tower_stateless::{Key, RedisStore, SessionLayer};
 use support::RedisServer;
 
 async fn send(
-    app: &Router,
+    app: &shop::App,
     method: &str,
     path: &str,
     cookie: Option<&str>,
@@ -59,19 +58,17 @@ async fn metrics_lists_the_session_series() {
         .with_store_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let app = shop::with_metrics(
-        shop::router(
-            AppState {
-                store,
-                chunks,
-                objects: None,
-                token_mode: false,
-                uploads_seal: None,
-            },
-            layer,
-            "metrics-test",
-        ),
-        recorder,
+    let app = shop::app(
+        AppState {
+            store,
+            chunks,
+            objects: None,
+            token_mode: false,
+            uploads_seal: None,
+        },
+        layer,
+        "metrics-test",
+        Some(recorder),
     );
 
     let (status, cookie, _) = send(&app, "POST", "/login", None, r#"{"user": "alice"}"#).await;

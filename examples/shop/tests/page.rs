@@ -2,13 +2,12 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_stateless::{Key, MemoryStore, SessionLayer};
 
-fn shop() -> Router {
+fn shop() -> shop::App {
     let store = MemoryStore::new();
     let layer = SessionLayer::builder(store.clone(), Key::generate())
         .with_secure(false)
@@ -21,13 +20,13 @@ fn shop() -> Router {
         token_mode: false,
         uploads_seal: None,
     };
-    shop::router(state, layer, "page-test")
+    shop::app(state, layer, "page-test", None)
 }
 
 /// One request with `cookie`; the status, the headers and the body, and the cookie to
 /// send next.
 async fn call(
-    app: &Router,
+    app: &shop::App,
     cookie: &mut Option<String>,
     method: &str,
     path: &str,

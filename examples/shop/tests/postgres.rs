@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shop::{AppState, Chunks};
@@ -22,7 +21,7 @@ use support::PostgresServer;
 /// One shop instance in process, with its own store (its own connection pool).
 #[derive(Clone)]
 struct Shop {
-    app: Router,
+    app: shop::App,
 }
 
 struct Reply {
@@ -54,7 +53,7 @@ impl Shop {
             uploads_seal: None,
         };
         Self {
-            app: shop::router(state, layer, "postgres-test"),
+            app: shop::app(state, layer, "postgres-test", None),
         }
     }
 

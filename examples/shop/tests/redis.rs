@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http_body_util::BodyExt;
@@ -28,7 +27,7 @@ use support::{RedisCluster, RedisServer};
 /// The shop in process; every cookie it hands out is remembered for the raw-ID scan.
 #[derive(Clone)]
 struct Shop {
-    app: Router,
+    app: shop::App,
     issued: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -68,7 +67,7 @@ impl Shop {
             .with_store_timeout(Duration::from_millis(500))
             .build()
             .unwrap();
-        let app = shop::router(
+        let app = shop::app(
             AppState {
                 store,
                 chunks,
@@ -78,6 +77,7 @@ impl Shop {
             },
             layer,
             "redis-test",
+            None,
         );
         Self {
             app,
