@@ -64,11 +64,7 @@ impl RedisTarget {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let urls = nodes
-            .into_iter()
-            .map(|node| conn::node_url(node.as_ref()))
-            .collect();
-        Self(Target::Cluster(urls))
+        Self(Target::Cluster(node_urls(nodes)))
     }
 
     /// The master that Redis Sentinel names `master`, found by asking `sentinels`
@@ -93,12 +89,8 @@ impl RedisTarget {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let sentinels = sentinels
-            .into_iter()
-            .map(|node| conn::node_url(node.as_ref()))
-            .collect();
         Self(Target::Sentinel {
-            sentinels,
+            sentinels: node_urls(sentinels),
             master: master.into(),
         })
     }
@@ -161,6 +153,12 @@ impl fmt::Debug for RedisTarget {
                 .finish(),
         }
     }
+}
+
+/// Each of `nodes` (`host:port` or a URL) as a URL.
+fn node_urls(nodes: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<String> {
+    let urls = nodes.into_iter().map(|node| conn::node_url(node.as_ref()));
+    urls.collect()
 }
 
 /// `urls` without credentials, comma-separated.
