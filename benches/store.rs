@@ -70,7 +70,8 @@ fn bench_store(c: &mut Criterion) {
     });
     // The same load on a store with the coherent cache: every call after the first is a
     // hit (nothing writes the session meanwhile).
-    let cached = runtime.block_on(store.clone().with_cache(10_000)).unwrap();
+    let cached = RedisStore::builder(&url).cache(10_000).connect();
+    let cached = runtime.block_on(cached).unwrap();
     group.bench_function("load, cached (hit)", |b| {
         b.to_async(&runtime)
             .iter(|| async { cached.load(&id, now()).await.unwrap().unwrap() })
@@ -214,13 +215,10 @@ fn bench_durable_revocations(c: &mut Criterion) {
     let plain = runtime
         .block_on(RedisStore::connect(&primary.url()))
         .unwrap();
-    let durable = runtime
-        .block_on(
-            plain
-                .clone()
-                .with_durable_revocations(1, Duration::from_secs(1)),
-        )
-        .unwrap();
+    let durable = RedisStore::builder(primary.url())
+        .durable_revocations(1, Duration::from_secs(1))
+        .connect();
+    let durable = runtime.block_on(durable).unwrap();
     let mut group = c.benchmark_group("durable revocations");
     bench_destroy(&mut group, &runtime, "destroy", &plain, 1 << 40);
     bench_destroy(&mut group, &runtime, "destroy, durable", &durable, 2 << 40);
@@ -248,10 +246,9 @@ fn cache_footprint(_: &mut Criterion) {
                 .await
                 .unwrap();
         }
-        let cached = RedisStore::connect(&server.url())
-            .await
-            .unwrap()
-            .with_cache(SESSIONS as usize)
+        let cached = RedisStore::builder(server.url())
+            .cache(SESSIONS as usize)
+            .connect()
             .await
             .unwrap();
         let before = resident_bytes();

@@ -183,9 +183,6 @@ pub enum ConfigError {
     IdleExceedsAbsolute,
     /// A store's key prefix holds `{` or `}`, which would change Redis Cluster hash tags.
     KeyPrefix,
-    /// A store's key prefix was changed after its cache was turned on: the cache tracks
-    /// the keys under the prefix it started with.
-    PrefixAfterCache,
     /// The limit on sessions per user is zero.
     ZeroSessionLimit,
     /// The bound on a value's size is zero or larger than the bound on a session's.
@@ -224,9 +221,6 @@ impl fmt::Display for ConfigError {
                 f.write_str("the idle timeout must not exceed the absolute lifetime")
             }
             Self::KeyPrefix => f.write_str("the key prefix must not hold '{' or '}'"),
-            Self::PrefixAfterCache => {
-                f.write_str("set the key prefix before turning the cache on")
-            }
             Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
             Self::SizeLimits => f.write_str(
                 "the bound on a value's size must be at least 1 byte and at most the session's",

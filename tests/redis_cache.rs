@@ -1,4 +1,4 @@
-//! The coherent cache (`RedisStore::with_cache`) on real Redis, a single server and a
+//! The coherent cache (`RedisStoreBuilder::cache`) on real Redis, a single server and a
 //! three-primary Cluster: two stores play two instances, A writing and B reading through
 //! its cache. B must never serve what A's write replaced: not after any kind of write,
 //! not when its tracking connection is killed, not across a Redis restart, not across a
@@ -20,7 +20,7 @@ use sessions::{new_id, now};
 use support::{RedisCluster, RedisServer, SentinelGroup};
 use tower_stateless::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Metadata, Record,
-    SessionStore, Swapped,
+    RedisTarget, SessionStore, Swapped,
 };
 use tower_stateless::{conformance, RedisStore};
 
@@ -32,19 +32,17 @@ const ROUNDS: usize = 1000;
 const OTHER_ROUNDS: usize = 200;
 
 async fn cached(url: &str) -> RedisStore {
-    RedisStore::connect(url)
-        .await
-        .unwrap()
-        .with_cache(CAPACITY)
+    RedisStore::builder(url)
+        .cache(CAPACITY)
+        .connect()
         .await
         .unwrap()
 }
 
 async fn cached_cluster(cluster: &RedisCluster) -> RedisStore {
-    RedisStore::connect_cluster(cluster.nodes())
-        .await
-        .unwrap()
-        .with_cache(CAPACITY)
+    RedisStore::builder(RedisTarget::cluster(cluster.nodes()))
+        .cache(CAPACITY)
+        .connect()
         .await
         .unwrap()
 }
@@ -531,10 +529,9 @@ async fn a_sentinel_failover_never_leaves_a_stale_value() {
         return;
     };
     let connect = || async {
-        RedisStore::connect_sentinel(group.sentinel_addrs(), "cached")
-            .await
-            .unwrap()
-            .with_cache(CAPACITY)
+        RedisStore::builder(RedisTarget::sentinel(group.sentinel_addrs(), "cached"))
+            .cache(CAPACITY)
+            .connect()
             .await
             .unwrap()
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sessions::{logged_out_and_lost, now, sessions_with_a_counter};
 use support::RedisCluster;
-use tower_stateless::store::{Incremented, SessionStore};
+use tower_stateless::store::{Incremented, RedisTarget, SessionStore};
 use tower_stateless::RedisStore;
 
 const USERS: usize = 30;
@@ -56,7 +56,9 @@ async fn a_primary_killed_under_traffic_logs_nobody_out() {
             .contains("master_link_status:up")
     });
 
-    let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
+    let store = RedisStore::connect(RedisTarget::cluster(cluster.nodes()))
+        .await
+        .unwrap();
     let ids = sessions_with_a_counter(&store, USERS).await;
     assert_eq!(cluster.servers()[victim].cli(&["WAIT", "1", "5000"]), "1");
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use planned::Figures;
 use sessions::sessions_with_a_counter;
 use support::RedisCluster;
-use tower_stateless::store::HashedId;
+use tower_stateless::store::{HashedId, RedisTarget};
 use tower_stateless::RedisStore;
 
 /// Sessions created to find enough on the primary that hands over (about a third).
@@ -39,10 +39,9 @@ async fn planned_failover(force: bool, fenced: bool) -> Option<Figures> {
             .contains("master_link_status:up")
     });
     let connect = || async {
-        RedisStore::connect_cluster(cluster.nodes())
-            .await
-            .unwrap()
-            .with_cache(1_000)
+        RedisStore::builder(RedisTarget::cluster(cluster.nodes()))
+            .cache(1_000)
+            .connect()
             .await
             .unwrap()
     };
@@ -79,7 +78,7 @@ async fn planned_failover(force: bool, fenced: bool) -> Option<Figures> {
             Duration::from_secs(30),
             || victim.cli(&["ROLE"]).starts_with("slave"),
         );
-        RedisStore::connect_cluster(cluster.nodes()).await.unwrap()
+        (RedisStore::connect(RedisTarget::cluster(cluster.nodes())).await).unwrap()
     };
     let figures = planned::measure(&a, &b, &ids, &doomed, heir.url(), fail_over, truth).await;
     Some(figures)

@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 
 use sessions::{new_id, now};
 use support::RedisServer;
-use tower_stateless::store::DurableRevocationsError;
 use tower_stateless::store::{
     ChangeSet, Created, Cycled, HashedId, Metadata, Record, SessionStore,
 };
-use tower_stateless::RedisStore;
+use tower_stateless::{ConfigError, RedisStore};
 
 /// Generous: the replica reconnects on its next once-a-second cron tick.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -112,15 +111,11 @@ fn answers_ping_within(port: u16, limit: Duration) -> bool {
 }
 
 async fn store_on(pair: &Pair, durable: bool) -> RedisStore {
-    let store = RedisStore::connect(&pair.primary.url()).await.unwrap();
+    let mut store = RedisStore::builder(pair.primary.url());
     if durable {
-        store
-            .with_durable_revocations(1, WAIT_TIMEOUT)
-            .await
-            .unwrap()
-    } else {
-        store
+        store = store.durable_revocations(1, WAIT_TIMEOUT);
     }
+    store.connect().await.unwrap()
 }
 
 async fn new_session(store: &RedisStore, user: Option<&str>) -> HashedId {
@@ -222,10 +217,9 @@ async fn without_enough_replicas_a_revocation_fails_instead_of_claiming_durabili
     let Some(lonely) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&lonely.url())
-        .await
-        .unwrap()
-        .with_durable_revocations(1, Duration::from_millis(100))
+    let store = RedisStore::builder(lonely.url())
+        .durable_revocations(1, Duration::from_millis(100))
+        .connect()
         .await
         .unwrap();
     let id = new_session(&store, None).await;
@@ -254,15 +248,15 @@ async fn zero_settings_are_configuration_errors() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url()).await.unwrap();
     for (replicas, timeout) in [(0, Duration::from_secs(1)), (1, Duration::ZERO)] {
-        let error = store
-            .clone()
-            .with_durable_revocations(replicas, timeout)
+        let error = RedisStore::builder(server.url())
+            .durable_revocations(replicas, timeout)
+            .connect()
             .await
             .unwrap_err();
+        let cause = std::error::Error::source(&error);
         assert!(
-            matches!(error, DurableRevocationsError::Config(_)),
+            cause.is_some_and(|cause| cause.is::<ConfigError>()),
             "{error:?}"
         );
     }

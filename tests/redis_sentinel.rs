@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sessions::{logged_out_and_lost, now, sessions_with_a_counter};
 use support::SentinelGroup;
-use tower_stateless::store::{Incremented, SessionStore};
+use tower_stateless::store::{Incremented, RedisTarget, SessionStore};
 use tower_stateless::RedisStore;
 
 const MASTER: &str = "sessions";
@@ -36,7 +36,7 @@ async fn a_sentinel_failover_under_traffic_logs_nobody_out() {
     let Some(mut group) = SentinelGroup::start(MASTER) else {
         return;
     };
-    let store = RedisStore::connect_sentinel(group.sentinel_addrs(), MASTER)
+    let store = RedisStore::connect(RedisTarget::sentinel(group.sentinel_addrs(), MASTER))
         .await
         .unwrap();
     assert!(format!("{store:?}").contains("sentinel master"));
@@ -179,19 +179,18 @@ async fn sentinel_with_passwords_and_a_least_privilege_user() {
         .map(|sentinel| format!("redis://:{sentinel_pw}@{}", sentinel.addr()))
         .collect();
     let master = format!("redis://app:{app_pw}@{MASTER}");
-    let refused = RedisStore::connect_sentinel(group.sentinel_addrs(), &master).await;
+    let refused = RedisStore::connect(RedisTarget::sentinel(group.sentinel_addrs(), &master)).await;
     assert!(refused.is_err(), "sentinels without their password");
-    let refused = RedisStore::connect_sentinel(&sentinels, MASTER).await;
+    let refused = RedisStore::connect(RedisTarget::sentinel(&sentinels, MASTER)).await;
     assert!(refused.is_err(), "a master without credentials");
     let wrong = format!("redis://app:wrong-pw@{MASTER}");
-    let refused = RedisStore::connect_sentinel(&sentinels, &wrong).await;
+    let refused = RedisStore::connect(RedisTarget::sentinel(&sentinels, &wrong)).await;
     let error = refused.unwrap_err();
     assert!(!format!("{error:?} {error}").contains("wrong-pw"));
 
-    let store = RedisStore::connect_sentinel(&sentinels, &master)
-        .await
-        .unwrap()
-        .with_cache(100)
+    let store = RedisStore::builder(RedisTarget::sentinel(&sentinels, &master))
+        .cache(100)
+        .connect()
         .await
         .unwrap();
     let debug = format!("{store:?}");
@@ -252,16 +251,19 @@ async fn sentinel_tls_client() {
     let plain: Vec<String> = (sentinels.iter())
         .map(|url| url.replace("rediss://", "redis://"))
         .collect();
-    assert!(RedisStore::connect_sentinel(&plain, &master).await.is_err());
-    // A master given without `rediss://` is spoken to in plain text: refused too.
-    assert!(RedisStore::connect_sentinel(&sentinels, MASTER)
+    assert!(RedisStore::connect(RedisTarget::sentinel(&plain, &master))
         .await
         .is_err());
+    // A master given without `rediss://` is spoken to in plain text: refused too.
+    assert!(
+        RedisStore::connect(RedisTarget::sentinel(&sentinels, MASTER))
+            .await
+            .is_err()
+    );
 
-    let store = RedisStore::connect_sentinel(&sentinels, &master)
-        .await
-        .unwrap()
-        .with_cache(100)
+    let store = RedisStore::builder(RedisTarget::sentinel(&sentinels, &master))
+        .cache(100)
+        .connect()
         .await
         .unwrap();
     let failover = || support::cli(sentinel_port, &["SENTINEL", "FAILOVER", MASTER]);

@@ -21,6 +21,7 @@ use planned::Figures;
 use sessions::sessions_with_a_counter;
 use support::SentinelGroup;
 
+use tower_stateless::store::RedisTarget;
 use tower_stateless::RedisStore;
 
 const MASTER: &str = "sessions";
@@ -38,14 +39,12 @@ async fn planned_failover(cache: bool, fenced: bool, b_misses_leader: bool) -> O
             .cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
     }
     let connect = |sentinels: Vec<String>| async move {
-        let store = RedisStore::connect_sentinel(sentinels, MASTER)
+        let cache = if cache { 1_000 } else { 0 };
+        RedisStore::builder(RedisTarget::sentinel(sentinels, MASTER))
+            .cache(cache)
+            .connect()
             .await
-            .unwrap();
-        if cache {
-            store.with_cache(1_000).await.unwrap()
-        } else {
-            store
-        }
+            .unwrap()
     };
     let all = group.sentinel_addrs();
     let b_hears = if b_misses_leader {
@@ -65,7 +64,7 @@ async fn planned_failover(cache: bool, fenced: bool, b_misses_leader: bool) -> O
         // A store that starts while the sentinels still name the old master would use it.
         group.wait_until_the_sentinels_name_the_replica();
         let addrs = group.sentinel_addrs();
-        RedisStore::connect_sentinel(addrs, MASTER).await.unwrap()
+        (RedisStore::connect(RedisTarget::sentinel(addrs, MASTER)).await).unwrap()
     };
     let figures =
         planned::measure(&a, &b, &ids, &doomed, group.replica.url(), fail_over, truth).await;
@@ -142,10 +141,9 @@ async fn a_master_cut_off_from_the_sentinels_serves_nothing_stale() {
         .cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
     let master = format!("redis://app:app-pw@{MASTER}");
     let connect = || async {
-        RedisStore::connect_sentinel(group.sentinel_addrs(), &master)
-            .await
-            .unwrap()
-            .with_cache(1_000)
+        RedisStore::builder(RedisTarget::sentinel(group.sentinel_addrs(), &master))
+            .cache(1_000)
+            .connect()
             .await
             .unwrap()
     };
@@ -173,7 +171,7 @@ async fn a_master_cut_off_from_the_sentinels_serves_nothing_stale() {
     };
     let truth = || async {
         group.wait_until_the_sentinels_name_the_replica();
-        RedisStore::connect_sentinel(group.sentinel_addrs(), &master)
+        RedisStore::connect(RedisTarget::sentinel(group.sentinel_addrs(), &master))
             .await
             .unwrap()
     };

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use support::{RedisCluster, RedisServer};
 use tower_stateless::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Metadata, Record,
-    SessionStore, StoreError, Timestamp,
+    RedisTarget, SessionStore, StoreError, Timestamp,
 };
 use tower_stateless::{conformance, RedisStore};
 
@@ -157,7 +157,9 @@ async fn concurrent_logins_under_a_limit_of_one_leave_one_session_on_a_cluster()
         return;
     };
     let urls = (cluster.nodes().into_iter()).map(|node| format!("redis://{node}"));
-    let store = RedisStore::connect_cluster(urls).await.unwrap();
+    let store = RedisStore::connect(RedisTarget::cluster(urls))
+        .await
+        .unwrap();
     assert_eq!(logins::rounds_left_without_a_session(store, 100).await, 0);
 }
 
@@ -190,10 +192,10 @@ async fn cluster_conforms() {
         .nodes()
         .into_iter()
         .map(|node| format!("redis://app:pw@{node}"));
-    let store = RedisStore::connect_cluster(urls)
+    let store = RedisStore::builder(RedisTarget::cluster(urls))
+        .prefix("c:")
+        .connect()
         .await
-        .unwrap()
-        .with_prefix("c:")
         .unwrap();
     let debug = format!("{store:?}");
     assert!(
@@ -428,10 +430,10 @@ async fn keys_and_values_hold_no_raw_ids() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url())
+    let store = RedisStore::builder(server.url())
+        .prefix("ts:")
+        .connect()
         .await
-        .unwrap()
-        .with_prefix("ts:")
         .unwrap();
     let lifetime = now();
     let user = "erin-4242";
@@ -1037,7 +1039,7 @@ async fn falls_back_to_resp2_without_hello() {
     );
 }
 
-/// With `with_user_digest_keys`, Redis holds no plain SHA-256 of a user name: the user
+/// With `RedisStoreBuilder::user_digest_keys`, Redis holds no plain SHA-256 of a user name: the user
 /// index and token mode's not-before key are named by a keyed digest. What a store
 /// without the key wrote before (the plain names) is still listed, destroyed by
 /// log-out-everywhere and, for a not-before time, enforced.
@@ -1049,9 +1051,11 @@ async fn user_names_are_keyed_at_rest_and_plain_names_written_before_still_hold(
         return;
     };
     let plain = RedisStore::connect(&server.url()).await.unwrap();
-    let keyed = plain
-        .clone()
-        .with_user_digest_keys(&Keys::new(Key::from_bytes(&[9; 32]).unwrap()));
+    let keyed = RedisStore::builder(server.url())
+        .user_digest_keys(&Keys::new(Key::from_bytes(&[9; 32]).unwrap()))
+        .connect()
+        .await
+        .unwrap();
     let user = "ada@example.com";
     let plain_digest = URL_SAFE_NO_PAD.encode(Sha256::digest(user.as_bytes()));
     let now = SystemTime::now();

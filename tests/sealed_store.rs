@@ -402,9 +402,8 @@ async fn redis_cluster_conforms_sealed() {
     let Some(cluster) = support::RedisCluster::start() else {
         return;
     };
-    let store = tower_stateless::RedisStore::connect_cluster(cluster.nodes())
-        .await
-        .unwrap();
+    let nodes = tower_stateless::store::RedisTarget::cluster(cluster.nodes());
+    let store = tower_stateless::RedisStore::connect(nodes).await.unwrap();
     let sealed = Sealed::new(store, &keys()).with_counters("n");
     tower_stateless::conformance::all(Arc::new(sealed)).await;
 }

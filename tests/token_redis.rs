@@ -21,6 +21,7 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use support::{RedisCluster, RedisServer};
 use tower::ServiceExt;
+use tower_stateless::store::{RedisStoreBuilder, RedisTarget};
 use tower_stateless::{Key, RedisStore, Session, SessionLayer, TokenSessions};
 
 fn key() -> Key {
@@ -127,7 +128,8 @@ async fn two_instances_on(server: &RedisServer) -> (Router, Router) {
 
 /// Instances A and B (fail closed), each with its own connection to `cluster`.
 async fn two_instances_on_a_cluster(cluster: &RedisCluster) -> (Router, Router) {
-    let connect = || async { RedisStore::connect_cluster(cluster.nodes()).await.unwrap() };
+    let connect =
+        || async { (RedisStore::connect(RedisTarget::cluster(cluster.nodes())).await).unwrap() };
     (
         instance(connect().await, false),
         instance(connect().await, false),
@@ -211,11 +213,11 @@ async fn everywhere(a: &Router, b: &Router) {
     assert_eq!(send(b, "GET", "/me", Some(&again)).await.body, "alice");
 }
 
-/// Revocation checks through the coherent cache (`with_cache`): B's hot reads cost no round
-/// trip, and A's logout reaches B's cache as an invalidation.
-async fn cached_logout_rounds(a_store: RedisStore, b_store: RedisStore) {
-    let a = instance(a_store.with_cache(10_000).await.unwrap(), false);
-    let b_store = b_store.with_cache(10_000).await.unwrap();
+/// Revocation checks through the coherent cache (`RedisStoreBuilder::cache`): B's hot reads
+/// cost no round trip, and A's logout reaches B's cache as an invalidation.
+async fn cached_logout_rounds(a_store: RedisStoreBuilder, b_store: RedisStoreBuilder) {
+    let a = instance(a_store.cache(10_000).connect().await.unwrap(), false);
+    let b_store = b_store.cache(10_000).connect().await.unwrap();
     let b = instance(b_store.clone(), false);
     let accepted = logout_rounds_caught_up(&a, &b, Some(&b_store), 1000).await;
     let stats = b_store.cache_stats().unwrap();
@@ -237,8 +239,7 @@ async fn with_the_cache_a_logout_on_one_instance_kills_the_cookie_on_the_other()
         return;
     };
     let url = server.url();
-    let connect = || RedisStore::connect(&url);
-    cached_logout_rounds(connect().await.unwrap(), connect().await.unwrap()).await;
+    cached_logout_rounds(RedisStore::builder(&url), RedisStore::builder(&url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,8 +247,8 @@ async fn with_the_cache_a_logout_on_one_instance_kills_the_cookie_on_the_other_o
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let connect = || RedisStore::connect_cluster(cluster.nodes());
-    cached_logout_rounds(connect().await.unwrap(), connect().await.unwrap()).await;
+    let builder = || RedisStore::builder(RedisTarget::cluster(cluster.nodes()));
+    cached_logout_rounds(builder(), builder()).await;
 }
 
 #[tokio::test]
@@ -273,10 +274,10 @@ async fn revocations_live_under_the_prefix_until_the_deadlines() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::connect(&server.url())
+    let store = RedisStore::builder(server.url())
+        .prefix("app:")
+        .connect()
         .await
-        .unwrap()
-        .with_prefix("app:")
         .unwrap();
     let app = instance(store, false);
     let first = login(&app, "carol").await;
@@ -357,10 +358,10 @@ async fn a_least_privilege_user_with_the_token_acl_commands_suffices() {
     server.cli(&acl.iter().map(String::as_str).collect::<Vec<_>>());
     let url = format!("redis://app:pw@{}", server.addr());
     let connect = || async {
-        RedisStore::connect(&url)
+        RedisStore::builder(&url)
+            .prefix("t:")
+            .connect()
             .await
-            .unwrap()
-            .with_prefix("t:")
             .unwrap()
     };
     let (a, b) = (
@@ -413,7 +414,9 @@ async fn the_not_before_time_only_rises() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let store = RedisStore::connect_cluster(cluster.nodes()).await.unwrap();
+    let store = RedisStore::connect(RedisTarget::cluster(cluster.nodes()))
+        .await
+        .unwrap();
     let day = Duration::from_secs(86_400);
     let (later, earlier) = (Timestamp::from_millis(2_000), Timestamp::from_millis(1_000));
     store.revoke_user("gina", later, day).await.unwrap();

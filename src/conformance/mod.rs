@@ -87,26 +87,8 @@ pub use self::users::{bindings_are_ordered, destroy_many_deletes_exactly_those, 
 /// [`conformance_tests!`](crate::conformance_tests), which reports each case as its own
 /// test.
 pub async fn all<S: SessionStore>(store: Arc<S>) {
-    // Keep in step with `conformance_tests!` below.
-    ping_answers(&*store).await;
-    create_and_load(&*store).await;
-    apply_changes_only_what_changed(&*store).await;
-    writes_never_revive(&*store).await;
-    idle_and_absolute_expiry(&*store).await;
-    touch_refreshes_the_idle_timeout(&*store).await;
-    cycle_id_moves_the_session(&*store).await;
-    user_index(&*store).await;
-    bindings_are_ordered(&*store).await;
-    destroy_many_deletes_exactly_those(&*store).await;
-    values_survive_byte_for_byte(&*store).await;
-    large_change_sets(&*store).await;
-    increments_add_exactly(&*store).await;
-    compare_and_set_swaps_only_the_expected_value(&*store).await;
-    deferred_increments_are_all_or_nothing(&*store).await;
-    concurrent_applies_all_land(store.clone()).await;
-    concurrent_increments_all_count(store.clone()).await;
-    log_out_everywhere_catches_a_moving_session(store.clone()).await;
-    random_operations_keep_the_invariants(store).await;
+    // The cases are listed once, in `conformance_tests!`.
+    crate::conformance_tests!(@cases run_all store);
 }
 
 /// Defines one `#[tokio::test]` per case of the [conformance suite](crate::conformance),
@@ -135,50 +117,60 @@ pub async fn all<S: SessionStore>(store: Arc<S>) {
 #[macro_export]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 macro_rules! conformance_tests {
-    // Internal: one test per case that takes `&S`.
-    (@by_ref $store:expr; $($case:ident),+) => {
+    // Internal: every case, in the order `conformance::all` runs them, listed once and
+    // handed to the arm `@$then`: those that take `&S`, then those that take `Arc<S>`
+    // (they spawn tasks).
+    (@cases $then:ident $($input:tt)*) => {
+        $crate::conformance_tests!(@$then $($input)*;
+            by_ref [
+                ping_answers,
+                create_and_load,
+                apply_changes_only_what_changed,
+                writes_never_revive,
+                idle_and_absolute_expiry,
+                touch_refreshes_the_idle_timeout,
+                cycle_id_moves_the_session,
+                user_index,
+                bindings_are_ordered,
+                destroy_many_deletes_exactly_those,
+                values_survive_byte_for_byte,
+                large_change_sets,
+                increments_add_exactly,
+                compare_and_set_swaps_only_the_expected_value,
+                deferred_increments_are_all_or_nothing
+            ]
+            shared [
+                concurrent_applies_all_land,
+                concurrent_increments_all_count,
+                log_out_everywhere_catches_a_moving_session,
+                random_operations_keep_the_invariants
+            ]
+        );
+    };
+    // Internal: one test per case, each on a fresh store; those that take `Arc<S>` on a
+    // multi-threaded runtime.
+    (@tests $store:expr; by_ref [$($by_ref:ident),+] shared [$($shared:ident),+]) => {
         $(
             #[::tokio::test]
-            async fn $case() {
+            async fn $by_ref() {
                 let store = $store.await;
-                $crate::conformance::$case(&store).await;
+                $crate::conformance::$by_ref(&store).await;
             }
         )+
-    };
-    // Internal: one test per case that takes `Arc<S>`, on a multi-threaded runtime.
-    (@concurrent $store:expr; $($case:ident),+) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
+            async fn $shared() {
                 let store = ::std::sync::Arc::new($store.await);
-                $crate::conformance::$case(store).await;
+                $crate::conformance::$shared(store).await;
             }
         )+
     };
+    // Internal: the body of `conformance::all`, every case in sequence on `$store`.
+    (@run_all $store:ident; by_ref [$($by_ref:ident),+] shared [$($shared:ident),+]) => {
+        $($crate::conformance::$by_ref(&*$store).await;)+
+        $($crate::conformance::$shared($store.clone()).await;)+
+    };
     ($store:expr $(,)?) => {
-        // Keep in step with `conformance::all`.
-        $crate::conformance_tests!(@by_ref $store;
-            ping_answers,
-            create_and_load,
-            apply_changes_only_what_changed,
-            writes_never_revive,
-            idle_and_absolute_expiry,
-            touch_refreshes_the_idle_timeout,
-            cycle_id_moves_the_session,
-            user_index,
-            bindings_are_ordered,
-            destroy_many_deletes_exactly_those,
-            values_survive_byte_for_byte,
-            large_change_sets,
-            increments_add_exactly,
-            compare_and_set_swaps_only_the_expected_value,
-            deferred_increments_are_all_or_nothing
-        );
-        $crate::conformance_tests!(@concurrent $store;
-            concurrent_applies_all_land,
-            concurrent_increments_all_count,
-            log_out_everywhere_catches_a_moving_session,
-            random_operations_keep_the_invariants
-        );
+        $crate::conformance_tests!(@cases tests $store);
     };
 }

@@ -1,148 +1,93 @@
-//! An object-safe mirror of [`SessionStore`], so that `Session` and `SessionLayer` carry
-//! no store type parameter. Boxing happens only on calls that do I/O anyway.
+//! The calls the layer makes on its store, listed once. The list makes [`DynStore`], an
+//! object-safe mirror of [`SessionStore`] (so that `Session` and `SessionLayer` carry no
+//! store type parameter; boxing happens only on calls that do I/O anyway), its impl for
+//! every store, and [`StoreHandle`]'s forwarders (each under the timeout, in a span,
+//! counted).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::handle::StoreHandle;
 use super::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
     SessionSummary, StoreError, Swapped, Timestamp,
 };
+use crate::error::Error;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The per-request half of [`SessionStore`], with boxed futures.
-pub(crate) trait DynStore: Send + Sync + 'static {
-    fn load_shared<'a>(
-        &'a self,
-        id: &'a HashedId,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>>;
-    fn create<'a>(
-        &'a self,
-        id: &'a HashedId,
-        record: &'a Record,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Created, StoreError>>;
-    fn apply<'a>(
-        &'a self,
-        id: &'a HashedId,
-        changes: &'a ChangeSet,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>>;
-    fn touch<'a>(
-        &'a self,
-        id: &'a HashedId,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>>;
-    fn cycle_id<'a>(
-        &'a self,
-        old: &'a HashedId,
-        new: &'a HashedId,
-        changes: &'a ChangeSet,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Cycled, StoreError>>;
-    fn increment<'a>(
-        &'a self,
-        id: &'a HashedId,
-        field: &'a str,
-        delta: i64,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Incremented, StoreError>>;
-    fn compare_and_set<'a>(
-        &'a self,
-        id: &'a HashedId,
-        field: &'a str,
-        expected: Option<&'a str>,
-        new: Option<&'a str>,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Swapped, StoreError>>;
-    fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn destroy_many<'a>(&'a self, ids: &'a [HashedId]) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn sessions_of_user<'a>(
-        &'a self,
-        user_id: &'a str,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Vec<SessionSummary>, StoreError>>;
-    fn time(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>>;
+/// Makes, from one list of `fn name(args) -> Output [= session_store_method];`, the trait
+/// [`DynStore`] (each method answering a boxed future of `Result<Output, StoreError>`),
+/// its impl for every [`SessionStore`] (calling the `SessionStore` method of the same
+/// name, or the one after `=`), and [`StoreHandle`]'s `async fn name(args) ->
+/// Result<Output, Error>`, counted under the operation `"name"`. Arguments borrow for
+/// `'a`, the lifetime of the call.
+macro_rules! store_calls {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($($arg:ident: $type:ty),* $(,)?) -> $output:ty $(= $method:ident)?;
+    )*) => {
+        /// The per-request half of [`SessionStore`], with boxed futures.
+        pub(crate) trait DynStore: Send + Sync + 'static {
+            $(
+                fn $name<'a>(&'a self $(, $arg: $type)*)
+                    -> BoxFuture<'a, Result<$output, StoreError>>;
+            )*
+        }
+
+        impl<S: SessionStore> DynStore for S {
+            $(
+                fn $name<'a>(&'a self $(, $arg: $type)*)
+                    -> BoxFuture<'a, Result<$output, StoreError>> {
+                    Box::pin(store_calls!(@call self, $($method)? $name, $($arg),*))
+                }
+            )*
+        }
+
+        impl StoreHandle {
+            $(
+                $(#[$doc])*
+                // `'a` is the lifetime the list's argument types name; a call without
+                // arguments (`time`) would not need it.
+                #[allow(clippy::needless_lifetimes)]
+                pub(crate) async fn $name<'a>(&'a self $(, $arg: $type)*)
+                    -> Result<$output, Error> {
+                    self.call(stringify!($name), self.store.$name($($arg),*)).await
+                }
+            )*
+        }
+    };
+    // The `SessionStore` method a `DynStore` method calls: the one named after `=`, else
+    // its own name.
+    (@call $store:expr, $method:ident $($_same_name:ident)?, $($arg:ident),*) => {
+        SessionStore::$method($store $(, $arg)*)
+    };
 }
 
-impl<S: SessionStore> DynStore for S {
-    fn load_shared<'a>(
-        &'a self,
-        id: &'a HashedId,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Arc<Record>>, StoreError>> {
-        Box::pin(SessionStore::load_shared(self, id, expiry))
-    }
-    fn create<'a>(
-        &'a self,
-        id: &'a HashedId,
-        record: &'a Record,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Created, StoreError>> {
-        Box::pin(SessionStore::create(self, id, record, expiry))
-    }
-    fn apply<'a>(
-        &'a self,
-        id: &'a HashedId,
-        changes: &'a ChangeSet,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>> {
-        Box::pin(SessionStore::apply(self, id, changes, expiry))
-    }
-    fn touch<'a>(
-        &'a self,
-        id: &'a HashedId,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Applied, StoreError>> {
-        Box::pin(SessionStore::touch(self, id, expiry))
-    }
-    fn cycle_id<'a>(
-        &'a self,
+store_calls! {
+    /// The stored record, shared with the store's cache when it keeps one.
+    fn load(id: &'a HashedId, expiry: Expiry) -> Option<Arc<Record>> = load_shared;
+    fn create(id: &'a HashedId, record: &'a Record, expiry: Expiry) -> Created;
+    fn apply(id: &'a HashedId, changes: &'a ChangeSet, expiry: Expiry) -> Applied;
+    fn touch(id: &'a HashedId, expiry: Expiry) -> Applied;
+    fn cycle_id(
         old: &'a HashedId,
         new: &'a HashedId,
         changes: &'a ChangeSet,
         expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Cycled, StoreError>> {
-        Box::pin(SessionStore::cycle_id(self, old, new, changes, expiry))
-    }
-    fn increment<'a>(
-        &'a self,
-        id: &'a HashedId,
-        field: &'a str,
-        delta: i64,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Incremented, StoreError>> {
-        Box::pin(SessionStore::increment(self, id, field, delta, expiry))
-    }
-    fn compare_and_set<'a>(
-        &'a self,
+    ) -> Cycled;
+    fn increment(id: &'a HashedId, field: &'a str, delta: i64, expiry: Expiry) -> Incremented;
+    fn compare_and_set(
         id: &'a HashedId,
         field: &'a str,
         expected: Option<&'a str>,
         new: Option<&'a str>,
         expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Swapped, StoreError>> {
-        Box::pin(SessionStore::compare_and_set(
-            self, id, field, expected, new, expiry,
-        ))
-    }
-    fn destroy<'a>(&'a self, id: &'a HashedId) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(SessionStore::destroy(self, id))
-    }
-    fn destroy_many<'a>(&'a self, ids: &'a [HashedId]) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(SessionStore::destroy_many(self, ids))
-    }
-    fn sessions_of_user<'a>(
-        &'a self,
-        user_id: &'a str,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Vec<SessionSummary>, StoreError>> {
-        Box::pin(SessionStore::sessions_of_user(self, user_id, expiry))
-    }
-    fn time(&self) -> BoxFuture<'_, Result<Option<Timestamp>, StoreError>> {
-        Box::pin(SessionStore::time(self))
-    }
+    ) -> Swapped;
+    fn destroy(id: &'a HashedId) -> ();
+    fn destroy_many(ids: &'a [HashedId]) -> ();
+    fn sessions_of_user(user_id: &'a str, expiry: Expiry) -> Vec<SessionSummary>;
+    /// The store's clock, if it keeps one.
+    fn time() -> Option<Timestamp>;
 }

@@ -10,16 +10,15 @@ use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 
 use super::dyn_store::DynStore;
-use super::{
-    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, Swapped, Timestamp,
-};
+use super::SessionStore;
 use crate::error::{Error, StoreError};
 use crate::metrics::{self, CallOutcome};
 
+/// The store, and how long a call may take. Its per-call methods (`load`, `apply`, ...)
+/// are made in `dyn_store.rs`, from the one list of store calls.
 #[derive(Clone)]
 pub(crate) struct StoreHandle {
-    store: Arc<dyn DynStore>,
+    pub(super) store: Arc<dyn DynStore>,
     timeout: Duration,
 }
 
@@ -39,99 +38,9 @@ impl StoreHandle {
         Self { timeout, ..self }
     }
 
-    /// The stored record, shared with the store's cache when it keeps one.
-    pub(crate) async fn load(
-        &self,
-        id: &HashedId,
-        expiry: Expiry,
-    ) -> Result<Option<Arc<Record>>, Error> {
-        self.call("load", self.store.load_shared(id, expiry)).await
-    }
-
-    pub(crate) async fn create(
-        &self,
-        id: &HashedId,
-        record: &Record,
-        expiry: Expiry,
-    ) -> Result<Created, Error> {
-        self.call("create", self.store.create(id, record, expiry))
-            .await
-    }
-
-    pub(crate) async fn apply(
-        &self,
-        id: &HashedId,
-        changes: &ChangeSet,
-        expiry: Expiry,
-    ) -> Result<Applied, Error> {
-        self.call("apply", self.store.apply(id, changes, expiry))
-            .await
-    }
-
-    pub(crate) async fn touch(&self, id: &HashedId, expiry: Expiry) -> Result<Applied, Error> {
-        self.call("touch", self.store.touch(id, expiry)).await
-    }
-
-    pub(crate) async fn cycle_id(
-        &self,
-        old: &HashedId,
-        new: &HashedId,
-        changes: &ChangeSet,
-        expiry: Expiry,
-    ) -> Result<Cycled, Error> {
-        self.call("cycle_id", self.store.cycle_id(old, new, changes, expiry))
-            .await
-    }
-
-    pub(crate) async fn increment(
-        &self,
-        id: &HashedId,
-        field: &str,
-        delta: i64,
-        expiry: Expiry,
-    ) -> Result<Incremented, Error> {
-        let call = self.store.increment(id, field, delta, expiry);
-        self.call("increment", call).await
-    }
-
-    pub(crate) async fn compare_and_set(
-        &self,
-        id: &HashedId,
-        field: &str,
-        expected: Option<&str>,
-        new: Option<&str>,
-        expiry: Expiry,
-    ) -> Result<Swapped, Error> {
-        let call = self.store.compare_and_set(id, field, expected, new, expiry);
-        self.call("compare_and_set", call).await
-    }
-
-    pub(crate) async fn destroy(&self, id: &HashedId) -> Result<(), Error> {
-        self.call("destroy", self.store.destroy(id)).await
-    }
-
-    pub(crate) async fn destroy_many(&self, ids: &[HashedId]) -> Result<(), Error> {
-        self.call("destroy_many", self.store.destroy_many(ids))
-            .await
-    }
-
-    pub(crate) async fn sessions_of_user(
-        &self,
-        user_id: &str,
-        expiry: Expiry,
-    ) -> Result<Vec<SessionSummary>, Error> {
-        let call = self.store.sessions_of_user(user_id, expiry);
-        self.call("sessions_of_user", call).await
-    }
-
-    /// The store's clock, if it keeps one.
-    pub(crate) async fn time(&self) -> Result<Option<Timestamp>, Error> {
-        self.call("time", self.store.time()).await
-    }
-
     /// Runs one store call under the timeout, in a span named after `operation` (never
     /// the session ID), and counts it.
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,

@@ -10,6 +10,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 mod clock;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod connect_failed;
 mod dyn_store;
 mod handle;
 pub(crate) mod memory;
@@ -21,6 +23,8 @@ pub(crate) mod redis;
 pub(crate) mod sealed;
 
 pub(crate) use self::clock::StoreClock;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) use self::connect_failed::connect_failed;
 pub(crate) use self::dyn_store::BoxFuture;
 #[cfg(feature = "token")]
 pub(crate) use self::handle::within;
@@ -28,7 +32,7 @@ pub(crate) use self::handle::StoreHandle;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStoreBuilder;
 #[cfg(feature = "redis")]
-pub use self::redis::{CacheStats, DurableRevocationsError, RedisConnection};
+pub use self::redis::{CacheStats, RedisConnection, RedisStoreBuilder, RedisTarget};
 pub use crate::error::StoreError;
 pub use crate::expiry::{Expiry, Timestamp};
 pub use crate::id::HashedId;

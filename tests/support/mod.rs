@@ -360,7 +360,7 @@ impl RedisCluster {
         }
     }
 
-    /// `host:port` of every node, as `RedisStore::connect_cluster` takes them.
+    /// `host:port` of every node, as `RedisTarget::cluster` takes them.
     pub fn nodes(&self) -> Vec<String> {
         self.servers.iter().map(RedisServer::addr).collect()
     }
@@ -605,7 +605,7 @@ impl SentinelGroup {
         certificates.0.join("ca.crt")
     }
 
-    /// `host:port` of every sentinel, as `RedisStore::connect_sentinel` takes them.
+    /// `host:port` of every sentinel, as `RedisTarget::sentinel` takes them.
     pub fn sentinel_addrs(&self) -> Vec<String> {
         self.sentinels.iter().map(RedisSentinel::addr).collect()
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use axum::extract::Request;
 use axum::ServiceExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use tower_stateless::store::{SessionStore, StoreError};
+use tower_stateless::store::{RedisStoreBuilder, RedisTarget, SessionStore, StoreError};
 use tower_stateless::{
     Keys, MemoryStore, PostgresStore, RedisStore, Sealed, SessionLayer, TokenSessions,
 };
@@ -63,16 +63,15 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
             serve(config, MemoryStore::new(), Chunks::memory()).await
         }
         (StoreChoice::Redis(url), _) => {
-            let store = RedisStore::connect(&url).await;
-            serve_redis(config, store, "REDIS_URL").await
+            serve_redis(config, RedisTarget::single(url), "REDIS_URL").await
         }
         (StoreChoice::Cluster(nodes), _) => {
-            let store = RedisStore::connect_cluster(&nodes).await;
-            serve_redis(config, store, "REDIS_CLUSTER_NODES").await
+            let target = RedisTarget::cluster(&nodes);
+            serve_redis(config, target, "REDIS_CLUSTER_NODES").await
         }
         (StoreChoice::Sentinel { sentinels, master }, _) => {
-            let store = RedisStore::connect_sentinel(&sentinels, &master).await;
-            serve_redis(config, store, "REDIS_SENTINELS").await
+            let target = RedisTarget::sentinel(&sentinels, master);
+            serve_redis(config, target, "REDIS_SENTINELS").await
         }
         (StoreChoice::Postgres(url), _) => {
             // Like Redis: a database that cannot be reached at start stops the shop.
@@ -87,26 +86,20 @@ async fn serve_on_its_store(config: Config) -> Result<(), String> {
 }
 
 /// Sessions and upload chunks share the store's connection. A Redis that cannot be
-/// reached at start is a configuration error: say so and stop.
-async fn serve_redis(
-    config: Config,
-    store: Result<RedisStore, StoreError>,
-    setting: &str,
-) -> Result<(), String> {
-    let store = store.map_err(|error| format!("{setting}: {}", chain(&error)))?;
+/// reached at start (or a session cache that cannot start) is a configuration error: say
+/// so and stop.
+async fn serve_redis(config: Config, target: RedisTarget, setting: &str) -> Result<(), String> {
+    // No plain digest of a user name at rest: keyed by SESSION_KEYS.
+    let mut builder = RedisStore::builder(target)
+        .user_digest_keys(&config.keys)
+        .cache(config.session_cache);
+    if config.encrypt_sessions {
+        builder = builder.prefix(SEALED_PREFIX);
+    }
+    let store =
+        (builder.connect().await).map_err(|error| format!("{setting}: {}", chain(&error)))?;
     tracing::info!(?store, "sessions in Redis ({setting})");
     let chunks = Chunks::redis(store.connection(), config.user_digests.clone());
-    // No plain digest of a user name at rest: keyed by SESSION_KEYS.
-    let store = store.with_user_digest_keys(&config.keys);
-    let store = if config.encrypt_sessions {
-        sealed_prefix(store)?
-    } else {
-        store
-    };
-    let store = store
-        .with_cache(config.session_cache)
-        .await
-        .map_err(|error| format!("cannot start the session cache: {}", chain(&error)))?;
     if config.session_cache > 0 {
         tracing::info!(
             capacity = config.session_cache,
@@ -156,15 +149,13 @@ async fn log_cache_stats(store: RedisStore) {
 /// fail to load (a 503 until each expires). `session:*` still matches both, for ACLs.
 pub const SEALED_PREFIX: &str = "session:sealed:";
 
-fn sealed_prefix(store: RedisStore) -> Result<RedisStore, String> {
-    store
-        .with_prefix(SEALED_PREFIX)
-        .map_err(|error| format!("session key prefix: {error}"))
-}
-
 /// The shop's Redis store with encryption at rest, as `SESSION_ENCRYPT=1` runs it.
-pub fn sealed_on_redis(store: RedisStore, keys: &Keys) -> Result<Sealed<RedisStore>, String> {
-    Ok(sealed(sealed_prefix(store)?, keys))
+pub async fn sealed_on_redis(
+    builder: RedisStoreBuilder,
+    keys: &Keys,
+) -> Result<Sealed<RedisStore>, StoreError> {
+    let store = builder.prefix(SEALED_PREFIX).connect().await?;
+    Ok(sealed(store, keys))
 }
 
 /// `store` with session data encrypted at rest under keys derived from `keys`; the

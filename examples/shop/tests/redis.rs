@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shop::{AppState, Chunks};
 use tower::ServiceExt;
-use tower_stateless::store::SessionStore;
+use tower_stateless::store::{RedisStoreBuilder, RedisTarget, SessionStore};
 use tower_stateless::{Key, Keys, RedisStore, SessionLayer};
 
 use support::{RedisCluster, RedisServer};
@@ -47,15 +47,12 @@ impl Shop {
 
     /// The shop as `SESSION_ENCRYPT=1` runs it: sessions and upload chunks sealed.
     async fn encrypted(server: &RedisServer) -> Self {
-        let store = RedisStore::connect(&server.url()).await.unwrap();
-        let chunks = Chunks::redis(store.connection(), digests());
         let keys = Keys::new(Key::from_bytes(&[7; 32]).unwrap());
+        let builder = RedisStore::builder(server.url());
+        let store = shop::serve::sealed_on_redis(builder, &keys).await.unwrap();
+        let chunks = Chunks::redis(store.get_ref().connection(), digests());
         let seal = shop::UploadSeal::from_key_bytes(&[[7u8; 32]]);
-        Self::with(
-            shop::serve::sealed_on_redis(store, &keys).unwrap(),
-            chunks,
-            seal,
-        )
+        Self::with(store, chunks, seal)
     }
 
     fn with<S: SessionStore + Clone>(
@@ -90,12 +87,13 @@ impl Shop {
     }
 
     async fn cluster(cluster: &RedisCluster) -> Self {
-        Self::on(RedisStore::connect_cluster(cluster.nodes()).await.unwrap()).await
+        let nodes = RedisTarget::cluster(cluster.nodes());
+        Self::on(RedisStore::connect(nodes).await.unwrap()).await
     }
 
     /// An instance with the coherent cache on, as the shop runs by default.
-    async fn cached(store: RedisStore) -> Self {
-        Self::on(store.with_cache(10_000).await.unwrap()).await
+    async fn cached(store: RedisStoreBuilder) -> Self {
+        Self::on(store.cache(10_000).connect().await.unwrap()).await
     }
 
     async fn call(
@@ -552,11 +550,8 @@ async fn with_the_cache_on_redis_nothing_is_lost_and_a_logout_stays() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let connect = || async { RedisStore::connect(&server.url()).await.unwrap() };
-    let (shop, other) = (
-        Shop::cached(connect().await).await,
-        Shop::cached(connect().await).await,
-    );
+    let builder = || RedisStore::builder(server.url());
+    let (shop, other) = (Shop::cached(builder()).await, Shop::cached(builder()).await);
     assert_eq!(no_lost_updates(&shop).await, 200);
     assert_eq!(same_sku_adds_lose_nothing(&shop, &other).await, 200);
     logout_is_never_undone(&shop).await;
@@ -573,11 +568,8 @@ async fn with_the_cache_on_a_cluster_nothing_is_lost_and_a_logout_stays() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
-    let connect = || async { RedisStore::connect_cluster(cluster.nodes()).await.unwrap() };
-    let (shop, other) = (
-        Shop::cached(connect().await).await,
-        Shop::cached(connect().await).await,
-    );
+    let builder = || RedisStore::builder(RedisTarget::cluster(cluster.nodes()));
+    let (shop, other) = (Shop::cached(builder()).await, Shop::cached(builder()).await);
     assert_eq!(no_lost_updates(&shop).await, 200);
     assert_eq!(same_sku_adds_lose_nothing(&shop, &other).await, 200);
     logout_is_never_undone(&shop).await;

@@ -93,37 +93,12 @@ fn describe(code: &str) -> &'static str {
     }
 }
 
-/// [`PostgresStore::connect`](super::PostgresStore) failed: what it was doing, and
-/// where.
-#[derive(Debug)]
-struct ConnectFailed {
-    step: &'static str,
-    /// Host, port and database; never the password.
-    target: String,
-    cause: Box<dyn StdError + Send + Sync>,
-}
-
-/// [`ConnectFailed`] at `step` on `target`, as a [`StoreError`].
+/// [`PostgresStore::connect`](super::PostgresStore) failed at `step` on `target` (host,
+/// port and database; never the password).
 pub(super) fn connect_failed(
     step: &'static str,
     target: &str,
     cause: impl Into<Box<dyn StdError + Send + Sync>>,
 ) -> StoreError {
-    StoreError::backend(ConnectFailed {
-        step,
-        target: target.to_owned(),
-        cause: cause.into(),
-    })
-}
-
-impl fmt::Display for ConnectFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "could not {} (PostgreSQL at {})", self.step, self.target)
-    }
-}
-
-impl StdError for ConnectFailed {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.cause)
-    }
+    crate::store::connect_failed(step, format!("PostgreSQL at {target}"), cause)
 }

@@ -100,6 +100,27 @@ impl Conn {
     }
 }
 
+/// Where the store connected, kept to open more connections later (the revocation
+/// connection, the cache's invalidation stream). Holds credentials: never printed.
+#[derive(Clone)]
+pub(super) enum Source {
+    Single(String),
+    Cluster(Vec<String>),
+    /// The store's follower of the master, shared by all its connections.
+    Sentinel(Arc<Follower>),
+}
+
+impl Source {
+    /// A new connection to where the store connected.
+    pub(super) async fn connect(&self) -> Result<Conn, StoreError> {
+        match self {
+            Self::Single(url) => Conn::single(url).await,
+            Self::Cluster(nodes) => Conn::cluster(nodes).await,
+            Self::Sentinel(follower) => Ok(Conn::sentinel(follower)),
+        }
+    }
+}
+
 /// A connection that could not be set up: where it was tried, and why. An I/O error
 /// from a server that is not Redis (an HTTP port, say) says only "broken pipe" or
 /// "connection reset", so the message asks the question.

@@ -13,8 +13,7 @@ impl RedisStore {
     ///
     /// Returns the policy found (an evicting one first), or `None` if it could not be read,
     /// e.g. because the ACL user may not run `CONFIG GET`; that is only logged at debug
-    /// level. [`connect`](Self::connect), [`connect_cluster`](Self::connect_cluster) and
-    /// [`connect_sentinel`](Self::connect_sentinel) call it once.
+    /// level. [`connect`](super::RedisStoreBuilder::connect) calls it once.
     pub async fn check_eviction_policy(&self) -> Option<String> {
         let mut command = ::redis::cmd("CONFIG");
         command.arg("GET").arg("maxmemory-policy");

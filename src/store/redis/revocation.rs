@@ -6,7 +6,7 @@
 //! - `<prefix>nbf:{<digest of the user ID>}` — the user's "not before" time
 //!   (ms since the epoch): bindings made earlier are revoked; a later log-out-everywhere
 //!   only ever raises it (one script). TTL: the absolute lifetime. The digest is keyed
-//!   with [`with_user_digest_keys`](RedisStore::with_user_digest_keys) (plain SHA-256
+//!   with [`user_digest_keys`](super::RedisStoreBuilder::user_digest_keys) (plain SHA-256
 //!   otherwise); a time under the plain name, written before, still holds.
 
 use std::sync::LazyLock;

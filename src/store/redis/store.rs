@@ -2,7 +2,6 @@
 
 use futures_util::future::try_join_all;
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use ::redis::Value;
@@ -13,25 +12,20 @@ use sha2::{Digest, Sha256};
 
 use super::cache::{CacheStats, Lookup};
 use super::codec;
-use super::conn::{self, Conn, RedisConnection};
-use super::durable::{Durability, Source};
+use super::conn::{Conn, RedisConnection};
+use super::durable::Durability;
 use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
-use super::sentinel::{self, Follower};
 use super::tracking::{Cached, SessionCache, Tracked};
-use crate::config::ConfigError;
-use crate::keys::Keys;
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
     SessionSummary, StoreError, Swapped, Timestamp, UserChange,
 };
 
-/// What [`RedisStore::with_user_digest_keys`] derives its keys under.
-const USER_DIGEST_LABEL: &[u8] = b"tower-stateless/v1/redis/user-digest";
-
 /// Sessions in Redis: one hash per session, shared by every instance of a service.
 ///
-/// Connects to a single server ([`connect`](Self::connect)) or to a Redis Cluster
-/// ([`connect_cluster`](Self::connect_cluster)) over one multiplexed connection that
+/// Connects ([`connect`](Self::connect), or [`builder`](Self::builder) for settings) to
+/// a single server, a Redis Cluster or the master Redis Sentinel names (see
+/// [`RedisTarget`](crate::store::RedisTarget)) over one multiplexed connection that
 /// reconnects by itself: while Redis is down every call fails fast with a
 /// [`StoreError`], and calls succeed again once it is back, with the same store.
 /// Clones are cheap and share the connection.
@@ -48,9 +42,9 @@ const USER_DIGEST_LABEL: &[u8] = b"tower-stateless/v1/redis/user-digest";
 ///   older layout (`:created`, `:refreshed`, `:user`, `:v`, `:gen`) are still read, and
 ///   any write converts them.
 /// - `session:user:{<digest of the user ID>}` — base64url HMAC-SHA256 under
-///   [`with_user_digest_keys`](Self::with_user_digest_keys), plain SHA-256 without it —
-///   a sorted set of the user's
-///   hashed session IDs, for [`sessions_of_user`](SessionStore::sessions_of_user) and
+///   [`user_digest_keys`](super::RedisStoreBuilder::user_digest_keys), plain SHA-256
+///   without it — a sorted set of the user's hashed session IDs, for
+///   [`sessions_of_user`](SessionStore::sessions_of_user) and
 ///   [`destroy_sessions_of_user`](SessionStore::destroy_sessions_of_user), scored by
 ///   when the entry was added (the index node's clock). Listing or destroying a user's
 ///   sessions prunes entries whose session is gone or rebound, once they are a minute
@@ -74,22 +68,20 @@ pub struct RedisStore {
     pub(super) conn: Conn,
     pub(super) prefix: Arc<str>,
     /// Where it connects, credentials redacted, for `Debug`.
-    target: Arc<str>,
-    /// Where it connects, for a second connection.
-    pub(super) source: Arc<Source>,
-    /// Set by [`with_durable_revocations`](Self::with_durable_revocations).
+    pub(super) target: Arc<str>,
+    /// Set by [`durable_revocations`](super::RedisStoreBuilder::durable_revocations).
     pub(super) durability: Option<Arc<Durability>>,
-    /// Set by [`with_cache`](Self::with_cache).
-    tracked: Option<Arc<Tracked>>,
+    /// Set by [`cache`](super::RedisStoreBuilder::cache).
+    pub(super) tracked: Option<Arc<Tracked>>,
     /// Set by [`reading_through`](Self::reading_through): loads skip the cache.
-    read_through: bool,
-    /// Set by [`with_user_digest_keys`](Self::with_user_digest_keys): names derived from
-    /// user IDs are keyed, by the first key's digest; the others still read.
-    user_digests: Arc<[Hmac<Sha256>]>,
+    pub(super) read_through: bool,
+    /// Set by [`user_digest_keys`](super::RedisStoreBuilder::user_digest_keys): names
+    /// derived from user IDs are keyed, by the first key's digest; the others still read.
+    pub(super) user_digests: Arc<[Hmac<Sha256>]>,
 }
 
 impl RedisStore {
-    /// The key prefix used unless [`with_prefix`](Self::with_prefix) sets another.
+    /// The key prefix used unless [`prefix`](super::RedisStoreBuilder::prefix) sets another.
     pub const DEFAULT_PREFIX: &'static str = "session:";
 
     /// The commands a store runs, directly or in its scripts, as Redis ACL rules: a
@@ -99,122 +91,9 @@ impl RedisStore {
         +hgetall +hmget +hget +hset +hdel +hkeys +hincrby +exists +del +rename +pexpire \
         +zadd +zrem +zrange +zrevrange +zscore";
 
-    /// Connects to a single Redis server.
-    ///
-    /// `url` is `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. Fails
-    /// if the server cannot be reached now, so that a misconfigured service does not start.
-    ///
-    /// Speaks RESP3 where the server offers it (Redis 6+): the connection then hears of a
-    /// server restart even while idle and reconnects before the next call, instead of
-    /// failing it. `?protocol=resp2` in the URL keeps to RESP2.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let conn = Conn::single(url).await?;
-        let store = Self::new(conn, conn::redact(url), Source::Single(url.to_owned()));
-        store.check_eviction_policy().await;
-        Ok(store)
-    }
-
-    /// Connects to the master that Redis Sentinel names `master`, asking `sentinels`
-    /// (`host:port`, or `redis://` URLs) where it is, and follows it as Sentinel's client
-    /// guidelines describe: it listens to every sentinel's events, asks them all every
-    /// second, moves only when a majority of them agree (or a failover's leader announces
-    /// the move), and checks `ROLE` on every new connection. From the moment a failover's
-    /// leader announces itself until the promoted replica answers as master, calls fail
-    /// (the layer answers 503) rather than write to a master about to be demoted; then
-    /// every connection to the old master is dropped and the cache, if any, flushed.
-    /// A call that finds the master gone or demoted (`READONLY`) fails and the next one
-    /// asks the sentinels again. Fails if no sentinel or no master can be reached now.
-    ///
-    /// `master` is the name Sentinel knows the master by (`sentinel monitor <name> …`),
-    /// or a URL with that name in the host's place, for the credentials, TLS and database
-    /// of the master and replicas: `redis://user:password@<name>/<db>`, `rediss://…`.
-    /// A sentinel with a password of its own is given as `redis://:password@host:port`.
-    /// The ACL user on the master and replicas needs `+role` beside
-    /// [`ACL_COMMANDS`](Self::ACL_COMMANDS).
-    pub async fn connect_sentinel<I, S>(sentinels: I, master: &str) -> Result<Self, StoreError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let urls: Vec<String> = sentinels
-            .into_iter()
-            .map(|node| conn::node_url(node.as_ref()))
-            .collect();
-        let (name, node) = sentinel::master_settings(master)?;
-        let follower = Follower::start(&urls, &name, node).await?;
-        let conn = Conn::sentinel(&follower);
-        let target = format!(
-            "sentinel master {name:?} via {}",
-            urls.iter()
-                .map(|url| conn::redact(url))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let store = Self::new(conn, target, Source::Sentinel(follower));
-        store.check_eviction_policy().await;
-        Ok(store)
-    }
-
-    /// Connects to a Redis Cluster through some of its nodes (`host:port`, or URLs for
-    /// credentials or TLS); the rest of the cluster is discovered from them.
-    ///
-    /// On a cluster, [`cycle_id`](SessionStore::cycle_id) is not atomic: the old and new
-    /// keys live in different slots. It copies the session to the new key (only if that
-    /// is free) and then deletes the old key, only if no write changed it meanwhile
-    /// (else it starts over). For that moment both keys exist; the old one dies right after.
-    pub async fn connect_cluster<I, S>(nodes: I) -> Result<Self, StoreError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let urls: Vec<String> = nodes
-            .into_iter()
-            .map(|node| conn::node_url(node.as_ref()))
-            .collect();
-        let conn = Conn::cluster(&urls).await?;
-        let target = urls
-            .iter()
-            .map(|url| conn::redact(url))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let store = Self::new(conn, target, Source::Cluster(urls));
-        store.check_eviction_policy().await;
-        Ok(store)
-    }
-
-    fn new(conn: Conn, target: String, source: Source) -> Self {
-        Self {
-            conn,
-            prefix: Self::DEFAULT_PREFIX.into(),
-            target: target.into(),
-            source: Arc::new(source),
-            durability: None,
-            tracked: None,
-            read_through: false,
-            user_digests: Arc::new([]),
-        }
-    }
-
-    /// Names every key derived from a user ID (the per-user index behind
-    /// log-out-everywhere and the session limit; token mode's "not before" time) by
-    /// HMAC-SHA256 under a key derived from the signing key of `keys`, instead of plain
-    /// SHA-256, so that someone who can read Redis cannot confirm a guessed user name
-    /// offline. Pass the layer's keys: only derived keys are kept. Names under the other
-    /// keys (a rotation) and under the plain digest (written before) are still read,
-    /// listed, destroyed by log-out-everywhere and, for a not-before time, enforced,
-    /// until they expire; new ones are written under the signing key's.
-    pub fn with_user_digest_keys(mut self, keys: &Keys) -> Self {
-        let derived = keys.all().map(|key| {
-            Hmac::<Sha256>::new_from_slice(&key.derive(USER_DIGEST_LABEL))
-                .expect("HMAC takes any key length")
-        });
-        self.user_digests = derived.collect();
-        self
-    }
-
     /// Every digest keys derived from `user_id` may be named by: the one new keys are
     /// written under first, then those written before (see
-    /// [`with_user_digest_keys`](Self::with_user_digest_keys)).
+    /// [`RedisStoreBuilder::user_digest_keys`](super::RedisStoreBuilder::user_digest_keys)).
     pub(super) fn user_digests(&self, user_id: &str) -> Vec<String> {
         let keyed = self.user_digests.iter().map(|mac| {
             let mut mac = mac.clone();
@@ -228,57 +107,6 @@ impl RedisStore {
     /// The digest new keys derived from `user_id` are named by.
     pub(super) fn user_digest(&self, user_id: &str) -> String {
         self.user_digests(user_id).swap_remove(0)
-    }
-
-    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX),
-    /// e.g. to share one Redis between services. A prefix holding `{` or `}` is an
-    /// error: it would change the cluster hash tags that keep each key's slot.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
-        let prefix = prefix.into();
-        if prefix.contains(['{', '}']) {
-            return Err(ConfigError::KeyPrefix);
-        }
-        if self.tracked.is_some() {
-            return Err(ConfigError::PrefixAfterCache);
-        }
-        self.prefix = prefix.into();
-        Ok(self)
-    }
-
-    /// Keeps up to `capacity` sessions this instance read in a local cache, so that
-    /// reading them again costs no round trip, and keeps it coherent with Redis: Redis
-    /// tells the cache (server-assisted client-side caching, `CLIENT TRACKING` in
-    /// broadcast mode, over RESP3 connections of its own) about every write, delete or
-    /// expiry of a key under the prefix, from any instance, and the cache drops that key.
-    /// `0` keeps no cache. Its memory grows with `capacity` times the largest session:
-    /// under the layer's default size bound
-    /// ([`with_max_session_size`](crate::SessionLayerBuilder::with_max_session_size), 64
-    /// KiB of keys and values per session written through the layer), a capacity of
-    /// 10,000 holds at most 625 MiB of session data.
-    ///
-    /// A cached session is still checked against the layer's clock on every read, so the
-    /// cache never extends an idle or absolute deadline. When the invalidation stream
-    /// may have missed a change (a tracking connection dropped, a heartbeat failed or was
-    /// slow, a Cluster's slot map or a Sentinel master changed), the whole cache is
-    /// dropped and reads go to Redis until a new stream is up. Staleness is bounded by
-    /// the time an invalidation takes to arrive; if the network goes silent without
-    /// closing the connection, by a one-second lease. Writes through this store drop the
-    /// written keys before and after, so an instance always reads its own writes.
-    /// ARCHITECTURE.md ("The coherent cache") has the measured bounds.
-    ///
-    /// Needs Redis 6 or later; the ACL user also needs `+client|tracking +role`. Set the
-    /// prefix ([`with_prefix`](Self::with_prefix)) first. Fails if the invalidation
-    /// stream cannot be opened now.
-    pub async fn with_cache(mut self, capacity: usize) -> Result<Self, StoreError> {
-        self.tracked = match NonZeroUsize::new(capacity) {
-            None => None,
-            Some(capacity) => {
-                let tracked =
-                    Tracked::start(self.source.clone(), self.prefix.clone(), capacity).await?;
-                Some(Arc::new(tracked))
-            }
-        };
-        Ok(self)
     }
 
     /// Waits until the local cache has applied every invalidation Redis sent before this
@@ -308,7 +136,8 @@ impl RedisStore {
         }
     }
 
-    /// What the local cache did so far; `None` without one ([`with_cache`](Self::with_cache)).
+    /// What the local cache did so far; `None` without one
+    /// ([`cache`](super::RedisStoreBuilder::cache)).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache().map(SessionCache::stats)
     }

@@ -36,8 +36,7 @@ use futures_util::future::{select, try_join_all};
 use tokio::sync::{watch, Notify};
 
 use super::cache::CoherentCache;
-use super::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
-use super::durable::Source;
+use super::conn::{Source, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use super::sentinel::Follower;
 use crate::record::Record;
 use crate::store::StoreError;

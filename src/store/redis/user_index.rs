@@ -109,7 +109,8 @@ impl RedisStore {
         let mut indexes = self.user_keys(user_id).into_iter();
         let current = indexes.next().expect("the current index name");
         let mut sessions = self.list_index(current, user_id, expiry).await?;
-        // An index under the legacy name (see `with_user_digest_keys`), until it expires.
+        // An index under the legacy name (see `RedisStoreBuilder::user_digest_keys`), until
+        // it expires.
         for legacy in indexes {
             for summary in self.list_index(legacy, user_id, expiry).await? {
                 if !sessions.iter().any(|listed| listed.id == summary.id) {
