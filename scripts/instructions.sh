@@ -170,27 +170,34 @@ shani_counts() {
 }
 # What compress256 runs on the SHA-NI path around digest_blocks: its instructions up to its
 # first branch (the feature check), and from that branch's target to the jump or call to
+# digest_blocks. Binaries can hold several sha2 versions (PostgreSQL's client brings 0.11,
+# whose compress256 calls x86_sha::compress); the one measured is the copy that reaches
 # digest_blocks.
 dispatch_count() {
     objdump -d --no-show-raw-insn -C "$1" | awk '
-        /^[0-9a-f]+ <.*>:$/ { inside = ($0 ~ /<sha2::sha256::compress256>:/); next }
+        /^[0-9a-f]+ <.*>:$/ {
+            inside = ($0 ~ /<sha2::sha256::compress256>:/)
+            if (inside) { n = 0; first = "" }
+            next
+        }
         inside && /^ *[0-9a-f]+:\t/ {
             n++
             addr[n] = strtonum("0x" substr($1, 1, length($1) - 1))
             text[n] = $0
             if (first == "" && $2 ~ /^j/ && $3 ~ /^[0-9a-f]+$/) { first = n; target = strtonum("0x" $3) }
         }
-        inside && /^$/ { inside = 0 }
-        END {
-            if (first == "") { print 0; exit }
+        inside && /^$/ {
+            inside = 0
+            # Reads on to the end (no early exit: objdump would die of SIGPIPE).
+            if (first == "" || found) next
             count = first
             for (i = 1; i <= n; i++) {
                 if (addr[i] < target) continue
                 count++
-                if (text[i] ~ /digest_blocks/) { print count; exit }
+                if (text[i] ~ /digest_blocks/) { print count; found = 1; break }
             }
-            print 0
-        }'
+        }
+        END { if (!found) print 0 }'
 }
 declare -A ni_block ni_call
 for binary in "$shop_bin" "$peers_bin"; do

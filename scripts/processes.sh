@@ -6,7 +6,7 @@ pids=()
 # On exit: SIGTERM to every child still running (timeout passes it on to wrk), SIGKILL to
 # those left after 2 s.
 cleanup() {
-    local pid _
+    local pid="" _
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
