@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::carrier::Carrier;
+use crate::error::ConfigError;
 use crate::events::SecurityEvents;
 use crate::expiry::{Expiry, ExpirySettings};
 use crate::keys::Keys;
@@ -161,79 +162,3 @@ impl fmt::Debug for Config {
             .finish()
     }
 }
-
-/// A setting the layer (or a store) cannot work with, reported when it is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The cookie name is empty or not an RFC 6265 token (letters, digits and
-    /// ``!#$%&'*+-.^_`|~``).
-    CookieName,
-    /// The cookie path does not start with `/`, or holds a control character or `;`.
-    CookiePath,
-    /// The cookie domain is empty, or holds a space, a control character or `;`.
-    CookieDomain,
-    /// The cookie name's prefix (`__Host-` or `__Secure-`, in any case) asks for
-    /// attributes the settings do not have, so browsers would drop the cookie: `__Secure-`
-    /// needs `Secure`; `__Host-` needs `Secure`, `Path=/` and no `Domain`.
-    CookiePrefix,
-    /// This duration setting is zero.
-    ZeroDuration(&'static str),
-    /// The idle timeout is longer than the absolute lifetime.
-    IdleExceedsAbsolute,
-    /// A store's key prefix holds `{` or `}`, which would change Redis Cluster hash tags.
-    KeyPrefix,
-    /// The limit on sessions per user is zero.
-    ZeroSessionLimit,
-    /// The bound on a value's size is zero or larger than the bound on a session's.
-    SizeLimits,
-    /// Token mode was given a setting only a store can honour (it lists no user's
-    /// sessions): the setting is named.
-    NeedsStore(&'static str),
-    /// Token mode's size budget (`TokenSessions::with_max_cookie_len`, the whole
-    /// `Set-Cookie` value) is above what browsers keep (`max`, 4096 bytes) or
-    /// below what an empty session takes with the cookie's name and attributes (`min`).
-    TokenBudget {
-        /// The budget set.
-        budget: usize,
-        /// The least budget an empty session fits in, with these cookie settings.
-        min: usize,
-        /// The most: what browsers keep.
-        max: usize,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::CookieName => f.write_str("the cookie name must be a non-empty RFC 6265 token"),
-            Self::CookiePath => f.write_str(
-                "the cookie path must start with '/' and hold no control character or ';'",
-            ),
-            Self::CookieDomain => f.write_str(
-                "the cookie domain must be non-empty and hold no space, control character or ';'",
-            ),
-            Self::CookiePrefix => f.write_str(
-                "a __Secure- cookie name needs Secure; a __Host- name needs Secure, Path=/ and no Domain",
-            ),
-            Self::ZeroDuration(setting) => write!(f, "the {setting} must not be zero"),
-            Self::IdleExceedsAbsolute => {
-                f.write_str("the idle timeout must not exceed the absolute lifetime")
-            }
-            Self::KeyPrefix => f.write_str("the key prefix must not hold '{' or '}'"),
-            Self::ZeroSessionLimit => f.write_str("the limit on sessions per user must not be zero"),
-            Self::SizeLimits => f.write_str(
-                "the bound on a value's size must be at least 1 byte and at most the session's",
-            ),
-            Self::NeedsStore(setting) => write!(f, "token mode has no store for {setting}"),
-            Self::TokenBudget { budget, min, max } => write!(
-                f,
-                "the token-mode cookie budget of {budget} bytes (the whole Set-Cookie value) \
-                 must be at least {min} (an empty session with this cookie's name and \
-                 attributes) and at most {max} (what browsers keep)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}

@@ -9,7 +9,8 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use crate::carrier::Carrier;
-use crate::config::{Backend, Config, ConfigError};
+use crate::config::{Backend, Config};
+use crate::error::ConfigError;
 use crate::expiry::{Clock, ExpirySettings, LocalClock};
 use crate::failure::DefaultOnFailure;
 use crate::grpc::TrailersLayer;

@@ -65,7 +65,7 @@ pub mod store;
 mod token;
 mod writeback;
 
-pub use crate::config::ConfigError;
+pub use crate::error::ConfigError;
 pub use crate::error::{Error, ErrorKind, KeyError};
 pub use crate::expiry::Clock;
 #[cfg(feature = "axum")]

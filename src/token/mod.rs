@@ -24,8 +24,9 @@ pub(crate) use self::writeback::run;
 
 use self::revocation::DynRevocations;
 use self::seal::Sealer;
-use crate::config::{Backend, Config, ConfigError};
+use crate::config::{Backend, Config};
 use crate::cookie::MAX_COOKIE_LEN;
+use crate::error::ConfigError;
 use crate::error::{Error, ErrorKind};
 use crate::expiry::{Expiry, Timestamp};
 use crate::keys::{Keys, Rejected, Verified};

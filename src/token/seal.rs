@@ -81,7 +81,8 @@ impl Sealer {
                 .or_else(|| self.v1.open(name, &mut buffer).map(re_issued))
         };
         let Some((plaintext, verified)) = opened else {
-            let shortest = Format::<Aes256GcmSiv>::OVERHEAD.min(Format::<XChaCha20Poly1305>::OVERHEAD);
+            let shortest =
+                Format::<Aes256GcmSiv>::OVERHEAD.min(Format::<XChaCha20Poly1305>::OVERHEAD);
             return Err(if buffer.len() < shortest {
                 Rejected::Malformed
             } else {

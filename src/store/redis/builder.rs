@@ -14,7 +14,7 @@ use super::durable::Durability;
 use super::sentinel::{self, Follower};
 use super::store::RedisStore;
 use super::tracking::Tracked;
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::keys::Keys;
 use crate::store::{connect_failed, StoreError};
 
