@@ -11,13 +11,14 @@ mod sessions;
 mod support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use sessions::{new_id, now};
-use support::RedisServer;
+use support::{wait_for, RedisServer};
 use tower::ServiceExt;
 use tower_stateless::store::{
     ChangeSet, Created, IncrementError, Incremented, Metadata, Record, SessionStore, Swapped,
@@ -93,18 +94,23 @@ async fn a_fenced_master_fails_every_write_and_keeps_the_data() {
 
 #[tokio::test]
 async fn a_replica_fails_every_write() {
-    let Some(master) = RedisServer::start() else {
+    // Without the delay Redis puts before a diskless sync (5 s by default), which a
+    // 5-second WAIT raced on a loaded machine.
+    let Some(master) = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]) else {
         return;
     };
     let port = master.port().to_string();
     let Some(replica) = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]) else {
         return;
     };
+    wait_for("the replica links up", Duration::from_secs(30), || {
+        (replica.cli(&["INFO", "replication"])).contains("master_link_status:up")
+    });
     let writer = RedisStore::connect(&master.url()).await.unwrap();
     let id = new_id();
     let saved = writer.create(&id, &record(&[("n", "1")]), now()).await;
     assert_eq!(saved.unwrap(), Created::Saved);
-    assert_eq!(master.cli(&["WAIT", "1", "5000"]), "1");
+    assert_eq!(master.cli(&["WAIT", "1", "15000"]), "1");
     let store = RedisStore::connect(&replica.url()).await.unwrap();
     let refused = store.increment(&id, "n", 1, now()).await;
     assert!(refused.is_err(), "increment on a replica: {refused:?}");
