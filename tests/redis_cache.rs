@@ -710,3 +710,196 @@ async fn a_swapped_database_is_noticed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A field of `INFO <section>` as a number (0 when absent).
+fn info_number(server: &RedisServer, section: &str, field: &str) -> u64 {
+    let info = server.cli(&["INFO", section]);
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+/// Calls of `command` since the last `CONFIG RESETSTAT` (`INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Two instances that both read and write the same sessions, each write made by the
+/// other instance than the last: the writer reads its own write from its cache (the
+/// writer's copy), and the other instance, once caught up, never serves the value the
+/// write replaced, though the writer's connection is spared the push of its own write.
+async fn alternating_writers_never_read_an_old_value(a: &RedisStore, b: &RedisStore) {
+    let mut stale = 0;
+    for _ in 0..OTHER_ROUNDS {
+        let id = cached_on_b(a, b, None).await;
+        for step in 1..=6_i64 {
+            let (writer, other) = if step % 2 == 0 { (a, b) } else { (b, a) };
+            let incremented = writer.increment(&id, "n", 1, now()).await.unwrap();
+            assert_eq!(incremented, Incremented::Value(step));
+            let own = writer.load(&id, now()).await.unwrap();
+            stale += usize::from(value(&own, "n") != Some(step.to_string()));
+            let seen = read_after_write(other, &id, now()).await;
+            stale += usize::from(value(&seen, "n") != Some(step.to_string()));
+        }
+        let applied = a
+            .apply(&id, &ChangeSet::default().with_set("v", "7"), now())
+            .await
+            .unwrap();
+        assert_eq!(applied, Applied::Saved);
+        let swapped = b.compare_and_set(&id, "v", Some("7"), Some("8"), now());
+        assert_eq!(swapped.await.unwrap(), Swapped::Saved);
+        stale +=
+            usize::from(value(&read_after_write(a, &id, now()).await, "v").as_deref() != Some("8"));
+    }
+    let (a_stats, b_stats) = (a.cache_stats().unwrap(), b.cache_stats().unwrap());
+    eprintln!("alternating writers: {stale} stale reads; A: {a_stats:?}; B: {b_stats:?}");
+    assert_eq!(stale, 0);
+    assert!(
+        a_stats.copies > 0 && b_stats.copies > 0,
+        "{a_stats:?} {b_stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_writers_single_server() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    alternating_writers_never_read_an_old_value(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_writers_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (a, b) = (
+        cached_cluster(&cluster).await,
+        cached_cluster(&cluster).await,
+    );
+    alternating_writers_never_read_an_old_value(&a, &b).await;
+}
+
+/// A request that reads a session and then writes it costs one round trip: the read
+/// is answered by the copy the last write left (a hit: nothing sent), the write is one
+/// script, which reads the session back inside it. Counted by the cache and by Redis
+/// (`INFO commandstats`, which counts the commands scripts run too), in a window in
+/// which the stream stayed up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_then_write_is_one_round_trip() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = cached(&server.url()).await;
+    let (id, expiry) = (new_id(), now());
+    let session = record(&[("v", "0")], None, expiry);
+    assert_eq!(
+        a.create(&id, &session, expiry).await.unwrap(),
+        Created::Saved
+    );
+    const REQUESTS: u64 = 50;
+    for attempt in 0.. {
+        assert!(
+            attempt < 5,
+            "the stream never stayed up for {REQUESTS} requests"
+        );
+        let changes = ChangeSet::default().with_set("v", "1");
+        assert_eq!(a.apply(&id, &changes, now()).await.unwrap(), Applied::Saved);
+        let before = a.cache_stats().unwrap();
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        for round in 0..REQUESTS {
+            let seen = a.load(&id, now()).await.unwrap();
+            assert!(seen.is_some());
+            let changes = ChangeSet::default().with_set("v", round.to_string());
+            assert_eq!(a.apply(&id, &changes, now()).await.unwrap(), Applied::Saved);
+        }
+        let after = a.cache_stats().unwrap();
+        if after.flushes != before.flushes {
+            continue;
+        }
+        let (scripts, reads) = (calls(&server, "evalsha"), calls(&server, "hgetall"));
+        eprintln!("{REQUESTS} read-then-write requests: {scripts} scripts, {reads} reads in them; {after:?}");
+        assert_eq!((scripts, reads), (REQUESTS, REQUESTS));
+        assert_eq!(after.hits - before.hits, REQUESTS);
+        assert_eq!(
+            (after.misses, after.bypasses),
+            (before.misses, before.bypasses)
+        );
+        return;
+    }
+}
+
+/// Per-key tracking (the default) has Redis remember the keys each instance read, and
+/// nothing by prefix; broadcast tracking registers the prefix instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tracks_only_the_keys_an_instance_holds() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    for _ in 0..5 {
+        cached_on_b(&a, &b, None).await;
+    }
+    let tracked = info_number(&server, "stats", "tracking_total_keys");
+    assert!((5..=10).contains(&tracked), "{tracked} keys tracked");
+    assert_eq!(info_number(&server, "stats", "tracking_total_prefixes"), 0);
+
+    let broadcast = RedisStore::builder(server.url())
+        .cache(CAPACITY)
+        .broadcast_tracking(true)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(info_number(&server, "stats", "tracking_total_prefixes"), 1);
+    let stale = stale_reads_after_writes(&a, &broadcast, raw(&server.url()).await).await;
+    eprintln!(
+        "broadcast: {stale} stale reads; {:?}",
+        broadcast.cache_stats()
+    );
+    assert_eq!(stale, 0);
+}
+
+/// Redis bounds its tracking table (`tracking-table-max-keys`) by forgetting keys, and
+/// tells their readers as if the keys had changed: B then drops them, and never serves
+/// a write it would no longer have been told about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tracking_table_never_leaves_a_stale_value() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    server.cli(&["CONFIG", "SET", "tracking-table-max-keys", "5"]);
+    let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let id = new_id();
+        let expiry = now();
+        let session = record(&[("v", "0")], None, expiry);
+        assert_eq!(
+            a.create(&id, &session, expiry).await.unwrap(),
+            Created::Saved
+        );
+        assert!(b.load(&id, now()).await.unwrap().is_some());
+        ids.push(id);
+    }
+    let held = b.cache_stats().unwrap();
+    assert!(held.len <= 10, "Redis tracks at most 5 keys: {held:?}");
+    for id in &ids {
+        let changes = ChangeSet::default().with_set("v", "1");
+        assert_eq!(a.apply(id, &changes, now()).await.unwrap(), Applied::Saved);
+    }
+    let mut stale = 0;
+    for id in &ids {
+        let seen = read_after_write(&b, id, now()).await;
+        stale += usize::from(value(&seen, "v").as_deref() != Some("1"));
+    }
+    eprintln!(
+        "tracking table of 5 keys: {stale} stale reads of 40; B: {:?}",
+        b.cache_stats()
+    );
+    assert_eq!(stale, 0);
+}

@@ -13,7 +13,7 @@ use super::conn::{self, Conn, Source};
 use super::durable::Durability;
 use super::sentinel::{self, Follower};
 use super::store::RedisStore;
-use super::tracking::Tracked;
+use super::tracking::{Tracked, Tracking};
 use crate::error::ConfigError;
 use crate::keys::Keys;
 use crate::store::{connect_failed, StoreError};
@@ -175,6 +175,7 @@ pub struct RedisStoreBuilder {
     target: RedisTarget,
     prefix: String,
     cache_capacity: usize,
+    tracking: Tracking,
     /// Replicas to wait for and how long, for durable revocations.
     durable: Option<(u32, Duration)>,
     user_digests: Arc<[Hmac<Sha256>]>,
@@ -196,6 +197,7 @@ impl RedisStore {
             target: target.into(),
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             cache_capacity: 0,
+            tracking: Tracking::PerKey,
             durable: None,
             user_digests: Arc::new([]),
         }
@@ -213,11 +215,15 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Keeps up to `capacity` sessions this instance read in a local cache, so that
-    /// reading them again costs no round trip, and keeps it coherent with Redis: Redis
-    /// tells the cache (server-assisted client-side caching, `CLIENT TRACKING` in
-    /// broadcast mode, over RESP3 connections of its own) about every write, delete or
-    /// expiry of a key under the prefix, from any instance, and the cache drops that key.
+    /// Keeps up to `capacity` sessions this instance read or wrote in a local cache, so
+    /// that reading them again costs no round trip, and keeps it coherent with Redis:
+    /// Redis tells the cache (server-assisted client-side caching, `CLIENT TRACKING`,
+    /// over RESP3 connections of its own that carry the cached reads and the session
+    /// writes) about every write, delete or expiry of a key it holds, from any other
+    /// instance, and the cache drops that key. A session write through this store keeps
+    /// the session as the write left it (read back in the same round trip), so a request
+    /// that reads and then writes a session costs one round trip, and a read after it on
+    /// this instance none.
     /// `0` (the default) keeps no cache. Its memory grows with `capacity` times the
     /// largest session: under the layer's default size bound
     /// ([`with_max_session_size`](crate::SessionLayerBuilder::with_max_session_size), 64
@@ -230,8 +236,8 @@ impl RedisStoreBuilder {
     /// slow, a Cluster's slot map or a Sentinel master changed), the whole cache is
     /// dropped and reads go to Redis until a new stream is up. Staleness is bounded by
     /// the time an invalidation takes to arrive; if the network goes silent without
-    /// closing the connection, by a one-second lease. Writes through this store drop the
-    /// written keys before and after, so an instance always reads its own writes.
+    /// closing the connection, by a one-second lease. An instance always reads its own
+    /// writes.
     /// ARCHITECTURE.md ("The coherent cache") has the measured bounds; see also
     /// [`RedisStore::catch_up`] and [`RedisStore::reading_through`].
     ///
@@ -239,6 +245,20 @@ impl RedisStoreBuilder {
     /// [`connect`](Self::connect) fails if the invalidation stream cannot be opened then.
     pub fn cache(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
+        self
+    }
+
+    /// Has Redis tell the cache about every key under the prefix that changes (broadcast
+    /// tracking), instead of only the keys this instance holds (the default). Redis then
+    /// pushes every session write to every instance: its work per write grows with the
+    /// size of the fleet (BENCHMARKS.md, "Redis CPU per session write"). Only for a few
+    /// instances, e.g. to compare.
+    pub fn broadcast_tracking(mut self, broadcast: bool) -> Self {
+        self.tracking = if broadcast {
+            Tracking::Broadcast
+        } else {
+            Tracking::PerKey
+        };
         self
     }
 
@@ -290,6 +310,7 @@ impl RedisStoreBuilder {
             target,
             prefix,
             cache_capacity,
+            tracking,
             durable,
             user_digests,
         } = self;
@@ -311,7 +332,8 @@ impl RedisStoreBuilder {
         let tracked = match NonZeroUsize::new(cache_capacity) {
             None => None,
             Some(capacity) => {
-                let tracked = Tracked::start(source.clone(), prefix.clone(), capacity).await;
+                let tracked = Tracked::start(source.clone(), prefix.clone(), capacity, tracking);
+                let tracked = tracked.await;
                 let tracked = tracked.map_err(|cause| {
                     let step = "open the cache's invalidation stream";
                     connect_failed(step, format!("Redis at {described}"), cause)
@@ -353,6 +375,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("target", &self.target)
             .field("prefix", &self.prefix)
             .field("cache", &self.cache_capacity)
+            .field("tracking", &self.tracking)
             .field("durable_revocations", &self.durable)
             .field("user_digest_keys", &self.user_digests.len())
             .finish()

@@ -74,6 +74,7 @@ struct Counters {
     bypasses: AtomicU64,
     invalidations: AtomicU64,
     flushes: AtomicU64,
+    copies: AtomicU64,
 }
 
 /// Counts of a [`RedisStore`](super::RedisStore)'s local cache since it was built, from
@@ -100,6 +101,9 @@ pub struct CacheStats {
     /// Times the whole cache was dropped: the invalidation stream broke or may have
     /// missed a change.
     pub flushes: u64,
+    /// Writes through this store whose result the cache kept (the writer's copy), so
+    /// that the next read of that session here costs no round trip.
+    pub copies: u64,
 }
 
 impl<V: Clone> CoherentCache<V> {
@@ -160,6 +164,46 @@ impl<V: Clone> CoherentCache<V> {
         }
         // The ticket's hash is this key's: `lookup` took it for `key`.
         shard.entries.put(ticket.hash, (key.into(), value));
+    }
+
+    /// Permission to keep what a write this store is about to send leaves at `key`
+    /// ([`keep_written`](Self::keep_written)); `None` while not tracking.
+    pub(super) fn ticket(&self, key: &str) -> Option<Ticket> {
+        if !self.leased() {
+            return None;
+        }
+        let hash = self.hash(key);
+        let index = self.shard_of(hash);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let sequence = self.lock(index).sequence;
+        Some(Ticket {
+            hash,
+            shard: index,
+            sequence,
+            epoch,
+        })
+    }
+
+    /// A write sent after `ticket` was taken left `value` at `key`: keeps it, unless an
+    /// invalidation or flush overtook the write (then drops the key). Either way, like
+    /// [`invalidate`](Self::invalidate), no read that started before fills the key
+    /// afterwards: such a read may have seen the value before the write.
+    pub(super) fn keep_written(&self, key: &str, ticket: Ticket, value: V) {
+        let mut shard = self.lock(ticket.shard);
+        let overtaken = shard.sequence != ticket.sequence
+            || self.epoch.load(Ordering::Acquire) != ticket.epoch
+            || !self.leased();
+        shard.sequence += 1;
+        if overtaken {
+            let held = shard.entries.peek(&ticket.hash);
+            if held.is_some_and(|(held, _)| **held == *key) {
+                shard.entries.pop(&ticket.hash);
+                self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        shard.entries.put(ticket.hash, (key.into(), value));
+        self.counters.copies.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `key` changed in Redis (or is about to, through this store).
@@ -240,6 +284,7 @@ impl<V: Clone> CoherentCache<V> {
             bypasses: count(&self.counters.bypasses),
             invalidations: count(&self.counters.invalidations),
             flushes: count(&self.counters.flushes),
+            copies: count(&self.counters.copies),
         }
     }
 
@@ -352,6 +397,50 @@ mod tests {
         cache.invalidate("a");
         cache.fill("a", ticket, 1);
         assert_eq!(hit(&cache, "a"), None);
+    }
+
+    fn written(cache: &CoherentCache<u32>, key: &str) -> Ticket {
+        cache.ticket(key).expect("tracking")
+    }
+
+    #[test]
+    fn a_write_leaves_its_copy() {
+        let cache = tracking_cache(64);
+        let ticket = written(&cache, "a");
+        cache.keep_written("a", ticket, 2);
+        assert_eq!(hit(&cache, "a"), Some(2));
+        assert_eq!(cache.stats().copies, 1);
+    }
+
+    #[test]
+    fn an_invalidation_during_a_write_drops_the_copy() {
+        let cache = tracking_cache(64);
+        let before = miss(&cache, "a");
+        cache.fill("a", before, 1);
+        let ticket = written(&cache, "a");
+        cache.invalidate("a");
+        let refill = miss(&cache, "a");
+        cache.fill("a", refill, 1);
+        cache.keep_written("a", ticket, 2);
+        assert_eq!(
+            hit(&cache, "a"),
+            None,
+            "neither the copy nor the older read"
+        );
+        assert_eq!(cache.stats().copies, 0);
+    }
+
+    #[test]
+    fn a_read_from_before_a_write_cannot_fill_after_its_copy() {
+        let cache = tracking_cache(64);
+        let ticket = written(&cache, "a");
+        let read_before = miss(&cache, "a");
+        cache.keep_written("a", ticket, 2);
+        cache.fill("a", read_before, 1);
+        assert_eq!(hit(&cache, "a"), Some(2));
+        assert!(cache.ticket("b").is_some());
+        cache.stop_serving(0);
+        assert!(cache.ticket("b").is_none(), "no copies without a lease");
     }
 
     #[test]

@@ -4,17 +4,20 @@ use futures_util::future::try_join_all;
 use std::fmt;
 use std::sync::Arc;
 
-use ::redis::Value;
+use ::redis::{Cmd, FromRedisValue as _, Script, ScriptInvocation, Value};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::cache::{CacheStats, Lookup};
+use super::cache::{CacheStats, Lookup, Ticket};
 use super::codec;
 use super::conn::{Conn, RedisConnection};
 use super::durable::Durability;
-use super::scripts::{APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
+use super::scripts::{
+    APPLY, APPLY_WITH_COPY, COMPARE_AND_SET, COMPARE_AND_SET_WITH_COPY, CREATE, INCREMENT,
+    INCREMENT_WITH_COPY,
+};
 use super::tracking::{Cached, SessionCache, Tracked};
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
@@ -174,32 +177,31 @@ impl RedisStore {
     /// The string at `key` (`GET`), through the local cache when there is one.
     #[cfg_attr(not(feature = "token"), allow(dead_code))]
     pub(super) async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let read = async {
-            ::redis::cmd("GET")
-                .arg(key)
-                .query_async::<Option<String>>(&mut self.conn.clone())
-                .await
-                .map_err(StoreError::backend)
-        };
+        let mut command = ::redis::cmd("GET");
+        command.arg(key);
+        let decode = |reply| Option::<String>::from_redis_value(reply).map_err(StoreError::backend);
         let as_value = |cached| match cached {
             Cached::Value(value) => Some(value),
             Cached::Session(_) => None,
         };
-        self.through_cache(key, as_value, Cached::Value, read).await
+        (self.through_cache(key, &command, decode, as_value, Cached::Value)).await
     }
 
-    /// What `read` reads at `key`, answered by the local cache when it holds the key (as
-    /// `from_cache` takes it out) and kept there otherwise, unless an invalidation
-    /// overtook the read (its ticket) or this store reads through.
+    /// What `command` reads at `key` (as `decode` takes it), answered by the local cache
+    /// when it holds the key (as `from_cache` takes it out). On a miss the read goes over
+    /// the tracking connection for `key`, and what it found is kept unless an
+    /// invalidation overtook it (its ticket); without a tracking connection, or if that
+    /// one fails, over the store's own connection, and nothing is kept.
     async fn through_cache<T: Clone>(
         &self,
         key: &str,
+        command: &Cmd,
+        decode: impl FnOnce(Value) -> Result<T, StoreError>,
         from_cache: impl FnOnce(Cached) -> Option<T>,
         into_cache: impl FnOnce(T) -> Cached,
-        read: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let reading = self.cache().filter(|_| !self.read_through);
-        let ticket = match reading.map(|cache| cache.lookup(key)) {
+        let reading = self.tracked.as_deref().filter(|_| !self.read_through);
+        let ticket = match reading.map(|tracked| tracked.cache.lookup(key)) {
             Some(Lookup::Hit(cached)) => match from_cache(cached) {
                 Some(found) => return Ok(found),
                 // Another kind of entry: keys of different kinds never meet.
@@ -208,11 +210,70 @@ impl RedisStore {
             Some(Lookup::Miss(ticket)) => Some(ticket),
             Some(Lookup::Bypass) | None => None,
         };
-        let found = read.await?;
-        if let (Some(cache), Some(ticket)) = (reading, ticket) {
-            cache.fill(key, ticket, into_cache(found.clone()));
+        let tracking = ticket.and_then(|ticket| Some((ticket, reading?.connection_for(key)?)));
+        let mut kept = None;
+        let reply = match tracking {
+            Some((ticket, mut connection)) => match command.query_async(&mut connection).await {
+                Ok(reply) => {
+                    kept = Some(ticket);
+                    reply
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "a cached read failed on the tracking connection");
+                    self.query(command).await?
+                }
+            },
+            None => self.query(command).await?,
+        };
+        let found = decode(reply)?;
+        if let (Some(tracked), Some(ticket)) = (reading, kept) {
+            tracked.cache.fill(key, ticket, into_cache(found.clone()));
         }
         Ok(found)
+    }
+
+    async fn query(&self, command: &Cmd) -> Result<Value, StoreError> {
+        (command.query_async(&mut self.conn.clone()).await).map_err(StoreError::backend)
+    }
+
+    /// Runs a session script on `key` with the arguments `args` pushes, and returns its
+    /// reply's items as text. With a cache that serves, runs its "writer's copy" variant
+    /// over the tracking connection for `key` and keeps the session as the script left
+    /// it (see [`Forgetting::keep`]), so the next read here costs no round trip.
+    async fn run_session_script(
+        &self,
+        forget: &mut Forgetting<'_>,
+        key: String,
+        scripts: (&Script, &Script),
+        args: impl Fn(&mut ScriptInvocation<'_>),
+    ) -> Result<Vec<String>, StoreError> {
+        let (plain, with_copy) = scripts;
+        let copying = self.tracked.as_deref().and_then(|tracked| {
+            let ticket = tracked.cache.ticket(&key)?;
+            Some((ticket, tracked.connection_for(&key)?))
+        });
+        let Some((ticket, mut connection)) = copying else {
+            let mut invocation = plain.key(key);
+            args(&mut invocation);
+            let reply = invocation.invoke_async(&mut self.conn.clone()).await;
+            return reply.map_err(StoreError::backend);
+        };
+        let mut invocation = with_copy.key(&key);
+        args(&mut invocation);
+        let reply: Vec<Value> = match invocation.invoke_async(&mut connection).await {
+            Ok(reply) => reply,
+            // Refused before it ran (a moved slot, a demoted master): the store's own
+            // connection finds where it runs, and the copy is not kept.
+            Err(error) if not_run(&error) => {
+                let reply = invocation.invoke_async(&mut self.conn.clone()).await;
+                let (_, reply) = split_copy(reply.map_err(StoreError::backend)?)?;
+                return Ok(reply);
+            }
+            Err(error) => return Err(StoreError::backend(error)),
+        };
+        let (session, reply) = split_copy(reply)?;
+        forget.keep(&key, ticket, Cached::Session(session));
+        Ok(reply)
     }
 
     /// The key prefix in use.
@@ -307,6 +368,35 @@ impl Forgetting<'_> {
             keys: Vec::new(),
         }
     }
+
+    /// A write to `key` that `ticket` permitted left `session`: the cache keeps it
+    /// instead of dropping the key again at the end.
+    fn keep(&mut self, key: &str, ticket: Ticket, session: Cached) {
+        if let Some(cache) = self.cache {
+            self.keys.retain(|forgotten| forgotten != key);
+            cache.keep_written(key, ticket, session);
+        }
+    }
+}
+
+/// Whether Redis refused `error`'s command before running any of it.
+fn not_run(error: &::redis::RedisError) -> bool {
+    matches!(
+        error.code(),
+        Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY" | "LOADING" | "MASTERDOWN")
+    )
+}
+
+/// A "writer's copy" reply: the session as the script left it (`None` once it is gone),
+/// and the script's own reply as text.
+fn split_copy(reply: Vec<Value>) -> Result<(Option<Arc<Record>>, Vec<String>), StoreError> {
+    let mut items = reply.into_iter();
+    let hash = items.next().ok_or_else(unexpected_reply)?;
+    let session = codec::decode_record(codec::hash_entries(hash)?)?;
+    let reply = items
+        .map(|item| String::from_redis_value(item).map_err(|_| unexpected_reply()))
+        .collect::<Result<_, _>>()?;
+    Ok((session.map(|(record, _)| Arc::new(record)), reply))
 }
 
 impl Drop for Forgetting<'_> {
@@ -336,12 +426,9 @@ impl SessionStore for RedisStore {
         expiry: Expiry,
     ) -> Result<Option<Arc<Record>>, StoreError> {
         let key = self.session_key(id.as_str());
-        let read = async {
-            let reply: Value = ::redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(StoreError::backend)?;
+        let mut command = ::redis::cmd("HGETALL");
+        command.arg(&key);
+        let decode = |reply| {
             let decoded = codec::decode_record(codec::hash_entries(reply)?)?;
             Ok(decoded.map(|(record, _)| Arc::new(record)))
         };
@@ -349,9 +436,8 @@ impl SessionStore for RedisStore {
             Cached::Session(record) => Some(record),
             Cached::Value(_) => None,
         };
-        let record = self
-            .through_cache(&key, as_session, Cached::Session, read)
-            .await?;
+        let record =
+            (self.through_cache(&key, &command, decode, as_session, Cached::Session)).await?;
         Ok(record.filter(|record| expiry.is_live(&record.metadata)))
     }
 
@@ -374,17 +460,17 @@ impl SessionStore for RedisStore {
         changes: &ChangeSet,
         expiry: Expiry,
     ) -> Result<Applied, StoreError> {
-        let _forget = self.forgetting(&[id.as_str()]);
+        let mut forget = self.forgetting(&[id.as_str()]);
         if let UserChange::Bind(user) = &changes.user {
             self.index_add(user, id, expiry).await?;
         }
-        let mut invocation = APPLY.key(self.session_key(id.as_str()));
-        codec::push_expiry(&mut invocation, expiry);
-        codec::push_changes(&mut invocation, changes);
-        let reply: Vec<String> = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::backend)?;
+        let args = |invocation: &mut ScriptInvocation<'_>| {
+            codec::push_expiry(invocation, expiry);
+            codec::push_changes(invocation, changes);
+        };
+        let key = self.session_key(id.as_str());
+        let reply =
+            (self.run_session_script(&mut forget, key, (&APPLY, &APPLY_WITH_COPY), args)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Applied::Gone),
             (Some("rejected"), why) => Ok(Applied::Rejected(codec::rejection(why)?)),
@@ -429,16 +515,15 @@ impl SessionStore for RedisStore {
         delta: i64,
         expiry: Expiry,
     ) -> Result<Incremented, StoreError> {
-        let _forget = self.forgetting(&[id.as_str()]);
-        let mut invocation = INCREMENT.key(self.session_key(id.as_str()));
-        codec::push_expiry(&mut invocation, expiry);
-        invocation
-            .arg(codec::encode_field(field).as_ref())
-            .arg(delta);
-        let reply: Vec<String> = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::backend)?;
+        let mut forget = self.forgetting(&[id.as_str()]);
+        let field = codec::encode_field(field);
+        let args = |invocation: &mut ScriptInvocation<'_>| {
+            codec::push_expiry(invocation, expiry);
+            invocation.arg(field.as_ref()).arg(delta);
+        };
+        let key = self.session_key(id.as_str());
+        let scripts = (&*INCREMENT, &*INCREMENT_WITH_COPY);
+        let reply = (self.run_session_script(&mut forget, key, scripts, args)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Incremented::Gone),
             (Some("rejected"), why) => Ok(Incremented::Rejected(codec::rejection(why)?)),
@@ -458,20 +543,21 @@ impl SessionStore for RedisStore {
         new: Option<&str>,
         expiry: Expiry,
     ) -> Result<Swapped, StoreError> {
-        let _forget = self.forgetting(&[id.as_str()]);
-        let mut invocation = COMPARE_AND_SET.key(self.session_key(id.as_str()));
-        codec::push_expiry(&mut invocation, expiry);
-        invocation.arg(codec::encode_field(field).as_ref());
-        for value in [expected, new] {
-            match value {
-                Some(value) => invocation.arg("1").arg(value),
-                None => invocation.arg("0").arg(""),
-            };
-        }
-        let reply: Vec<String> = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::backend)?;
+        let mut forget = self.forgetting(&[id.as_str()]);
+        let field = codec::encode_field(field);
+        let args = |invocation: &mut ScriptInvocation<'_>| {
+            codec::push_expiry(invocation, expiry);
+            invocation.arg(field.as_ref());
+            for value in [expected, new] {
+                match value {
+                    Some(value) => invocation.arg("1").arg(value),
+                    None => invocation.arg("0").arg(""),
+                };
+            }
+        };
+        let key = self.session_key(id.as_str());
+        let scripts = (&*COMPARE_AND_SET, &*COMPARE_AND_SET_WITH_COPY);
+        let reply = (self.run_session_script(&mut forget, key, scripts, args)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Swapped::Gone),
             (Some("saved"), _) => Ok(Swapped::Saved),

@@ -1,17 +1,21 @@
 //! The invalidation stream that keeps a [`RedisStore`](super::RedisStore)'s local cache
-//! coherent: Redis server-assisted client-side caching, in broadcast mode.
+//! coherent: Redis server-assisted client-side caching.
 //!
-//! One RESP3 connection per Redis node (the server; every node of a Cluster, replicas
-//! too, so a promoted replica was already being heard; the master Sentinel names) runs
-//! `CLIENT TRACKING ON BCAST PREFIX <prefix>`: Redis then pushes the name of every key
-//! under the prefix that anyone writes, deletes or expires, and the push is applied to
-//! the cache inside the connection's reader, in order with its replies.
+//! One RESP3 connection per node the store writes to (the server; every primary of a
+//! Cluster; the master Sentinel names) runs `CLIENT TRACKING ON NOLOOP`, and the store
+//! sends over it every read whose result the cache may keep and every session write whose
+//! result it keeps (the writer's copy): Redis then tells this connection about the keys it
+//! read there, and only those, when anyone else writes, deletes or expires them. Each
+//! push is applied to the cache inside the connection's reader, in order with its
+//! replies. `NOLOOP` spares the writer the push of its own write, whose result it keeps;
+//! the scripts read the key back, so Redis goes on tracking it for this connection.
+//! Redis's work per write then grows with the instances that hold the key, not with the
+//! fleet. Broadcast tracking (`BCAST PREFIX <prefix>`: every key under the prefix) stays
+//! an option ([`broadcast_tracking`](super::RedisStoreBuilder::broadcast_tracking)).
 //!
-//! Broadcast mode, on connections of their own, rather than tracking the keys each read
-//! touched on the store's command connection: the command connections reconnect (and, on
-//! a Cluster, multiply) inside redis-rs, where tracking could not be switched on before
-//! the first read on a new connection; here every connection is ours, and nothing else
-//! depends on which connection read what.
+//! These connections are ours, not the store's command connection: that one reconnects
+//! (and, on a Cluster, multiplies) inside redis-rs, where tracking could not be switched
+//! on before the first read on a new connection.
 //!
 //! The stream is trusted only while it is proven intact (outside a Cluster, also that the
 //! database still holds the marker it found, which `SWAPDB` would change): a heartbeat (`PING` on every
@@ -52,6 +56,15 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(700);
 /// Waits between attempts to open a new stream.
 const REOPEN_WAIT: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 
+/// How Redis tells the cache about changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tracking {
+    /// About the keys this instance read (`CLIENT TRACKING ON NOLOOP`).
+    PerKey,
+    /// About every key under the prefix (`CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP`).
+    Broadcast,
+}
+
 /// What the cache holds per key.
 #[derive(Clone)]
 pub(super) enum Cached {
@@ -68,25 +81,68 @@ pub(super) type SessionCache = CoherentCache<Cached>;
 /// A store's cache and the task that keeps it coherent; the task ends with the last clone.
 pub(super) struct Tracked {
     pub(super) cache: Arc<SessionCache>,
-    /// The current stream's connections and marker, for [`catch_up`](Self::catch_up).
-    connections: Arc<Mutex<Published>>,
+    /// The current stream, for [`connection_for`](Self::connection_for) and
+    /// [`catch_up`](Self::catch_up).
+    published: Arc<Mutex<Arc<Published>>>,
     task: tokio::task::AbortHandle,
 }
 
-/// What [`Tracked::catch_up`] checks of the current stream.
-#[derive(Clone, Default)]
+/// The current stream as requests use it: where a key's cached read or kept write goes,
+/// and what [`Tracked::catch_up`] checks.
+#[derive(Default)]
 struct Published {
+    /// One per node the store writes to.
     connections: Vec<MultiplexedConnection>,
+    /// On a Cluster: each slot range with the index of its primary's connection.
+    slots: Vec<(u16, u16, usize)>,
+    /// On Sentinel: the follower, and the epoch in which it named the stream's node.
+    master: Option<(Arc<Follower>, u64)>,
     marker: Option<Marker>,
 }
 
 impl Published {
-    fn of(stream: &Stream) -> Self {
-        Self {
+    fn of(stream: &Stream) -> Arc<Self> {
+        let master = match &stream.topology {
+            Topology::Sentinel(follower, epoch) => Some((follower.clone(), *epoch)),
+            Topology::Single | Topology::Cluster(_) => None,
+        };
+        Arc::new(Self {
             connections: stream.connections.clone(),
+            slots: stream.slots.clone(),
+            master,
             marker: stream.marker.clone(),
-        }
+        })
     }
+
+    fn connection_for(&self, key: &str) -> Option<MultiplexedConnection> {
+        if let Some((follower, epoch)) = &self.master {
+            if !follower.writes_in(*epoch) {
+                return None;
+            }
+        }
+        let index = if self.slots.is_empty() {
+            0
+        } else {
+            let slot = slot_of(key);
+            let at = self.slots.partition_point(|&(_, last, _)| last < slot);
+            match self.slots.get(at) {
+                Some(&(first, _, index)) if first <= slot => index,
+                _ => return None,
+            }
+        };
+        self.connections.get(index).cloned()
+    }
+}
+
+/// The Cluster slot of `key` (CRC16 of its hash tag, or of the whole key without one).
+fn slot_of(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tag = key.iter().position(|&byte| byte == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&byte| byte == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tag.unwrap_or(key)) % 16384
 }
 
 impl Drop for Tracked {
@@ -102,16 +158,22 @@ impl Tracked {
         source: Arc<Source>,
         prefix: Arc<str>,
         capacity: NonZeroUsize,
+        tracking: Tracking,
     ) -> Result<Self, StoreError> {
         let cache = Arc::new(SessionCache::new(capacity));
-        let connections: Arc<Mutex<Published>> = Arc::default();
+        let published: Arc<Mutex<Arc<Published>>> = Arc::default();
         let (opened, is_open) = tokio::sync::oneshot::channel();
-        let (weak, published) = (Arc::downgrade(&cache), connections.clone());
+        let (weak, publish) = (Arc::downgrade(&cache), published.clone());
+        let watched = Watched {
+            source,
+            prefix,
+            tracking,
+        };
         let run = async move {
             let Some(strong) = weak.upgrade() else {
                 return;
             };
-            let stream = match Stream::open(&source, &prefix, &strong).await {
+            let stream = match Stream::open(&watched, &strong).await {
                 Ok(stream) => stream,
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -119,9 +181,9 @@ impl Tracked {
                 }
             };
             drop(strong);
-            *lock(&published) = Published::of(&stream);
+            *lock(&publish) = Published::of(&stream);
             let _ = opened.send(Ok(()));
-            keep_up(weak, source, prefix, stream, published).await;
+            keep_up(weak, watched, stream, publish).await;
         };
         // On the application's runtime, not a thread of its own: measured on 2 cores,
         // a thread waiting for a time slice applied pushes later (5-6 % of reads on B
@@ -133,9 +195,16 @@ impl Tracked {
             .map_err(|_| StoreError::backend("the cache's tracking thread stopped"))??;
         Ok(Self {
             cache,
-            connections,
+            published,
             task: task.abort_handle(),
         })
+    }
+
+    /// The tracking connection to send `key`'s cached read or kept write over; `None`
+    /// while there is none that Redis would tell about that key (then read or write over
+    /// the store's own connection, and keep nothing).
+    pub(super) fn connection_for(&self, key: &str) -> Option<MultiplexedConnection> {
+        lock(&self.published).clone().connection_for(key)
     }
 
     /// Returns once every invalidation Redis queued before this call has been applied
@@ -144,7 +213,7 @@ impl Tracked {
     /// the stream could not prove it.
     pub(super) async fn catch_up(&self) {
         let generation = self.cache.generation();
-        let published = lock(&self.connections).clone();
+        let published = lock(&self.published).clone();
         let proven =
             async { all_answer(&published.connections).await && marker_held(&published).await };
         let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, proven).await;
@@ -154,13 +223,19 @@ impl Tracked {
     }
 }
 
+/// What a stream watches, and how.
+struct Watched {
+    source: Arc<Source>,
+    prefix: Arc<str>,
+    tracking: Tracking,
+}
+
 /// Heartbeats the stream; on doubt, flushes and opens a new one.
 async fn keep_up(
     cache: Weak<SessionCache>,
-    source: Arc<Source>,
-    prefix: Arc<str>,
+    watched: Watched,
     mut stream: Stream,
-    published: Arc<Mutex<Published>>,
+    published: Arc<Mutex<Arc<Published>>>,
 ) {
     loop {
         // The next heartbeat, or at once if a connection dropped or the master changed.
@@ -182,7 +257,7 @@ async fn keep_up(
         strong.stop_serving(stream.generation);
         tracing::warn!("the Redis invalidation stream broke; the session cache is flushed and off until it is back");
         drop(strong);
-        stream = match reopen(&cache, &source, &prefix).await {
+        stream = match reopen(&cache, &watched).await {
             Some(stream) => stream,
             None => return,
         };
@@ -218,12 +293,12 @@ fn changes_of(source: &Source) -> Option<watch::Receiver<()>> {
 
 /// Opens a new stream, waiting longer between attempts (but trying at once when the
 /// Sentinel master changes); `None` once the cache is gone.
-async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Option<Stream> {
+async fn reopen(cache: &Weak<SessionCache>, watched: &Watched) -> Option<Stream> {
     let mut wait = REOPEN_WAIT.0;
-    let mut changes = changes_of(source);
+    let mut changes = changes_of(&watched.source);
     loop {
         let strong = cache.upgrade()?;
-        match Stream::open(source, prefix, &strong).await {
+        match Stream::open(watched, &strong).await {
             Ok(stream) => return Some(stream),
             Err(error) => tracing::debug!(%error, "cannot open the Redis invalidation stream yet"),
         }
@@ -238,6 +313,8 @@ async fn reopen(cache: &Weak<SessionCache>, source: &Source, prefix: &str) -> Op
 struct Stream {
     generation: u64,
     connections: Vec<MultiplexedConnection>,
+    /// See [`Published::slots`].
+    slots: Vec<(u16, u16, usize)>,
     topology: Topology,
     /// Woken by a connection's reader when the connection drops.
     broken: Arc<Notify>,
@@ -335,28 +412,25 @@ enum Topology {
 type SlotMap = Vec<(i64, i64, Vec<(String, u16)>)>;
 
 impl Stream {
-    async fn open(
-        source: &Source,
-        prefix: &str,
-        cache: &Arc<SessionCache>,
-    ) -> Result<Self, StoreError> {
+    async fn open(watched: &Watched, cache: &Arc<SessionCache>) -> Result<Self, StoreError> {
         let generation = cache.generation();
         let broken = Arc::new(Notify::new());
         // Before the master is looked up, so that no change after it goes unnoticed.
-        let changes = changes_of(source);
-        let (nodes, topology) = discover(source).await?;
+        let changes = changes_of(&watched.source);
+        let (nodes, slots, topology) = discover(&watched.source).await?;
         let connect = nodes.into_iter().map(|node| {
             let sender = invalidator(Arc::downgrade(cache), generation, broken.clone());
-            track(node, prefix, sender)
+            track(node, watched, sender)
         });
         let connections = try_join_all(connect).await?;
         let marker = match (&topology, connections.first()) {
             (Topology::Cluster(_), _) | (_, None) => None,
-            (_, Some(first)) => Some(Marker::place(first, prefix).await?),
+            (_, Some(first)) => Some(Marker::place(first, &watched.prefix).await?),
         };
         let stream = Self {
             generation,
             connections,
+            slots,
             topology,
             broken,
             changes,
@@ -398,11 +472,14 @@ impl Stream {
     }
 }
 
-/// Where the stream's connections go: the nodes to track, with credentials and TLS as
-/// the store's own connection.
-async fn discover(source: &Source) -> Result<(Vec<ConnectionInfo>, Topology), StoreError> {
+/// The nodes a stream connects to, with credentials and TLS as the store's own
+/// connection; on a Cluster, its primaries and which one serves each slot range.
+type Discovered = (Vec<ConnectionInfo>, Vec<(u16, u16, usize)>, Topology);
+
+/// Where the stream's connections go.
+async fn discover(source: &Source) -> Result<Discovered, StoreError> {
     match source {
-        Source::Single(url) => Ok((vec![info(url)?], Topology::Single)),
+        Source::Single(url) => Ok((vec![info(url)?], Vec::new(), Topology::Single)),
         Source::Cluster(seeds) => {
             let mut last_error = StoreError::backend("no Redis Cluster node given");
             for seed in seeds {
@@ -416,12 +493,13 @@ async fn discover(source: &Source) -> Result<(Vec<ConnectionInfo>, Topology), St
         Source::Sentinel(follower) => {
             let (epoch, node) = follower.master().await.map_err(StoreError::backend)?;
             let node = resp3(follower.node_info(&node));
-            Ok((vec![node], Topology::Sentinel(follower.clone(), epoch)))
+            let topology = Topology::Sentinel(follower.clone(), epoch);
+            Ok((vec![node], Vec::new(), topology))
         }
     }
 }
 
-async fn cluster_nodes(seed: &str) -> Result<(Vec<ConnectionInfo>, Topology), StoreError> {
+async fn cluster_nodes(seed: &str) -> Result<Discovered, StoreError> {
     let seed_info = info(seed)?;
     let mut connection = connect(seed_info.clone(), AsyncConnectionConfig::new()).await?;
     let reply: Value = ::redis::cmd("CLUSTER")
@@ -431,30 +509,53 @@ async fn cluster_nodes(seed: &str) -> Result<(Vec<ConnectionInfo>, Topology), St
         .map_err(StoreError::backend)?;
     let map =
         slot_map(reply).ok_or_else(|| StoreError::backend("unexpected CLUSTER SLOTS reply"))?;
-    let nodes: BTreeSet<&(String, u16)> = map.iter().flat_map(|(_, _, nodes)| nodes).collect();
-    let infos = nodes
+    let (primaries, slots) = primaries(&map)?;
+    let infos = primaries
         .into_iter()
         .map(|(host, port)| at(&seed_info, host, *port))
         .collect();
-    Ok((infos, Topology::Cluster(map)))
+    Ok((infos, slots, Topology::Cluster(map)))
 }
+
+/// A slot map's primaries, each once, and each slot range with its primary's index.
+fn primaries(map: &SlotMap) -> Result<PrimariesBySlot<'_>, StoreError> {
+    let primaries: Vec<&(String, u16)> = (map.iter())
+        .filter_map(|(_, _, nodes)| nodes.first())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut slots = Vec::with_capacity(map.len());
+    for (first, last, nodes) in map {
+        let (Ok(first), Ok(last), Some(primary)) =
+            (u16::try_from(*first), u16::try_from(*last), nodes.first())
+        else {
+            return Err(StoreError::backend("unexpected CLUSTER SLOTS reply"));
+        };
+        let index = primaries.binary_search(&primary).unwrap_or_default();
+        slots.push((first, last, index));
+    }
+    Ok((primaries, slots))
+}
+
+type PrimariesBySlot<'a> = (Vec<&'a (String, u16)>, Vec<(u16, u16, usize)>);
 
 /// Connects to `node`, switches tracking on, and routes its pushes to `sender`.
 async fn track(
     node: ConnectionInfo,
-    prefix: &str,
+    watched: &Watched,
     sender: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
 ) -> Result<MultiplexedConnection, StoreError> {
     let mut connection =
         connect(node, AsyncConnectionConfig::new().set_push_sender(sender)).await?;
-    ::redis::cmd("CLIENT")
-        .arg("TRACKING")
-        .arg("ON")
-        .arg("BCAST")
-        .arg("PREFIX")
-        .arg(prefix)
+    let mut tracking = ::redis::cmd("CLIENT");
+    tracking.arg("TRACKING").arg("ON");
+    if watched.tracking == Tracking::Broadcast {
+        tracking.arg("BCAST").arg("PREFIX").arg(&*watched.prefix);
+    }
+    (tracking
+        .arg("NOLOOP")
         .query_async::<()>(&mut connection)
-        .await
+        .await)
         .map_err(StoreError::backend)?;
     Ok(connection)
 }
@@ -611,6 +712,34 @@ mod tests {
             ]
         );
         assert_eq!(slot_map(Value::Nil), None);
+    }
+
+    #[test]
+    fn finds_a_keys_slot_as_redis_does() {
+        // Slots as `CLUSTER KEYSLOT` gives them.
+        assert_eq!(slot_of("foo"), 12182);
+        assert_eq!(slot_of("bar"), 5061);
+        assert_eq!(slot_of("{user1000}.following"), slot_of("user1000"));
+        assert_eq!(slot_of("session:{abc}"), slot_of("abc"));
+        assert_eq!(
+            slot_of("{}x"),
+            slot_of("{}x"),
+            "an empty tag hashes the whole key"
+        );
+        assert_ne!(slot_of("{}foo"), slot_of("foo"));
+    }
+
+    #[test]
+    fn routes_each_slot_to_its_primary() {
+        let node = |port: u16| ("127.0.0.1".to_owned(), port);
+        let map: SlotMap = vec![
+            (0, 5460, vec![node(7002), node(7005)]),
+            (5461, 10922, vec![node(7000)]),
+            (10923, 16383, vec![node(7002)]),
+        ];
+        let (primaries, slots) = primaries(&map).unwrap();
+        assert_eq!(primaries, [&node(7000), &node(7002)]);
+        assert_eq!(slots, [(0, 5460, 1), (5461, 10922, 0), (10923, 16383, 1)]);
     }
 
     #[test]
