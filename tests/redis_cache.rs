@@ -903,3 +903,34 @@ async fn a_full_tracking_table_never_leaves_a_stale_value() {
     );
     assert_eq!(stale, 0);
 }
+
+/// The cache holds at most `cache_max_bytes` of sessions: reading sessions of 2 KB
+/// each, far more than fit, keeps the most recent within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_bounded_in_bytes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    const MAX_BYTES: usize = 64 << 10;
+    let store = RedisStore::builder(server.url())
+        .cache(CAPACITY)
+        .cache_max_bytes(MAX_BYTES)
+        .connect()
+        .await
+        .unwrap();
+    let large = "x".repeat(2048);
+    for _ in 0..200 {
+        let (id, expiry) = (new_id(), now());
+        let session = record(&[("v", &large)], None, expiry);
+        assert_eq!(
+            store.create(&id, &session, expiry).await.unwrap(),
+            Created::Saved
+        );
+        assert!(store.load(&id, now()).await.unwrap().is_some());
+    }
+    let stats = store.cache_stats().unwrap();
+    eprintln!("sessions of 2 KB under a 64 KiB bound: {stats:?}");
+    assert_eq!(stats.max_bytes, MAX_BYTES);
+    assert!(stats.bytes <= MAX_BYTES, "{stats:?}");
+    assert!((10..=32).contains(&stats.len), "{stats:?}");
+}

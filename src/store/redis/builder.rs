@@ -175,6 +175,7 @@ pub struct RedisStoreBuilder {
     target: RedisTarget,
     prefix: String,
     cache_capacity: usize,
+    cache_max_bytes: usize,
     tracking: Tracking,
     /// Replicas to wait for and how long, for durable revocations.
     durable: Option<(u32, Duration)>,
@@ -197,6 +198,7 @@ impl RedisStore {
             target: target.into(),
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             cache_capacity: 0,
+            cache_max_bytes: RedisStoreBuilder::DEFAULT_CACHE_MAX_BYTES,
             tracking: Tracking::PerKey,
             durable: None,
             user_digests: Arc::new([]),
@@ -205,6 +207,9 @@ impl RedisStore {
 }
 
 impl RedisStoreBuilder {
+    /// The cache's default bound in bytes: 64 MiB.
+    pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 << 20;
+
     /// Puts every key under `prefix` instead of
     /// [`DEFAULT_PREFIX`](RedisStore::DEFAULT_PREFIX), e.g. to share one Redis between
     /// services. A prefix holding `{` or `}` fails [`connect`](Self::connect)
@@ -224,11 +229,9 @@ impl RedisStoreBuilder {
     /// the session as the write left it (read back in the same round trip), so a request
     /// that reads and then writes a session costs one round trip, and a read after it on
     /// this instance none.
-    /// `0` (the default) keeps no cache. Its memory grows with `capacity` times the
-    /// largest session: under the layer's default size bound
-    /// ([`with_max_session_size`](crate::SessionLayerBuilder::with_max_session_size), 64
-    /// KiB of keys and values per session written through the layer), a capacity of
-    /// 10,000 holds at most 625 MiB of session data.
+    /// `0` (the default) keeps no cache. What it holds is also bounded in bytes
+    /// ([`cache_max_bytes`](Self::cache_max_bytes), 64 MiB unless set): the least
+    /// recently used sessions go first beyond either bound.
     ///
     /// A cached session is still checked against the layer's clock on every read, so the
     /// cache never extends an idle or absolute deadline. When the invalidation stream
@@ -245,6 +248,17 @@ impl RedisStoreBuilder {
     /// [`connect`](Self::connect) fails if the invalidation stream cannot be opened then.
     pub fn cache(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
+        self
+    }
+
+    /// The most the cache's sessions may weigh, in bytes (default
+    /// [`DEFAULT_CACHE_MAX_BYTES`](Self::DEFAULT_CACHE_MAX_BYTES), 64 MiB): the lengths of
+    /// their keys, field names, values and user IDs, plus a fixed overhead per session
+    /// (160 bytes) and per field (56), an estimate of what the allocator holds for them.
+    /// Split evenly over the cache's 16 shards; a session heavier than a shard's share is
+    /// not cached. See [`cache`](Self::cache).
+    pub fn cache_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.cache_max_bytes = max_bytes;
         self
     }
 
@@ -310,6 +324,7 @@ impl RedisStoreBuilder {
             target,
             prefix,
             cache_capacity,
+            cache_max_bytes,
             tracking,
             durable,
             user_digests,
@@ -332,7 +347,13 @@ impl RedisStoreBuilder {
         let tracked = match NonZeroUsize::new(cache_capacity) {
             None => None,
             Some(capacity) => {
-                let tracked = Tracked::start(source.clone(), prefix.clone(), capacity, tracking);
+                let tracked = Tracked::start(
+                    source.clone(),
+                    prefix.clone(),
+                    capacity,
+                    cache_max_bytes,
+                    tracking,
+                );
                 let tracked = tracked.await;
                 let tracked = tracked.map_err(|cause| {
                     let step = "open the cache's invalidation stream";
@@ -375,6 +396,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("target", &self.target)
             .field("prefix", &self.prefix)
             .field("cache", &self.cache_capacity)
+            .field("cache_max_bytes", &self.cache_max_bytes)
             .field("tracking", &self.tracking)
             .field("durable_revocations", &self.durable)
             .field("user_digest_keys", &self.user_digests.len())

@@ -42,11 +42,79 @@ pub(super) struct CoherentCache<V> {
 }
 
 struct Shard<V> {
-    /// By the key's hash, computed once per call (it also picks the shard); the key is
-    /// kept beside its value, so that a key never answers for another of the same hash.
-    entries: LruCache<u64, (Box<str>, V), BuildHasherDefault<KnownHash>>,
+    /// By the key's hash, computed once per call (it also picks the shard).
+    entries: LruCache<u64, Entry<V>, BuildHasherDefault<KnownHash>>,
     /// Bumped by every invalidation of a key in this shard.
     sequence: u64,
+    /// The weight of the entries held, at most `max_bytes`.
+    bytes: usize,
+    max_bytes: usize,
+}
+
+struct Entry<V> {
+    /// Kept beside its value, so that a key never answers for another of the same hash.
+    key: Box<str>,
+    value: V,
+    weight: usize,
+}
+
+/// What a cached value weighs: roughly the bytes it holds, for the cache's memory bound.
+pub(super) trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// Counted per entry beside its key and value: the LRU node, the boxed key, the record's
+/// header and its `Arc`.
+const ENTRY_OVERHEAD: usize = 160;
+
+impl<V: Weigh> Shard<V> {
+    fn find(&mut self, hash: u64, key: &str) -> Option<&V> {
+        let entry = self.entries.get(&hash)?;
+        (*entry.key == *key).then_some(&entry.value)
+    }
+
+    /// Keeps `value` as the most recently used entry, dropping the least recently used
+    /// ones beyond the shard's count or weight; a value heavier than the whole shard may
+    /// hold is not kept (nor what `key` held before).
+    fn put(&mut self, hash: u64, key: &str, value: V) -> bool {
+        let weight = key.len() + value.weight() + ENTRY_OVERHEAD;
+        if weight > self.max_bytes {
+            self.remove(hash, key);
+            return false;
+        }
+        let entry = Entry {
+            key: key.into(),
+            value,
+            weight,
+        };
+        self.bytes += weight;
+        // The entry it replaced, or the least recently used one it pushed out.
+        if let Some((_, gone)) = self.entries.push(hash, entry) {
+            self.bytes -= gone.weight;
+        }
+        while self.bytes > self.max_bytes {
+            match self.entries.pop_lru() {
+                Some((_, gone)) => self.bytes -= gone.weight,
+                None => break,
+            }
+        }
+        true
+    }
+
+    fn remove(&mut self, hash: u64, key: &str) -> bool {
+        if self.entries.peek(&hash).is_none_or(|entry| *entry.key != *key) {
+            return false;
+        }
+        if let Some(gone) = self.entries.pop(&hash) {
+            self.bytes -= gone.weight;
+        }
+        true
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 /// What a lookup found.
@@ -84,8 +152,13 @@ struct Counters {
 pub struct CacheStats {
     /// Sessions held now.
     pub len: usize,
-    /// The most it holds.
+    /// The most sessions it holds.
     pub capacity: usize,
+    /// What the sessions held weigh now: the bytes of their keys, field names and
+    /// values, plus a fixed overhead per entry and per field.
+    pub bytes: usize,
+    /// The most they may weigh ([`cache_max_bytes`](super::RedisStoreBuilder::cache_max_bytes)).
+    pub max_bytes: usize,
     /// Whether hits are served now (the invalidation stream is intact).
     pub tracking: bool,
     /// Loads answered from the cache.
@@ -106,14 +179,18 @@ pub struct CacheStats {
     pub copies: u64,
 }
 
-impl<V: Clone> CoherentCache<V> {
-    pub(super) fn new(capacity: NonZeroUsize) -> Self {
+impl<V: Clone + Weigh> CoherentCache<V> {
+    /// A cache of at most `capacity` entries weighing at most `max_bytes`, split evenly
+    /// over the shards.
+    pub(super) fn new(capacity: NonZeroUsize, max_bytes: usize) -> Self {
         let per_shard = NonZeroUsize::new(capacity.get().div_ceil(SHARDS)).unwrap_or(capacity);
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
                     entries: LruCache::with_hasher(per_shard, BuildHasherDefault::default()),
                     sequence: 0,
+                    bytes: 0,
+                    max_bytes: max_bytes / SHARDS,
                 })
             })
             .collect();
@@ -137,9 +214,10 @@ impl<V: Clone> CoherentCache<V> {
         let index = self.shard_of(hash);
         let epoch = self.epoch.load(Ordering::Acquire);
         let mut shard = self.lock(index);
-        if let Some((_, value)) = shard.entries.get(&hash).filter(|(held, _)| **held == *key) {
+        if let Some(value) = shard.find(hash, key) {
+            let value = value.clone();
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Hit(value.clone());
+            return Lookup::Hit(value);
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         Lookup::Miss(Ticket {
@@ -163,7 +241,7 @@ impl<V: Clone> CoherentCache<V> {
             return;
         }
         // The ticket's hash is this key's: `lookup` took it for `key`.
-        shard.entries.put(ticket.hash, (key.into(), value));
+        shard.put(ticket.hash, key, value);
     }
 
     /// Permission to keep what a write this store is about to send leaves at `key`
@@ -195,15 +273,14 @@ impl<V: Clone> CoherentCache<V> {
             || !self.leased();
         shard.sequence += 1;
         if overtaken {
-            let held = shard.entries.peek(&ticket.hash);
-            if held.is_some_and(|(held, _)| **held == *key) {
-                shard.entries.pop(&ticket.hash);
+            if shard.remove(ticket.hash, key) {
                 self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        shard.entries.put(ticket.hash, (key.into(), value));
-        self.counters.copies.fetch_add(1, Ordering::Relaxed);
+        if shard.put(ticket.hash, key, value) {
+            self.counters.copies.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// `key` changed in Redis (or is about to, through this store).
@@ -211,12 +288,7 @@ impl<V: Clone> CoherentCache<V> {
         let hash = self.hash(key);
         let mut shard = self.lock(self.shard_of(hash));
         shard.sequence += 1;
-        if shard
-            .entries
-            .peek(&hash)
-            .is_some_and(|(held, _)| **held == *key)
-        {
-            shard.entries.pop(&hash);
+        if shard.remove(hash, key) {
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -227,7 +299,7 @@ impl<V: Clone> CoherentCache<V> {
         for index in 0..self.shards.len() {
             let mut shard = self.lock(index);
             shard.sequence += 1;
-            shard.entries.clear();
+            shard.clear();
         }
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
     }
@@ -267,17 +339,16 @@ impl<V: Clone> CoherentCache<V> {
     }
 
     pub(super) fn stats(&self) -> CacheStats {
-        let (len, capacity) = (0..self.shards.len()).fold((0, 0), |(len, capacity), index| {
+        let mut stats = CacheStats::default();
+        for index in 0..self.shards.len() {
             let shard = self.lock(index);
-            (
-                len + shard.entries.len(),
-                capacity + shard.entries.cap().get(),
-            )
-        });
+            stats.len += shard.entries.len();
+            stats.capacity += shard.entries.cap().get();
+            stats.bytes += shard.bytes;
+            stats.max_bytes += shard.max_bytes;
+        }
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         CacheStats {
-            len,
-            capacity,
             tracking: self.leased(),
             hits: count(&self.counters.hits),
             misses: count(&self.counters.misses),
@@ -285,6 +356,7 @@ impl<V: Clone> CoherentCache<V> {
             invalidations: count(&self.counters.invalidations),
             flushes: count(&self.counters.flushes),
             copies: count(&self.counters.copies),
+            ..stats
         }
     }
 
@@ -357,8 +429,15 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
+    /// A test value weighs its own number of bytes.
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
+
     fn tracking_cache(capacity: usize) -> CoherentCache<u32> {
-        let cache = CoherentCache::new(NonZeroUsize::new(capacity).unwrap());
+        let cache = CoherentCache::new(NonZeroUsize::new(capacity).unwrap(), usize::MAX);
         assert!(cache.extend_lease(0, Instant::now(), LEASE));
         cache
     }
@@ -468,7 +547,8 @@ mod tests {
         assert!(cache.extend_lease(1, Instant::now(), LEASE));
         assert_eq!(hit(&cache, "a"), None, "stopping flushed the cache");
 
-        let expired: CoherentCache<u32> = CoherentCache::new(NonZeroUsize::new(4).unwrap());
+        let expired: CoherentCache<u32> =
+            CoherentCache::new(NonZeroUsize::new(4).unwrap(), usize::MAX);
         expired.extend_lease(0, Instant::now(), Duration::ZERO);
         assert!(matches!(expired.lookup("a"), Lookup::Bypass));
         assert!(!expired.stats().tracking);
@@ -476,7 +556,8 @@ mod tests {
 
     #[test]
     fn a_lease_counts_from_when_the_heartbeat_was_sent() {
-        let cache: CoherentCache<u32> = CoherentCache::new(NonZeroUsize::new(4).unwrap());
+        let cache: CoherentCache<u32> =
+            CoherentCache::new(NonZeroUsize::new(4).unwrap(), usize::MAX);
         let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(10))
             .expect("the machine has been up 10 s");
@@ -504,5 +585,33 @@ mod tests {
         let stats = cache.stats();
         assert_eq!(stats.capacity, SHARDS * 2);
         assert!(stats.len <= SHARDS * 2, "{stats:?}");
+    }
+
+    #[test]
+    fn weight_is_bounded_least_recently_used_first() {
+        // Each shard may hold 1,000 bytes: three entries of 300 plus the overhead do not fit.
+        let cache = CoherentCache::new(NonZeroUsize::new(10_000).unwrap(), 1_000 * SHARDS);
+        assert!(cache.extend_lease(0, Instant::now(), LEASE));
+        for index in 0..SHARDS * 20 {
+            let key = format!("k{index}");
+            let ticket = miss(&cache, &key);
+            cache.fill(&key, ticket, 300);
+        }
+        let stats = cache.stats();
+        assert_eq!(stats.max_bytes, 1_000 * SHARDS);
+        assert!(stats.bytes <= stats.max_bytes, "{stats:?}");
+        assert!(stats.len >= SHARDS, "each shard keeps what fits: {stats:?}");
+        assert!(stats.len <= SHARDS * 2, "{stats:?}");
+
+        // The most recently filled key stays; a value heavier than a shard is not kept,
+        // nor what its key held before.
+        let ticket = miss(&cache, "new");
+        cache.fill("new", ticket, 300);
+        assert_eq!(hit(&cache, "new"), Some(300));
+        let ticket = cache.ticket("new").unwrap();
+        cache.keep_written("new", ticket, 5_000);
+        assert_eq!(hit(&cache, "new"), None);
+        cache.flush();
+        assert_eq!(cache.stats().bytes, 0);
     }
 }

@@ -39,7 +39,7 @@ use ::redis::{
 use futures_util::future::{select, try_join_all};
 use tokio::sync::{watch, Notify};
 
-use super::cache::CoherentCache;
+use super::cache::{CoherentCache, Weigh};
 use super::conn::{Source, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use super::sentinel::Follower;
 use crate::record::Record;
@@ -77,6 +77,25 @@ pub(super) enum Cached {
 }
 
 pub(super) type SessionCache = CoherentCache<Cached>;
+
+/// Counted per field beside its name and value: the two `String`s and the map's slot.
+const FIELD_OVERHEAD: usize = 56;
+
+impl Weigh for Cached {
+    fn weight(&self) -> usize {
+        match self {
+            Self::Session(None) | Self::Value(None) => 0,
+            Self::Session(Some(record)) => {
+                let fields = record.data.iter();
+                let data: usize = fields
+                    .map(|(name, value)| name.len() + value.len() + FIELD_OVERHEAD)
+                    .sum();
+                data + record.metadata.user_id.as_ref().map_or(0, String::len)
+            }
+            Self::Value(Some(value)) => value.len(),
+        }
+    }
+}
 
 /// A store's cache and the task that keeps it coherent; the task ends with the last clone.
 pub(super) struct Tracked {
@@ -158,9 +177,10 @@ impl Tracked {
         source: Arc<Source>,
         prefix: Arc<str>,
         capacity: NonZeroUsize,
+        max_bytes: usize,
         tracking: Tracking,
     ) -> Result<Self, StoreError> {
-        let cache = Arc::new(SessionCache::new(capacity));
+        let cache = Arc::new(SessionCache::new(capacity, max_bytes));
         let published: Arc<Mutex<Arc<Published>>> = Arc::default();
         let (opened, is_open) = tokio::sync::oneshot::channel();
         let (weak, publish) = (Arc::downgrade(&cache), published.clone());
