@@ -1,6 +1,7 @@
 //! The command line: `shop [OPTIONS]` serves, `shop fleet [OPTIONS]` runs a fleet.
 //! Every option can also be given by its environment variable; a flag wins over it.
 
+use crate::fleet::Balance;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// The example shop on tower-stateless: login, cart, checkout, uploads.
@@ -43,7 +44,7 @@ pub enum Command {
     /// Run a fleet on this machine: Redis, N shops and nginx in front.
     ///
     /// A private redis-server (unless given a Redis), N shop instances sharing one random
-    /// key, and nginx in round robin in front of them. Ctrl-C stops everything.
+    /// key, and nginx in front of them. Ctrl-C stops everything.
     Fleet(FleetArgs),
 }
 
@@ -234,6 +235,11 @@ pub struct FleetArgs {
     /// Redis records revocations.
     #[arg(long, env = "SESSION_MODE", value_enum, default_value_t = SessionMode::Store)]
     pub session_mode: SessionMode,
+
+    /// How nginx spreads requests: `session` sends each session to one instance (by its
+    /// cookie), where its session is cached; `round-robin` each request to the next.
+    #[arg(long, env = "FLEET_BALANCE", value_enum, default_value_t = Balance::Session)]
+    pub balance: Balance,
 }
 
 /// Parses `args` as the command line with no environment variable read, for tests that

@@ -105,7 +105,7 @@ async fn serve_redis(config: Config, target: RedisTarget, setting: &str) -> Resu
             capacity = config.session_cache,
             "session cache on (SESSION_CACHE)"
         );
-        tokio::spawn(log_cache_stats(store.clone()));
+        tokio::spawn(report_cache_stats(store.clone()));
     }
     if config.session_mode == SessionMode::Token {
         tracing::info!("token mode: sessions sealed in their cookies, revocations in Redis");
@@ -119,27 +119,42 @@ async fn serve_redis(config: Config, target: RedisTarget, setting: &str) -> Resu
     serve_on(config, store, chunks, None).await
 }
 
-/// The cache's counts at debug level (`RUST_LOG=tower_stateless=info,shop=debug`), every
-/// 10 s while it is in use.
-async fn log_cache_stats(store: RedisStore) {
-    let mut last = None;
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+/// The cache's counts as metrics on `GET /metrics` (`session_cache_*`), updated every
+/// second, and at debug level (`RUST_LOG=tower_stateless=info,shop=debug`) every 10 s
+/// when they changed.
+async fn report_cache_stats(store: RedisStore) {
+    let mut last_logged = None;
+    for second in 0u64.. {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let Some(stats) = store.cache_stats() else {
             return;
         };
-        if last != Some(stats) {
+        for (name, count) in [
+            ("session_cache_hits_total", stats.hits),
+            ("session_cache_misses_total", stats.misses),
+            ("session_cache_bypasses_total", stats.bypasses),
+            ("session_cache_invalidations_total", stats.invalidations),
+            ("session_cache_flushes_total", stats.flushes),
+            ("session_cache_copies_total", stats.copies),
+        ] {
+            metrics::counter!(name).absolute(count);
+        }
+        metrics::gauge!("session_cache_sessions").set(stats.len as f64);
+        metrics::gauge!("session_cache_bytes").set(stats.bytes as f64);
+        if second % 10 == 9 && last_logged != Some(stats) {
             tracing::debug!(
                 len = stats.len,
+                bytes = stats.bytes,
                 tracking = stats.tracking,
                 hits = stats.hits,
                 misses = stats.misses,
                 bypasses = stats.bypasses,
                 invalidations = stats.invalidations,
                 flushes = stats.flushes,
+                copies = stats.copies,
                 "session cache"
             );
-            last = Some(stats);
+            last_logged = Some(stats);
         }
     }
 }

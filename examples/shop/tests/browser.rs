@@ -23,8 +23,8 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shop::fleet::{
-    control, free_port, survivors, wait_until_ready, Fleet, FleetConfig, FleetStore, ScratchDir,
-    Started, Supervised,
+    control, free_port, survivors, wait_until_ready, Balance, Fleet, FleetConfig, FleetStore,
+    ScratchDir, Started, Supervised,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -287,6 +287,7 @@ async fn a_user_shops_and_uploads_while_an_instance_is_killed() {
             port: 0,
             env: vec![("RUST_LOG".into(), "warn".into())],
             control: Some(control_port),
+            balance: Balance::default(),
         })
         .expect("fleet starts")
     })

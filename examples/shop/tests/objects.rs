@@ -24,8 +24,8 @@ use object_store::ObjectStoreExt as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shop::fleet::{
-    free_port, survivors, wait_until_ready, Fleet, FleetConfig, FleetStore, ScratchDir, Started,
-    Supervised,
+    free_port, survivors, wait_until_ready, Balance, Fleet, FleetConfig, FleetStore, ScratchDir,
+    Started, Supervised,
 };
 use shop::PART_SIZE;
 
@@ -239,6 +239,7 @@ async fn fleet_on_its_own_redis(instances: usize, env: Vec<(String, String)>) ->
             port: 0,
             env,
             control: None,
+            balance: Balance::RoundRobin,
         })
         .expect("fleet starts")
     })

@@ -102,7 +102,11 @@ impl<V: Weigh> Shard<V> {
     }
 
     fn remove(&mut self, hash: u64, key: &str) -> bool {
-        if self.entries.peek(&hash).is_none_or(|entry| *entry.key != *key) {
+        if self
+            .entries
+            .peek(&hash)
+            .is_none_or(|entry| *entry.key != *key)
+        {
             return false;
         }
         if let Some(gone) = self.entries.pop(&hash) {

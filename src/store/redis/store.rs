@@ -149,10 +149,13 @@ impl RedisStore {
         self.tracked.as_deref().map(|tracked| &*tracked.cache)
     }
 
-    /// Drops the session keys `hashed` from the local cache now and again when the
-    /// guard drops: hold it across a write, so that no read that started earlier fills
-    /// the cache with what the write replaces, and this instance reads its own write
-    /// even before Redis's invalidation arrives (also if the write is cancelled).
+    /// Drops the session keys `hashed` from the local cache when the guard drops (unless
+    /// it [keeps](Forgetting::keep) the write's result instead): hold it across a write,
+    /// so that no read that started before the write ended fills the cache with what the
+    /// write replaced, and this instance reads its own write even before Redis's
+    /// invalidation arrives (also if the write is cancelled). Nothing is dropped before:
+    /// a read meanwhile is concurrent with the write, and an invalidation then would
+    /// refuse the fills of unrelated reads in the same shard.
     pub(super) fn forgetting<'a>(&'a self, hashed: &[&str]) -> Forgetting<'a> {
         if self.cache().is_none() {
             return Forgetting::nothing();
@@ -165,9 +168,6 @@ impl RedisStore {
         let Some(cache) = self.cache() else {
             return Forgetting::nothing();
         };
-        for key in &keys {
-            cache.invalidate(key);
-        }
         Forgetting {
             cache: Some(cache),
             keys,

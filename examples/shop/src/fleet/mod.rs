@@ -1,5 +1,6 @@
 //! A fleet on one machine: Redis, N shop instances sharing `SESSION_KEYS`, and nginx
-//! in round robin in front. Used by `shop fleet` and by the fleet tests.
+//! in front, routing each session to the instance that caches it (or in round robin).
+//! Used by `shop fleet` and by the fleet tests.
 //!
 //! Only processes, ports and files: the fleet knows the shop as a binary to start with
 //! its settings in the environment, never its HTTP code.
@@ -43,6 +44,18 @@ pub enum FleetStore {
     Memory,
 }
 
+/// How nginx spreads requests over the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Balance {
+    /// By the session cookie (`hash $cookie_id consistent`): a session's requests go to
+    /// one instance, where its session is cached, while that instance is up; requests
+    /// without a cookie go round robin. Correctness never depends on it.
+    #[default]
+    Session,
+    /// Each request to the next instance.
+    RoundRobin,
+}
+
 /// How to build a fleet.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -56,6 +69,7 @@ pub struct FleetConfig {
     /// The port of the [`control`] endpoint on loopback, which nginx then serves under
     /// `/fleet/` (the page's fleet panel); none: no panel.
     pub control: Option<u16>,
+    pub balance: Balance,
 }
 
 /// Redis (unless memory), the instances, and nginx in front. Dropping it (a panic
@@ -110,7 +124,14 @@ impl Fleet {
         } else {
             config.port
         };
-        let nginx = Nginx::start(&ports, port, config.control, dir.path(), &started)?;
+        let nginx = Nginx::start(
+            &ports,
+            config.balance,
+            port,
+            config.control,
+            dir.path(),
+            &started,
+        )?;
         Ok(Self {
             redis,
             instances,

@@ -1,4 +1,4 @@
-//! nginx as the fleet's round-robin load balancer.
+//! nginx as the fleet's load balancer.
 
 use std::path::Path;
 use std::process::Command;
@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::net::wait_until_ready;
 use super::process::{Signal, Started, Supervised};
+use super::Balance;
 
 /// A running nginx in front of the instances.
 #[derive(Debug)]
@@ -20,7 +21,8 @@ pub struct Nginx {
 const WORKER_USER: &str = "nobody";
 
 impl Nginx {
-    /// Starts nginx on `port`, balancing over `upstreams` (loopback ports), `/fleet/` sent
+    /// Starts nginx on `port`, balancing over `upstreams` (loopback ports) as `balance`
+    /// says, `/fleet/` sent
     /// to the `control` port if given, with its
     /// config and logs under `dir`, its process group recorded in `started`. As root, its
     /// workers run as `nobody` (with its own group), and their temp files go to a
@@ -30,6 +32,7 @@ impl Nginx {
     /// ends its workers too; what is left after 5 s is killed, group and all.
     pub fn start(
         upstreams: &[u16],
+        balance: Balance,
         port: u16,
         control: Option<u16>,
         dir: &Path,
@@ -49,6 +52,7 @@ impl Nginx {
         let config_path = prefix.join("nginx.conf");
         let config = config(
             upstreams,
+            balance,
             port,
             control,
             &prefix,
@@ -134,8 +138,13 @@ fn worker_temp_dir() -> std::io::Result<(String, tempfile::TempDir)> {
     Ok((format!("{WORKER_USER} {}", group.name), temp))
 }
 
+/// The session cookie's name as the fleet's instances set it: the layer's name without
+/// the `Secure` flag (the fleet sets `COOKIE_SECURE=false`).
+const SESSION_COOKIE: &str = "id";
+
 fn config(
     upstreams: &[u16],
+    balance: Balance,
     port: u16,
     control: Option<u16>,
     prefix: &Path,
@@ -148,6 +157,11 @@ fn config(
         // One failure takes an instance out for a second; then it is tried again.
         .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;\n"))
         .collect();
+    // Consistent hashing: when an instance goes, only its sessions move.
+    let balance = match balance {
+        Balance::Session => format!("        hash $cookie_{SESSION_COOKIE} consistent;\n"),
+        Balance::RoundRobin => String::new(),
+    };
     // As root, never root workers: they parse every request.
     let user = worker.map(|w| format!("user {w};\n")).unwrap_or_default();
     // The host as the browser sent it: the control endpoint refuses non-loopback names.
@@ -179,7 +193,7 @@ http {{
     proxy_buffers 8 8k;
     proxy_busy_buffers_size 16k;
     upstream shop {{
-{servers}        keepalive 32;
+{balance}{servers}        keepalive 32;
     }}
     server {{
         listen 127.0.0.1:{port};

@@ -38,6 +38,7 @@ pub fn run(args: FleetArgs) -> ExitCode {
         port: args.port,
         env: instance_env(args.session_mode),
         control: Some(control_port),
+        balance: args.balance,
     };
     let fleet = match Fleet::start(config) {
         Ok(fleet) => fleet,

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shop::fleet::{group_members, survivors, Fleet, FleetConfig, FleetStore};
+use shop::fleet::{group_members, survivors, Balance, Fleet, FleetConfig, FleetStore};
 
 use client::{Client, Reply};
 
@@ -42,12 +42,17 @@ fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "fleet: {line}");
 }
 
+/// A fleet in round robin: each request to the next instance.
 fn start(store: FleetStore) -> Arc<Mutex<Fleet>> {
     start_in(store, "store")
 }
 
-/// A fleet whose instances run with `SESSION_MODE=mode`.
+/// A fleet in round robin whose instances run with `SESSION_MODE=mode`.
 fn start_in(store: FleetStore, mode: &str) -> Arc<Mutex<Fleet>> {
+    start_balanced(store, mode, Balance::RoundRobin)
+}
+
+fn start_balanced(store: FleetStore, mode: &str, balance: Balance) -> Arc<Mutex<Fleet>> {
     let config = FleetConfig {
         shop_binary: env!("CARGO_BIN_EXE_shop").into(),
         instances: 3,
@@ -58,6 +63,7 @@ fn start_in(store: FleetStore, mode: &str) -> Arc<Mutex<Fleet>> {
             ("SESSION_MODE".into(), mode.into()),
         ],
         control: None,
+        balance,
     };
     Arc::new(Mutex::new(Fleet::start(config).expect("fleet starts")))
 }
@@ -214,13 +220,33 @@ impl Tally {
     }
 }
 
-/// 4 writers add 600 distinct SKUs; a third of the way in instance 1 is SIGKILLed,
-/// two thirds in it is started again. Then the fleet, which started `groups` process
-/// groups, is stopped and checked.
+/// 4 writers add 600 distinct SKUs; a third of the way in an instance is SIGKILLed,
+/// two thirds in it is started again: in round robin shop-1, with the session routed by
+/// its cookie the instance that serves it. Then the fleet, which started `groups`
+/// process groups, is stopped and checked.
 async fn kill_scenario(store: FleetStore, groups: usize) -> (Arc<Tally>, Option<BTreeSet<String>>) {
-    let fleet = start(store);
+    kill_scenario_balanced(store, groups, Balance::RoundRobin).await
+}
+
+async fn kill_scenario_balanced(
+    store: FleetStore,
+    groups: usize,
+    balance: Balance,
+) -> (Arc<Tally>, Option<BTreeSet<String>>) {
+    let fleet = start_balanced(store, "store", balance);
     let client = Client::new(port(&fleet));
     login(&client).await;
+    let victim = match balance {
+        Balance::RoundRobin => 0,
+        Balance::Session => {
+            let (me, _) = client.request_retrying("GET", "/me", None, false).await;
+            let home = me.expect("GET /me").instance.expect("x-instance");
+            let fleet = fleet.lock().unwrap();
+            (fleet.instances.iter())
+                .position(|instance| instance.name == home)
+                .expect("the instance that served")
+        }
+    };
     let tally = Arc::new(Tally::default());
     let mut writers = tokio::task::JoinSet::new();
     for writer in 0..4 {
@@ -242,9 +268,10 @@ async fn kill_scenario(store: FleetStore, groups: usize) -> (Arc<Tally>, Option<
     while attempted(&tally) < 200 && Instant::now() < deadline && !writers.is_empty() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    fleet.lock().unwrap().instances[0].kill();
+    fleet.lock().unwrap().instances[victim].kill();
     report(&format!(
-        "killed shop-1 after {} requests",
+        "killed shop-{} after {} requests",
+        victim + 1,
         attempted(&tally)
     ));
     while attempted(&tally) < 400 && Instant::now() < deadline {
@@ -252,10 +279,11 @@ async fn kill_scenario(store: FleetStore, groups: usize) -> (Arc<Tally>, Option<
     }
     let restarter = {
         let fleet = fleet.clone();
-        tokio::task::spawn_blocking(move || fleet.lock().unwrap().instances[0].start())
+        tokio::task::spawn_blocking(move || fleet.lock().unwrap().instances[victim].start())
     };
     report(&format!(
-        "restarting shop-1 after {} requests",
+        "restarting shop-{} after {} requests",
+        victim + 1,
         attempted(&tally)
     ));
     tokio::time::timeout(SCENARIO_LIMIT, async {
@@ -263,7 +291,10 @@ async fn kill_scenario(store: FleetStore, groups: usize) -> (Arc<Tally>, Option<
     })
     .await
     .expect("writers finish");
-    restarter.await.unwrap().expect("shop-1 restarts");
+    restarter
+        .await
+        .unwrap()
+        .expect("the killed instance restarts");
     let cart = cart(&client).await;
     stop_and_check(fleet, groups);
     (tally, cart)
@@ -292,6 +323,38 @@ async fn killing_an_instance_loses_nothing() {
         tally.instances.lock().unwrap().len(),
         3,
         "all 3 instances served traffic"
+    );
+}
+
+/// With nginx routing the session by its cookie, the instance it is routed to (and
+/// cached on) is killed and restarted under traffic: nothing is lost, nobody is logged
+/// out, and another instance took over meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_instance_a_session_is_routed_to_loses_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let store = FleetStore::OwnRedis(Vec::new());
+    let (tally, cart) = kill_scenario_balanced(store, 6, Balance::Session).await;
+    report(&format!(
+        "kill test (Redis, routed by session): {}",
+        tally.summary(&cart)
+    ));
+    assert_eq!(tally.acked(), 600, "every add was acknowledged");
+    assert_eq!(
+        tally.lost(&cart),
+        0,
+        "every acknowledged SKU is in the cart"
+    );
+    assert_eq!(
+        tally.logged_out.load(Ordering::Relaxed),
+        0,
+        "never logged out"
+    );
+    assert!(
+        tally.instances.lock().unwrap().len() >= 2,
+        "another instance served while the session's was down"
     );
 }
 
@@ -415,7 +478,13 @@ async fn a_rolling_restart_loses_nothing() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let fleet = start(FleetStore::OwnRedis(Vec::new()));
+    for balance in [Balance::RoundRobin, Balance::Session] {
+        rolling_restart(balance).await;
+    }
+}
+
+async fn rolling_restart(balance: Balance) {
+    let fleet = start_balanced(FleetStore::OwnRedis(Vec::new()), "store", balance);
     let client = Client::new(port(&fleet));
     login(&client).await;
     let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
@@ -442,7 +511,10 @@ async fn a_rolling_restart_loses_nothing() {
     while writers.join_next().await.is_some() {}
     let cart = cart(&client).await;
     stop_and_check(fleet, 8);
-    report(&format!("rolling restart test: {}", tally.summary(&cart)));
+    report(&format!(
+        "rolling restart test ({balance:?}): {}",
+        tally.summary(&cart)
+    ));
     assert!(tally.acked() > 0);
     assert_eq!(tally.lost(&cart), 0, "no lost cart items");
     assert_eq!(tally.logged_out.load(Ordering::Relaxed), 0, "no logouts");
@@ -721,7 +793,9 @@ async fn failover_under_traffic(
     kill: impl FnOnce(),
     promoted: impl Fn() -> bool + Send + 'static,
 ) {
-    let fleet = start(FleetStore::Env(env));
+    // Routed by session, as `shop fleet` runs: a session's instance and its cache see the
+    // failover first-hand.
+    let fleet = start_balanced(FleetStore::Env(env), "store", Balance::Session);
     let client = Client::new(port(&fleet));
     login(&client).await;
     let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
@@ -1225,5 +1299,191 @@ async fn killing_an_instance_loses_nothing_on_postgres() {
         tally.instances.lock().unwrap().len(),
         3,
         "all 3 instances served traffic"
+    );
+}
+
+/// The fleet's instances: (name, port).
+fn instances(fleet: &Arc<Mutex<Fleet>>) -> Vec<(String, u16)> {
+    let fleet = fleet.lock().unwrap();
+    (fleet.instances.iter())
+        .map(|instance| (instance.name.clone(), instance.port))
+        .collect()
+}
+
+/// Reads `client`'s cart until it is `expected` (counted once in `stale` if the first
+/// read was not), within 5 s: another instance's cache may not have applied Redis's
+/// invalidation yet (ARCHITECTURE, "What bounds staleness"), but must within moments.
+async fn cart_becomes(client: &Client, expected: &BTreeSet<String>, stale: &mut usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut first = true;
+    loop {
+        let seen = cart(client).await.expect("logged in");
+        if seen == *expected {
+            return;
+        }
+        if first {
+            *stale += 1;
+            first = false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cart never showed every add: {seen:?} vs {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// nginx routes a session by its cookie to one instance, which caches it; requests that
+/// land elsewhere (sent there directly, as when that instance is down) are still right:
+/// adds made on any instance all land, each is read on the other side, and a logout on
+/// another instance ends the session on the one that caches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_routed_to_one_instance_is_served_right_by_any_other() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let fleet = start_balanced(FleetStore::OwnRedis(Vec::new()), "store", Balance::Session);
+    let routed = Client::new(port(&fleet));
+    login(&routed).await;
+    let (me, _) = routed.request_retrying("GET", "/me", None, false).await;
+    let home = me.unwrap().instance.unwrap();
+    let others: Vec<u16> = (instances(&fleet).into_iter())
+        .filter(|(name, _)| *name != home)
+        .map(|(_, port)| port)
+        .collect();
+    let elsewhere =
+        |round: usize| Client::with_cookie(others[round % others.len()], routed.cookie());
+    let (mut acked, mut stale, mut routed_to) = (BTreeSet::new(), 0, HashSet::new());
+    const ROUNDS: usize = 60;
+    for round in 0..ROUNDS {
+        // Even rounds add through nginx and read elsewhere; odd ones the other way round.
+        let (writer, reader) = if round % 2 == 0 {
+            (routed.clone(), elsewhere(round))
+        } else {
+            (elsewhere(round), routed.clone())
+        };
+        let sku = format!("r{round:02}");
+        let (reply, _) = writer
+            .request_retrying("POST", "/cart/items", add_body(&sku), false)
+            .await;
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.json);
+        if round % 2 == 0 {
+            routed_to.extend(reply.instance);
+        }
+        acked.insert(sku);
+        cart_becomes(&reader, &acked, &mut stale).await;
+    }
+    let logout = elsewhere(0).request("POST", "/logout", None).await.unwrap();
+    assert_eq!(logout.status, 204);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut accepted_after_logout = 0;
+    loop {
+        let me = routed.request("GET", "/me", None).await.unwrap();
+        routed_to.extend(me.instance);
+        if me.status == 401 {
+            break;
+        }
+        accepted_after_logout += 1;
+        assert!(Instant::now() < deadline, "the logout never reached {home}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_and_check(fleet, 5);
+    report(&format!(
+        "routed by session to {home}: {ROUNDS} adds alternating with reads on the other \
+         side, {stale} first reads stale; {accepted_after_logout} reads accepted after a \
+         logout elsewhere; nginx sent the session to {routed_to:?}"
+    ));
+    assert_eq!(
+        routed_to,
+        HashSet::from([home]),
+        "nginx kept the session on one instance"
+    );
+    // The window is a few ms (ARCHITECTURE's revocation_latency figures: up to 1.9 %).
+    assert!(
+        stale * 10 <= ROUNDS,
+        "{stale} of {ROUNDS} first reads stale"
+    );
+}
+
+/// `GET /metrics` of the instance on `port`, as text.
+async fn metrics_of(port: u16) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+/// The value of the Prometheus counter `name` in `metrics` (0 if absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    (metrics.lines())
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+/// The session cache's hit rate over 3 instances, in round robin and routed by session:
+/// 12 users each add to their cart and read it 20 times. Printed (BENCHMARKS.md); asserted:
+/// routing by session raises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_by_session_raises_the_cache_hit_rate() {
+    if !tools_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let mut rates = Vec::new();
+    for balance in [Balance::RoundRobin, Balance::Session] {
+        let fleet = start_balanced(FleetStore::OwnRedis(Vec::new()), "store", balance);
+        let nginx = port(&fleet);
+        let mut users = tokio::task::JoinSet::new();
+        for user in 0..12 {
+            users.spawn(async move {
+                let client = Client::new(nginx);
+                login_as(&client, &format!("user-{user}")).await;
+                for round in 0..20 {
+                    let (added, _) = client
+                        .request_retrying(
+                            "POST",
+                            "/cart/items",
+                            add_body(&format!("s{round}")),
+                            false,
+                        )
+                        .await;
+                    assert_eq!(added.unwrap().status, 200);
+                    assert!(cart(&client).await.is_some());
+                }
+            });
+        }
+        while let Some(done) = users.join_next().await {
+            done.unwrap();
+        }
+        // The instances publish their cache's counts every second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (mut hits, mut misses) = (0, 0);
+        for (_, port) in instances(&fleet) {
+            let metrics = metrics_of(port).await;
+            hits += counter(&metrics, "session_cache_hits_total");
+            misses += counter(&metrics, "session_cache_misses_total")
+                + counter(&metrics, "session_cache_bypasses_total");
+        }
+        stop_and_check(fleet, 5);
+        let rate = hits as f64 / (hits + misses).max(1) as f64;
+        report(&format!(
+            "cache hit rate, 3 instances, {balance:?}: {:.1} % ({hits} hits, {misses} misses)",
+            rate * 100.0
+        ));
+        assert!(hits + misses >= 240, "every GET /cart read a session");
+        rates.push(rate);
+    }
+    assert!(
+        rates[1] > rates[0],
+        "routing by session raises the hit rate: {rates:?}"
     );
 }
