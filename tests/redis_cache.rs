@@ -711,6 +711,18 @@ async fn a_swapped_database_is_noticed() {
     }
 }
 
+/// A new session `v = value` created through A, then read through B.
+async fn created_and_read(a: &RedisStore, b: &RedisStore, value: &str) -> HashedId {
+    let (id, expiry) = (new_id(), now());
+    let session = record(&[("v", value)], None, expiry);
+    assert_eq!(
+        a.create(&id, &session, expiry).await.unwrap(),
+        Created::Saved
+    );
+    assert!(b.load(&id, now()).await.unwrap().is_some());
+    id
+}
+
 /// A field of `INFO <section>` as a number (0 when absent).
 fn info_number(server: &RedisServer, section: &str, field: &str) -> u64 {
     let info = server.cli(&["INFO", section]);
@@ -876,15 +888,7 @@ async fn a_full_tracking_table_never_leaves_a_stale_value() {
     let (a, b) = (cached(&server.url()).await, cached(&server.url()).await);
     let mut ids = Vec::new();
     for _ in 0..40 {
-        let id = new_id();
-        let expiry = now();
-        let session = record(&[("v", "0")], None, expiry);
-        assert_eq!(
-            a.create(&id, &session, expiry).await.unwrap(),
-            Created::Saved
-        );
-        assert!(b.load(&id, now()).await.unwrap().is_some());
-        ids.push(id);
+        ids.push(created_and_read(&a, &b, "0").await);
     }
     let held = b.cache_stats().unwrap();
     assert!(held.len <= 10, "Redis tracks at most 5 keys: {held:?}");
@@ -920,13 +924,7 @@ async fn the_cache_is_bounded_in_bytes() {
         .unwrap();
     let large = "x".repeat(2048);
     for _ in 0..200 {
-        let (id, expiry) = (new_id(), now());
-        let session = record(&[("v", &large)], None, expiry);
-        assert_eq!(
-            store.create(&id, &session, expiry).await.unwrap(),
-            Created::Saved
-        );
-        assert!(store.load(&id, now()).await.unwrap().is_some());
+        created_and_read(&store, &store, &large).await;
     }
     let stats = store.cache_stats().unwrap();
     eprintln!("sessions of 2 KB under a 64 KiB bound: {stats:?}");
