@@ -8,8 +8,9 @@ use cookie::SameSite;
 use http::HeaderName;
 use tower_layer::Layer;
 
+use crate::backend::Backend;
 use crate::carrier::Carrier;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::error::ConfigError;
 use crate::expiry::{Clock, ExpirySettings, LocalClock};
 use crate::failure::DefaultOnFailure;

@@ -34,6 +34,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod atomic;
+mod backend;
 mod carrier;
 mod config;
 #[cfg(feature = "conformance")]

@@ -24,7 +24,7 @@ pub(crate) use self::writeback::run;
 
 use self::revocation::DynRevocations;
 use self::seal::Sealer;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::cookie::MAX_COOKIE_LEN;
 use crate::error::ConfigError;
 use crate::error::{Error, ErrorKind};
@@ -203,7 +203,7 @@ impl Tokens {
     }
 
     /// Whether `record`, sealed, fits the budget with `config`'s carrier.
-    fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
+    pub(crate) fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
         match format::encoded_len(record) {
             Some(len) if self.set_len(config, len) <= self.budget() => Ok(()),
             _ => Err(Error::of_kind(ErrorKind::TooLarge)),
@@ -291,14 +291,6 @@ impl Tokens {
         };
         metrics::store_call(operation, outcome, started.elapsed());
         result
-    }
-}
-
-/// Whether `record` sealed fits the budget of `config`'s token mode.
-pub(crate) fn check_budget(config: &Config, record: &Record) -> Result<(), Error> {
-    match &config.backend {
-        Backend::Tokens(tokens) => tokens.check_budget(config, record),
-        Backend::Store(_) => Ok(()),
     }
 }
 
