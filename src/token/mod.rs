@@ -3,9 +3,11 @@
 //!
 //! One concept per file: `format.rs` the plaintext layout, `seal.rs` the AEAD and the
 //! size budget, `revocation.rs` the revocation stores, `session.rs` what `Session` does
-//! differently, `writeback.rs` sealing the response's token.
+//! differently, `writeback.rs` sealing the response's token, `layer.rs` the layer's
+//! token-mode constructors.
 
 mod format;
+mod layer;
 mod revocation;
 mod seal;
 mod session;
