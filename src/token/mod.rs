@@ -4,8 +4,9 @@
 //! One concept per file: `format.rs` the plaintext layout, `seal.rs` the AEAD and the
 //! size budget, `revocation.rs` the revocation stores, `session.rs` what `Session` does
 //! differently, `writeback.rs` sealing the response's token, `layer.rs` the layer's
-//! token-mode constructors.
+//! token-mode constructors, `bench.rs` entry points for the benchmarks.
 
+pub(crate) mod bench;
 mod format;
 mod layer;
 mod revocation;
