@@ -82,17 +82,6 @@ impl Carrier {
         }
     }
 
-    /// Token mode: the length of what [`set`](Self::set) sends for a token of `token_len`
-    /// bytes, the budget's measure: the whole `Set-Cookie` value (name, `=`, token and
-    /// every attribute), or `name` + 1 + token for a header.
-    #[cfg(feature = "token")]
-    pub(crate) fn set_len(&self, token_len: usize, lifetime: Duration) -> usize {
-        match &self.header {
-            None => self.cookie.set_len(token_len, lifetime),
-            Some(name) => name.as_str().len() + 1 + token_len,
-        }
-    }
-
     /// Hands the client a new token.
     pub(crate) fn set(&self, headers: &mut HeaderMap, token: &str, lifetime: Duration) {
         match &self.header {

@@ -35,7 +35,7 @@ use crate::expiry::{Expiry, Timestamp};
 use crate::keys::{Keys, Rejected, Verified};
 use crate::metrics::{self, CallOutcome};
 use crate::record::{Metadata, Record};
-use crate::store::within;
+use crate::store::handle::within;
 
 /// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
 /// the session lives in the cookie, sealed (AES-256-GCM-SIV) under a key derived from
@@ -213,10 +213,16 @@ impl Tokens {
         }
     }
 
-    /// What the carrier sends for a token sealing `plaintext_len` bytes.
+    /// What the carrier sends for a token sealing `plaintext_len` bytes, the budget's
+    /// measure: the whole `Set-Cookie` value (name, `=`, token and every attribute), or
+    /// the header's name + 1 + the token.
     fn set_len(&self, config: &Config, plaintext_len: usize) -> usize {
         let token_len = self.sealer.sealed_len(plaintext_len);
-        (config.carrier).set_len(token_len, config.expiry.absolute_lifetime)
+        let carrier = &config.carrier;
+        match &carrier.header {
+            None => (carrier.cookie).set_len(token_len, config.expiry.absolute_lifetime),
+            Some(name) => name.as_str().len() + 1 + token_len,
+        }
     }
 
     /// The budget's check at build: at most what browsers keep, at least an empty
