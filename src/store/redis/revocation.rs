@@ -16,6 +16,7 @@ use ::redis::Script;
 
 use super::codec;
 use super::store::RedisStore;
+use super::tracking::Cached;
 use crate::store::{HashedId, StoreError, Timestamp};
 use crate::token::{RevocationState, Revocations};
 
@@ -67,6 +68,22 @@ impl RedisStore {
         let (revoked, not_before) =
             futures_util::future::try_join(revoked, self.not_before_at(user_key)).await?;
         Ok((revoked.is_some(), not_before))
+    }
+
+    /// The string at `key` (`GET`), through the local cache when there is one.
+    async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let read = async {
+            ::redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<String>>(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::backend)
+        };
+        let as_value = |cached| match cached {
+            Cached::Value(value) => Some(value),
+            Cached::Session(_) => None,
+        };
+        self.through_cache(key, as_value, Cached::Value, read).await
     }
 
     /// The not-before time under `key`, if there is one.

@@ -171,27 +171,10 @@ impl RedisStore {
         }
     }
 
-    /// The string at `key` (`GET`), through the local cache when there is one.
-    #[cfg_attr(not(feature = "token"), allow(dead_code))]
-    pub(super) async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let read = async {
-            ::redis::cmd("GET")
-                .arg(key)
-                .query_async::<Option<String>>(&mut self.conn.clone())
-                .await
-                .map_err(StoreError::backend)
-        };
-        let as_value = |cached| match cached {
-            Cached::Value(value) => Some(value),
-            Cached::Session(_) => None,
-        };
-        self.through_cache(key, as_value, Cached::Value, read).await
-    }
-
     /// What `read` reads at `key`, answered by the local cache when it holds the key (as
     /// `from_cache` takes it out) and kept there otherwise, unless an invalidation
     /// overtook the read (its ticket) or this store reads through.
-    async fn through_cache<T: Clone>(
+    pub(super) async fn through_cache<T: Clone>(
         &self,
         key: &str,
         from_cache: impl FnOnce(Cached) -> Option<T>,
