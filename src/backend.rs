@@ -45,6 +45,7 @@ pub(crate) type Opened = NoTokens;
 #[cfg(not(feature = "token"))]
 pub(crate) type SealedToken = NoTokens;
 
+// As a `String` does: write-back hands a sealed token to the carrier as `&str`.
 #[cfg(not(feature = "token"))]
 impl std::ops::Deref for NoTokens {
     type Target = str;
@@ -54,7 +55,9 @@ impl std::ops::Deref for NoTokens {
     }
 }
 
-/// Token mode hands out a sealed token as this cookie update.
+/// Token mode hands out a sealed token as this cookie update. (Without feature `token`
+/// nothing calls it; being a trait impl, it also keeps `CookieUpdate::Sealed`, which
+/// cannot occur then, from counting as dead code.)
 impl From<SealedToken> for CookieUpdate {
     fn from(token: SealedToken) -> Self {
         Self::Sealed(token)
