@@ -32,7 +32,6 @@ pub fn find_cookie<'h>(name: &str, headers: &'h HeaderMap) -> Option<&'h [u8]> {
     config.find(headers)
 }
 
-#[cfg(feature = "redis")]
 pub use crate::store::redis::codec_fuzz::{
     apply_argv, decode_record, record_fields, script_reads_apply,
 };
@@ -40,7 +39,6 @@ pub use crate::store::redis::codec_fuzz::{
 /// Token mode's plaintext layout (what a sealed cookie holds once opened): `None` if
 /// `bytes` is not one; else whether what it holds encodes again to a plaintext of the
 /// length the size budget predicts, which decodes to the same session.
-#[cfg(feature = "token")]
 pub fn token_plaintext_round_trips(bytes: &[u8]) -> Option<bool> {
     use crate::token::{decode, encode, encoded_len};
     let contents = decode(bytes)?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::Backend;
 use crate::error::{Error, ErrorKind};
 use crate::keys::{Rejected, Verified};
 use crate::record::{add_to_stored, Metadata, Record};
@@ -46,13 +45,17 @@ impl Session {
         if let Some(sum) = self.fold_into_pending(key, |pending| add_to_stored(pending, delta))? {
             return Ok(sum);
         }
-        // Without feature `token` the match has one arm.
-        #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
-        let store = match &self.shared.config.backend {
-            Backend::Store(store) => store,
-            #[cfg(feature = "token")]
-            Backend::Tokens(_) => return self.increment_sealed(key, delta).await,
-        };
+        self.shared.config.backend.increment(self, key, delta).await
+    }
+
+    /// Store mode's [`increment`](Self::increment): one atomic store call on the live
+    /// session, or a new session holding `delta`.
+    pub(crate) async fn increment_stored(
+        &self,
+        store: &StoreHandle,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64, Error> {
         self.check_immediate(key, |current| {
             add_to_stored(current, delta)
                 .ok()
@@ -106,13 +109,21 @@ impl Session {
         if folding.is_some() {
             return Ok(folded.flatten());
         }
-        // Without feature `token` the match has one arm.
-        #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
-        let store = match &self.shared.config.backend {
-            Backend::Store(store) => store,
-            #[cfg(feature = "token")]
-            Backend::Tokens(_) => return self.update_sealed(key, change).await,
-        };
+        self.shared.config.backend.update(self, key, change).await
+    }
+
+    /// Store mode's [`update`](Self::update): compare-and-set rounds with backoff until
+    /// one lands (`UPDATE_ATTEMPTS` at most).
+    pub(crate) async fn update_stored<T, F>(
+        &self,
+        store: &StoreHandle,
+        key: &str,
+        mut change: F,
+    ) -> Result<Option<T>, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> Option<T>,
+    {
         let mut current = self.current(key).await?;
         for attempt in 0..UPDATE_ATTEMPTS {
             let value = change(decode(current.as_deref())?);

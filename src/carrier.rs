@@ -22,7 +22,7 @@ pub(crate) enum Found {
     /// A token-sized value, still to be verified.
     Token(RawToken),
     /// Token mode: a sealed session (at most 4096 bytes with its name), still to be opened.
-    #[cfg(feature = "token")]
+    /// Only a token-mode carrier (`sealed`) finds one.
     Sealed(Box<[u8]>),
 }
 
@@ -32,7 +32,6 @@ impl std::fmt::Debug for Found {
             Self::Absent => "Absent",
             Self::Malformed => "Malformed",
             Self::Token(_) => "Token(<redacted>)",
-            #[cfg(feature = "token")]
             Self::Sealed(_) => "Sealed(<redacted>)",
         })
     }
@@ -44,7 +43,6 @@ pub(crate) struct Carrier {
     /// When set, the token travels in this header instead of a cookie.
     pub(crate) header: Option<HeaderName>,
     /// Token mode: the value is a sealed session of any length up to the cookie limit.
-    #[cfg(feature = "token")]
     pub(crate) sealed: bool,
 }
 
@@ -71,7 +69,6 @@ impl Carrier {
                 Some(value.as_bytes())
             }
         };
-        #[cfg(feature = "token")]
         if self.sealed {
             return match found {
                 None => Found::Absent,
@@ -82,17 +79,6 @@ impl Carrier {
             None => Found::Absent,
             Some(Ok(token)) => Found::Token(token),
             Some(Err(_)) => Found::Malformed,
-        }
-    }
-
-    /// Token mode: the length of what [`set`](Self::set) sends for a token of `token_len`
-    /// bytes, the budget's measure: the whole `Set-Cookie` value (name, `=`, token and
-    /// every attribute), or `name` + 1 + token for a header.
-    #[cfg(feature = "token")]
-    pub(crate) fn set_len(&self, token_len: usize, lifetime: Duration) -> usize {
-        match &self.header {
-            None => self.cookie.set_len(token_len, lifetime),
-            Some(name) => name.as_str().len() + 1 + token_len,
         }
     }
 

@@ -4,42 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::carrier::Carrier;
 use crate::error::ConfigError;
 use crate::events::SecurityEvents;
 use crate::expiry::{Expiry, ExpirySettings};
 use crate::keys::Keys;
 use crate::size::SizeLimits;
-use crate::store::{StoreClock, StoreHandle};
-#[cfg(feature = "token")]
-use crate::token::Tokens;
-
-/// Where sessions live: in a store, or sealed in the request's own token.
-#[derive(Clone, Debug)]
-pub(crate) enum Backend {
-    Store(StoreHandle),
-    #[cfg(feature = "token")]
-    Tokens(Tokens),
-}
-
-impl Backend {
-    /// The limit on each store (or revocation store) call.
-    pub(crate) fn timeout(&self) -> Duration {
-        match self {
-            Self::Store(store) => store.timeout(),
-            #[cfg(feature = "token")]
-            Self::Tokens(tokens) => tokens.timeout(),
-        }
-    }
-
-    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
-        match self {
-            Self::Store(store) => Self::Store(store.with_timeout(timeout)),
-            #[cfg(feature = "token")]
-            Self::Tokens(tokens) => Self::Tokens(tokens.with_timeout(timeout)),
-        }
-    }
-}
+use crate::store::StoreClock;
 
 /// Everything a request needs from the layer, shared by all requests behind one `Arc`.
 #[derive(Clone)]
@@ -67,7 +39,7 @@ impl Config {
         let follow = self
             .follow_store_clock
             .unwrap_or(!self.expiry.clock.is_custom());
-        if let (true, Backend::Store(store)) = (follow, &self.backend) {
+        if let (true, Some(store)) = (follow, self.backend.store()) {
             let clock = StoreClock::follow(store.clone(), self.expiry.clock.clone());
             self.store_clock = Some(clock);
         }
@@ -121,20 +93,8 @@ impl Config {
         if limits.value == 0 || limits.value > limits.session {
             return Err(ConfigError::SizeLimits);
         }
-        #[cfg(feature = "token")]
-        if matches!(self.backend, Backend::Tokens(_)) {
-            if self.max_sessions_per_user.is_some() {
-                return Err(ConfigError::NeedsStore("a limit on sessions per user"));
-            }
-            if self.size_limits != SizeLimits::default() {
-                return Err(ConfigError::NeedsStore("a session size bound in bytes"));
-            }
-        }
-        #[cfg(feature = "token")]
-        if let Backend::Tokens(tokens) = &self.backend {
-            tokens.validate(self)?;
-        }
-        Ok(())
+        // Last: the backend's own rules (token mode's budget, what needs a store).
+        self.backend.validate(self)
     }
 }
 

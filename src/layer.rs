@@ -8,8 +8,9 @@ use cookie::SameSite;
 use http::HeaderName;
 use tower_layer::Layer;
 
+use crate::backend::Backend;
 use crate::carrier::Carrier;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::error::ConfigError;
 use crate::expiry::{Clock, ExpirySettings, LocalClock};
 use crate::failure::DefaultOnFailure;
@@ -20,7 +21,7 @@ use crate::size::SizeLimits;
 use crate::store::{SessionStore, StoreHandle};
 
 /// Default limit on each store call.
-const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Adds a [`Session`](crate::Session) to every request, backed by a shared store.
 ///
@@ -52,56 +53,22 @@ impl SessionLayer {
     /// cookie `__Host-id`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`, no `Domain`,
     /// no `Max-Age`; 24 h idle timeout, 7 days absolute lifetime; 1 s store timeout.
     pub fn new(store: impl SessionStore, keys: impl Into<Keys>) -> Self {
-        Self {
-            config: Arc::new(default_config(store, keys.into()).started()),
-            on_failure: DefaultOnFailure::default(),
-        }
+        Self::with_config(default_config(store, keys.into()))
     }
 
     /// A builder starting from the defaults of [`new`](Self::new).
     pub fn builder(store: impl SessionStore, keys: impl Into<Keys>) -> SessionLayerBuilder {
-        SessionLayerBuilder {
-            config: default_config(store, keys.into()),
-            on_failure: DefaultOnFailure::default(),
-        }
+        SessionLayerBuilder::with_config(default_config(store, keys.into()))
     }
-}
 
-#[cfg(feature = "token")]
-#[cfg_attr(docsrs, doc(cfg(feature = "token")))]
-impl SessionLayer {
-    /// Token mode: each session lives in its own cookie, sealed with AES-256-GCM-SIV
-    /// under a key derived from `keys`, so no store is needed; `tokens` says whether
-    /// revocations are recorded. The [`Session`](crate::Session) API is the same; the
-    /// differences (size budget, revocation, concurrency) are in
-    /// [`TokenSessions`](crate::TokenSessions) and the README. Defaults as
-    /// [`new`](Self::new).
-    pub fn tokens(tokens: crate::TokenSessions, keys: impl Into<Keys>) -> Self {
+    /// A layer running `config` unchecked, for the constructors that cannot fail (this
+    /// one's and token mode's), with the default failure response.
+    pub(crate) fn with_config(config: Config) -> Self {
         Self {
-            config: Arc::new(token_config(tokens, keys.into()).started()),
+            config: Arc::new(config.started()),
             on_failure: DefaultOnFailure::default(),
         }
     }
-
-    /// A builder for token mode, starting from the defaults of
-    /// [`tokens`](Self::tokens).
-    pub fn tokens_builder(
-        tokens: crate::TokenSessions,
-        keys: impl Into<Keys>,
-    ) -> SessionLayerBuilder {
-        SessionLayerBuilder {
-            config: token_config(tokens, keys.into()),
-            on_failure: DefaultOnFailure::default(),
-        }
-    }
-}
-
-#[cfg(feature = "token")]
-fn token_config(tokens: crate::TokenSessions, keys: Keys) -> Config {
-    let tokens = crate::token::Tokens::new(tokens, &keys, DEFAULT_STORE_TIMEOUT);
-    let mut config = config_with(Backend::Tokens(tokens), keys);
-    config.carrier.sealed = true;
-    config
 }
 
 fn default_config(store: impl SessionStore, keys: Keys) -> Config {
@@ -109,7 +76,8 @@ fn default_config(store: impl SessionStore, keys: Keys) -> Config {
     config_with(Backend::Store(store), keys)
 }
 
-fn config_with(backend: Backend, keys: Keys) -> Config {
+/// The defaults, with sessions in `backend`.
+pub(crate) fn config_with(backend: Backend, keys: Keys) -> Config {
     Config {
         backend,
         keys,
@@ -156,6 +124,16 @@ impl<F> fmt::Debug for SessionLayer<F> {
 pub struct SessionLayerBuilder<F = DefaultOnFailure> {
     config: Config,
     on_failure: F,
+}
+
+impl SessionLayerBuilder {
+    /// A builder starting from `config`, with the default failure response.
+    pub(crate) fn with_config(config: Config) -> Self {
+        Self {
+            config,
+            on_failure: DefaultOnFailure::default(),
+        }
+    }
 }
 
 impl<F> SessionLayerBuilder<F> {

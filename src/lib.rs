@@ -34,10 +34,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod atomic;
+mod backend;
 mod carrier;
 mod config;
 #[cfg(feature = "conformance")]
-#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod cookie;
 mod error;
@@ -77,15 +77,12 @@ pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use crate::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
 #[cfg(feature = "encryption")]
-#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub use crate::store::sealed::Sealed;
 #[cfg(feature = "token")]
-#[cfg_attr(docsrs, doc(cfg(feature = "token")))]
 pub use crate::token::TokenSessions;
 pub use ::cookie::SameSite;
 
@@ -123,45 +120,6 @@ pub mod __bench {
         keys.verify(name, token.as_bytes()).is_ok()
     }
 
-    /// Token mode: seals one fixed session holding `fields` (and bound to `user`) under
-    /// `keys`' signing key each call.
     #[cfg(feature = "token")]
-    pub fn sealer(
-        keys: &Keys,
-        name: &'static str,
-        fields: &[(&str, &str)],
-        user: Option<&str>,
-    ) -> impl Fn() -> String {
-        use crate::expiry::Timestamp;
-        use crate::record::{Metadata, Record};
-        let tokens = crate::token::Tokens::new(
-            crate::TokenSessions::new(),
-            keys,
-            std::time::Duration::from_secs(1),
-        );
-        let mut metadata = Metadata::new(Timestamp::from_millis(1_800_000_000_000));
-        metadata.user_id = user.map(str::to_owned);
-        let data = fields
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        let contents = crate::token::Contents {
-            id: SessionId::generate().expect("OS random source"),
-            record: Record::new(data, metadata).into(),
-            bound_at: Timestamp::from_millis(1_800_000_000_000),
-        };
-        move || tokens.seal_only(name, &contents).expect("fits the layout")
-    }
-
-    /// Token mode: whether `token` opens under `keys`.
-    #[cfg(feature = "token")]
-    pub fn open(keys: &Keys, name: &str) -> impl Fn(&str) -> bool {
-        let tokens = crate::token::Tokens::new(
-            crate::TokenSessions::new(),
-            keys,
-            std::time::Duration::from_secs(1),
-        );
-        let name = name.to_owned();
-        move |token| tokens.open(&name, token.as_bytes()).is_ok()
-    }
+    pub use crate::token::bench::{open, sealer};
 }

@@ -1,6 +1,7 @@
 //! Deciding, without I/O, what a request's session needs after the handler: the
 //! decision table of ARCHITECTURE.md, row by row.
 
+use crate::backend::SealedToken;
 use crate::error::Error;
 use crate::id::SessionId;
 use crate::keys::Verified;
@@ -13,9 +14,9 @@ use crate::snapshot::{Seen, Snapshot};
 pub(crate) enum CookieUpdate {
     Keep,
     Set(SessionId),
-    /// Token mode: a freshly sealed session.
-    #[cfg(feature = "token")]
-    Sealed(String),
+    /// Token mode: a freshly sealed session (none without token mode: see
+    /// [`SealedToken`]).
+    Sealed(SealedToken),
     Remove,
 }
 
@@ -25,7 +26,6 @@ impl std::fmt::Debug for CookieUpdate {
         match self {
             Self::Keep => f.write_str("Keep"),
             Self::Set(id) => f.debug_tuple("Set").field(id).finish(),
-            #[cfg(feature = "token")]
             Self::Sealed(_) => f.write_str("Sealed(<redacted>)"),
             Self::Remove => f.write_str("Remove"),
         }

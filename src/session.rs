@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use crate::backend::Opened;
 use crate::carrier::Found;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
@@ -63,8 +64,7 @@ pub(crate) struct Incoming {
     hashed: OnceLock<HashedId>,
     /// Token mode: the session the token carried, opened (its record shared: copies of
     /// it are cheap).
-    #[cfg(feature = "token")]
-    pub(crate) contents: Option<crate::token::Contents>,
+    pub(crate) contents: Option<Opened>,
 }
 
 impl fmt::Debug for Incoming {
@@ -81,7 +81,6 @@ impl Incoming {
             id,
             verified,
             hashed: OnceLock::new(),
-            #[cfg(feature = "token")]
             contents: None,
         }
     }
@@ -229,14 +228,7 @@ impl Session {
     /// Whether the session, with the request's pending changes, stays within its bound:
     /// the cookie's budget in token mode, the size bound in store mode.
     fn fits(&self, state: &State) -> Result<(), Error> {
-        match &self.shared.config.backend {
-            #[cfg(feature = "token")]
-            Backend::Tokens(_) => self.fits_in_token(state),
-            Backend::Store(_) => {
-                let base = self.size_base(state);
-                (self.shared.config.size_limits).check(base, &state.committed, &state.changes, None)
-            }
-        }
+        self.shared.config.backend.fits(self, state)
     }
 
     /// The session's keys, sorted, loading the session on first use.
@@ -341,7 +333,7 @@ impl Session {
             .loaded
             .get_or_try_init(|| async {
                 let expiry = shared.expiry();
-                let loaded = shared
+                let loaded = (shared.config.backend)
                     .load(incoming, expiry)
                     .await
                     .inspect_err(|error| shared.remember_failure(error))?;
@@ -434,26 +426,6 @@ impl Session {
 }
 
 impl Shared {
-    /// The stored session of `incoming`: the store's record, or in token mode the one
-    /// the token carried, if it is still live.
-    async fn load(
-        &self,
-        incoming: &Incoming,
-        expiry: Expiry,
-    ) -> Result<Option<Arc<Record>>, Error> {
-        match &self.config.backend {
-            Backend::Store(store) => store.load(incoming.hashed(), expiry).await,
-            #[cfg(feature = "token")]
-            Backend::Tokens(tokens) => {
-                let Some(contents) = &incoming.contents else {
-                    return Ok(None);
-                };
-                let live = tokens.is_live(contents, expiry).await?;
-                Ok(live.then(|| contents.record.clone()))
-            }
-        }
-    }
-
     /// The stored fields, if a read loaded them (none if the store had no session).
     pub(crate) fn loaded_fields(&self) -> crate::size::Base<'_> {
         match self.loaded.get() {
@@ -478,8 +450,7 @@ impl Shared {
                     Found::Token(token) => (self.config.keys)
                         .verify(self.config.carrier.name(), token)
                         .map_err(|reason| (reason, Clue::Token(token))),
-                    #[cfg(feature = "token")]
-                    Found::Sealed(token) => return self.open(token),
+                    Found::Sealed(token) => return self.config.backend.open(&self.config, token),
                 };
                 match verdict {
                     Ok((id, verified)) => Some(Incoming::new(id, verified)),
@@ -490,27 +461,6 @@ impl Shared {
                 }
             })
             .as_ref()
-    }
-
-    /// Token mode: the session sealed in `token`, if one of the layer's keys sealed it for
-    /// this carrier's name. No store call: a forged token costs one AEAD check per key.
-    #[cfg(feature = "token")]
-    fn open(&self, token: &[u8]) -> Option<Incoming> {
-        let Backend::Tokens(tokens) = &self.config.backend else {
-            self.config.events.rejected(Rejected::Malformed, Clue::None);
-            return None;
-        };
-        match tokens.open(self.config.carrier.name(), token) {
-            Ok((contents, verified)) => {
-                let mut incoming = Incoming::new(contents.id.clone(), verified);
-                incoming.contents = Some(contents);
-                Some(incoming)
-            }
-            Err(reason) => {
-                self.config.events.rejected(reason, Clue::Token(token));
-                None
-            }
-        }
     }
 
     /// Reports the request's verified token as rejected: its session is unknown to the
@@ -539,12 +489,7 @@ impl Shared {
 /// Whether the request's token must be re-sealed even if nothing changed: token mode,
 /// opened by a retiring key.
 fn reseals(incoming: &Incoming) -> bool {
-    #[cfg(feature = "token")]
-    if incoming.contents.is_some() {
-        return incoming.verified == Verified::Retiring;
-    }
-    let _ = incoming;
-    false
+    incoming.contents.is_some() && incoming.verified == Verified::Retiring
 }
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {

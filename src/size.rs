@@ -141,6 +141,13 @@ impl SizeLimits {
 }
 
 impl crate::session::Session {
+    /// Store mode: whether the session, with the request's pending changes, stays within
+    /// its size bound.
+    pub(crate) fn fits_size_bound(&self, state: &crate::session::State) -> Result<(), Error> {
+        let base = self.size_base(state);
+        (self.shared.config.size_limits).check(base, &state.committed, &state.changes, None)
+    }
+
     /// Store mode: what this request knows of its stored fields (see [`Base`]).
     pub(crate) fn size_base<'a>(&'a self, state: &crate::session::State) -> Base<'a> {
         let shared = &self.shared;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::header::CACHE_CONTROL;
 use http::{HeaderMap, HeaderValue, Response};
 
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
@@ -44,29 +44,32 @@ where
     ))
 }
 
-/// Runs `write` against the layer's store at the request's `expiry`.
+/// Runs `write` against the layer's backend at the request's `expiry`.
 pub(crate) async fn run(config: Arc<Config>, write: Write, expiry: Expiry) -> Outcome {
-    // Without feature `token` the match has one arm.
-    #[cfg_attr(not(feature = "token"), allow(clippy::infallible_destructuring_match))]
-    let store = match &config.backend {
-        Backend::Store(store) => store,
-        #[cfg(feature = "token")]
-        Backend::Tokens(tokens) => return crate::token::run(&config, tokens, write, expiry).await,
-    };
+    config.backend.write_back(&config, write, expiry).await
+}
+
+/// Store mode's write-back: `write` against `store`, then the limit on a user's
+/// sessions if the write bound one.
+pub(crate) async fn in_store(
+    config: &Config,
+    store: &StoreHandle,
+    write: Write,
+    expiry: Expiry,
+) -> Outcome {
     let binding = config.max_sessions_per_user.and_then(|limit| {
         let user = write.bound_user()?.to_owned();
         let target = write.target().map(|target| target.session.hashed().clone());
         Some((limit, user, target))
     });
-    match execute(&config, store, write, expiry).await {
+    match execute(config, store, write, expiry).await {
         Ok(cookie) => {
             if let Some((limit, user, target)) = binding {
                 let current = match &cookie {
                     CookieUpdate::Set(id) => Some(id.hashed()),
                     CookieUpdate::Keep => target,
-                    CookieUpdate::Remove => None,
-                    #[cfg(feature = "token")]
-                    CookieUpdate::Sealed(_) => None,
+                    // A sealed token is token mode's, which has no store to limit.
+                    CookieUpdate::Remove | CookieUpdate::Sealed(_) => None,
                 };
                 if let Some(current) = current {
                     limit_sessions(store, &user, &current, limit, expiry).await;
@@ -224,7 +227,6 @@ pub(crate) fn put_token(cookie: CookieUpdate, headers: &mut HeaderMap, config: &
         CookieUpdate::Set(id) => {
             carrier.set(headers, &config.keys.sign(carrier.name(), &id), lifetime);
         }
-        #[cfg(feature = "token")]
         CookieUpdate::Sealed(token) => carrier.set(headers, &token, lifetime),
         CookieUpdate::Remove => carrier.remove(headers),
     }

@@ -13,7 +13,7 @@ mod clock;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod connect_failed;
 mod dyn_store;
-mod handle;
+pub(crate) mod handle;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -26,8 +26,6 @@ pub(crate) use self::clock::StoreClock;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) use self::connect_failed::connect_failed;
 pub(crate) use self::dyn_store::BoxFuture;
-#[cfg(feature = "token")]
-pub(crate) use self::handle::within;
 pub(crate) use self::handle::StoreHandle;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStoreBuilder;

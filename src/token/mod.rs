@@ -3,9 +3,12 @@
 //!
 //! One concept per file: `format.rs` the plaintext layout, `seal.rs` the AEAD and the
 //! size budget, `revocation.rs` the revocation stores, `session.rs` what `Session` does
-//! differently, `writeback.rs` sealing the response's token.
+//! differently, `writeback.rs` sealing the response's token, `layer.rs` the layer's
+//! token-mode constructors, `bench.rs` entry points for the benchmarks.
 
+pub(crate) mod bench;
 mod format;
+mod layer;
 mod revocation;
 mod seal;
 mod session;
@@ -24,7 +27,7 @@ pub(crate) use self::writeback::run;
 
 use self::revocation::DynRevocations;
 use self::seal::Sealer;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::cookie::MAX_COOKIE_LEN;
 use crate::error::ConfigError;
 use crate::error::{Error, ErrorKind};
@@ -32,7 +35,7 @@ use crate::expiry::{Expiry, Timestamp};
 use crate::keys::{Keys, Rejected, Verified};
 use crate::metrics::{self, CallOutcome};
 use crate::record::{Metadata, Record};
-use crate::store::within;
+use crate::store::handle::within;
 
 /// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
 /// the session lives in the cookie, sealed (AES-256-GCM-SIV) under a key derived from
@@ -203,17 +206,23 @@ impl Tokens {
     }
 
     /// Whether `record`, sealed, fits the budget with `config`'s carrier.
-    fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
+    pub(crate) fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
         match format::encoded_len(record) {
             Some(len) if self.set_len(config, len) <= self.budget() => Ok(()),
             _ => Err(Error::of_kind(ErrorKind::TooLarge)),
         }
     }
 
-    /// What the carrier sends for a token sealing `plaintext_len` bytes.
+    /// What the carrier sends for a token sealing `plaintext_len` bytes, the budget's
+    /// measure: the whole `Set-Cookie` value (name, `=`, token and every attribute), or
+    /// the header's name + 1 + the token.
     fn set_len(&self, config: &Config, plaintext_len: usize) -> usize {
         let token_len = self.sealer.sealed_len(plaintext_len);
-        (config.carrier).set_len(token_len, config.expiry.absolute_lifetime)
+        let carrier = &config.carrier;
+        match &carrier.header {
+            None => (carrier.cookie).set_len(token_len, config.expiry.absolute_lifetime),
+            Some(name) => name.as_str().len() + 1 + token_len,
+        }
     }
 
     /// The budget's check at build: at most what browsers keep, at least an empty
@@ -291,14 +300,6 @@ impl Tokens {
         };
         metrics::store_call(operation, outcome, started.elapsed());
         result
-    }
-}
-
-/// Whether `record` sealed fits the budget of `config`'s token mode.
-pub(crate) fn check_budget(config: &Config, record: &Record) -> Result<(), Error> {
-    match &config.backend {
-        Backend::Tokens(tokens) => tokens.check_budget(config, record),
-        Backend::Store(_) => Ok(()),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::check_budget;
+use super::Tokens;
 use crate::error::{Error, ErrorKind};
 use crate::record::{add_to_stored, Metadata, Record};
 use crate::session::{decode, encode, Session, State};
@@ -17,7 +17,7 @@ impl Session {
     /// Whether the session, with the request's pending changes, still fits in its cookie.
     /// Counted against the token as the request brought it (before any liveness check):
     /// a dead token's data only makes the estimate larger.
-    pub(crate) fn fits_in_token(&self, state: &State) -> Result<(), Error> {
+    pub(crate) fn fits_in_token(&self, tokens: &Tokens, state: &State) -> Result<(), Error> {
         let shared = &self.shared;
         let base = match shared.incoming() {
             Some(incoming) if !state.destroy && state.seen != Seen::Missing => {
@@ -31,7 +31,7 @@ impl Session {
         if state.changes.apply_to(&mut record).is_err() {
             return Ok(());
         }
-        check_budget(&shared.config, &record)
+        tokens.check_budget(&shared.config, &record)
     }
 
     /// Token mode's [`increment`](Session::increment): the sum, computed now from the

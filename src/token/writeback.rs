@@ -124,7 +124,7 @@ fn reseal(
         record: record.into(),
         bound_at: bound_at(contents.bound_at, changes, expiry.now),
     };
-    tokens.seal(config, &sealed).map(CookieUpdate::Sealed)
+    tokens.seal(config, &sealed).map(CookieUpdate::from)
 }
 
 /// The token was dead at write-back (expired or revoked) and the request never saw it
@@ -158,7 +158,7 @@ fn create(
         record: record.into(),
         bound_at: expiry.now,
     };
-    tokens.seal(config, &sealed).map(CookieUpdate::Sealed)
+    tokens.seal(config, &sealed).map(CookieUpdate::from)
 }
 
 fn fresh_id() -> Result<SessionId, Error> {

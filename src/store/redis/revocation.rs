@@ -12,10 +12,11 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use ::redis::Script;
+use ::redis::{FromRedisValue as _, Script};
 
 use super::codec;
 use super::store::RedisStore;
+use super::tracking::Cached;
 use crate::store::{HashedId, StoreError, Timestamp};
 use crate::token::{RevocationState, Revocations};
 
@@ -67,6 +68,18 @@ impl RedisStore {
         let (revoked, not_before) =
             futures_util::future::try_join(revoked, self.not_before_at(user_key)).await?;
         Ok((revoked.is_some(), not_before))
+    }
+
+    /// The string at `key` (`GET`), through the local cache when there is one.
+    async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut command = ::redis::cmd("GET");
+        command.arg(key);
+        let decode = |reply| Option::<String>::from_redis_value(reply).map_err(StoreError::backend);
+        let as_value = |cached| match cached {
+            Cached::Value(value) => Some(value),
+            Cached::Session(_) => None,
+        };
+        (self.through_cache(key, &command, decode, as_value, Cached::Value)).await
     }
 
     /// The not-before time under `key`, if there is one.

@@ -174,25 +174,12 @@ impl RedisStore {
         }
     }
 
-    /// The string at `key` (`GET`), through the local cache when there is one.
-    #[cfg_attr(not(feature = "token"), allow(dead_code))]
-    pub(super) async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let mut command = ::redis::cmd("GET");
-        command.arg(key);
-        let decode = |reply| Option::<String>::from_redis_value(reply).map_err(StoreError::backend);
-        let as_value = |cached| match cached {
-            Cached::Value(value) => Some(value),
-            Cached::Session(_) => None,
-        };
-        (self.through_cache(key, &command, decode, as_value, Cached::Value)).await
-    }
-
     /// What `command` reads at `key` (as `decode` takes it), answered by the local cache
     /// when it holds the key (as `from_cache` takes it out). On a miss the read goes over
     /// the tracking connection for `key`, and what it found is kept unless an
     /// invalidation overtook it (its ticket); without a tracking connection, or if that
     /// one fails, over the store's own connection, and nothing is kept.
-    async fn through_cache<T: Clone>(
+    pub(super) async fn through_cache<T: Clone>(
         &self,
         key: &str,
         command: &Cmd,
