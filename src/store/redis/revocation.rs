@@ -72,14 +72,17 @@ impl RedisStore {
 
     /// The string at `key` (`GET`), through the local cache when there is one.
     async fn cached_value(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let mut command = ::redis::cmd("GET");
-        command.arg(key);
+        let read = || {
+            let mut command = ::redis::cmd("GET");
+            command.arg(key);
+            command
+        };
         let decode = |reply| Option::<String>::from_redis_value(reply).map_err(StoreError::backend);
         let as_value = |cached| match cached {
             Cached::Value(value) => Some(value),
             Cached::Session(_) => None,
         };
-        (self.through_cache(key, &command, decode, as_value, Cached::Value)).await
+        (self.through_cache(key, read, decode, as_value, Cached::Value)).await
     }
 
     /// The not-before time under `key`, if there is one.

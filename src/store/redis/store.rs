@@ -174,15 +174,16 @@ impl RedisStore {
         }
     }
 
-    /// What `command` reads at `key` (as `decode` takes it), answered by the local cache
-    /// when it holds the key (as `from_cache` takes it out). On a miss the read goes over
+    /// What the command `read` builds reads at `key` (as `decode` takes it), answered by
+    /// the local cache when it holds the key (as `from_cache` takes it out; a hit builds
+    /// no command). On a miss the read goes over
     /// the tracking connection for `key`, and what it found is kept unless an
     /// invalidation overtook it (its ticket); without a tracking connection, or if that
     /// one fails, over the store's own connection, and nothing is kept.
     pub(super) async fn through_cache<T: Clone>(
         &self,
         key: &str,
-        command: &Cmd,
+        read: impl FnOnce() -> Cmd,
         decode: impl FnOnce(Value) -> Result<T, StoreError>,
         from_cache: impl FnOnce(Cached) -> Option<T>,
         into_cache: impl FnOnce(T) -> Cached,
@@ -197,6 +198,7 @@ impl RedisStore {
             Some(Lookup::Miss(ticket)) => Some(ticket),
             Some(Lookup::Bypass) | None => None,
         };
+        let command = read();
         let tracking = ticket.and_then(|ticket| Some((ticket, reading?.connection_for(key)?)));
         let mut kept = None;
         let reply = match tracking {
@@ -207,10 +209,10 @@ impl RedisStore {
                 }
                 Err(error) => {
                     tracing::debug!(%error, "a cached read failed on the tracking connection");
-                    self.query(command).await?
+                    self.query(&command).await?
                 }
             },
-            None => self.query(command).await?,
+            None => self.query(&command).await?,
         };
         let found = decode(reply)?;
         if let (Some(tracked), Some(ticket)) = (reading, kept) {
@@ -413,8 +415,11 @@ impl SessionStore for RedisStore {
         expiry: Expiry,
     ) -> Result<Option<Arc<Record>>, StoreError> {
         let key = self.session_key(id.as_str());
-        let mut command = ::redis::cmd("HGETALL");
-        command.arg(&key);
+        let read = || {
+            let mut command = ::redis::cmd("HGETALL");
+            command.arg(&key);
+            command
+        };
         let decode = |reply| {
             let decoded = codec::decode_record(codec::hash_entries(reply)?)?;
             Ok(decoded.map(|(record, _)| Arc::new(record)))
@@ -423,8 +428,7 @@ impl SessionStore for RedisStore {
             Cached::Session(record) => Some(record),
             Cached::Value(_) => None,
         };
-        let record =
-            (self.through_cache(&key, &command, decode, as_session, Cached::Session)).await?;
+        let record = (self.through_cache(&key, read, decode, as_session, Cached::Session)).await?;
         Ok(record.filter(|record| expiry.is_live(&record.metadata)))
     }
 
