@@ -38,9 +38,13 @@ run fail (exit status 1) after printing what it measured.
 Pinning: redis-server runs on core 0 (`taskset -c 0`), this load generator (one Python
 process, asyncio over raw RESP sockets, standard library only) on core 1
 (os.sched_setaffinity); --redis-core / --client-core change them. Redis CPU per write is
-what counts; writes/s is bounded by this single-threaded generator, which the output
-shows as the generator's CPU use. The Lua comes from src/store/redis/lua/ next to this
-script. Every redis-server it starts is stopped (by PID) when it ends, also on error.
+what counts; writes/s is bounded by whichever of redis-server and this single-threaded
+generator saturates first (the output shows how busy each was), and how full Redis's
+event-loop turns get changes its cost per write somewhat. The CPU other processes took
+during each window is shown too, and a window where they took more than a quarter of a
+core is flagged CONTENDED: run it on an otherwise idle machine. The Lua comes from
+src/store/redis/lua/ next to this script. Every redis-server it starts is stopped (by PID)
+when it ends, also on error.
 """
 
 import argparse
@@ -68,6 +72,9 @@ MODES = ("none", "broadcast", "per-key", "per-key-other-writer")
 # Not run by default: per-key's connections and writer's copy without CLIENT TRACKING,
 # to split per-key's cost between the writer's copy and the tracking table.
 DIAGNOSTIC_MODES = ("per-key-untracked",)
+# Other processes' CPU during a measured window (fraction of one core) above which the
+# result is flagged.
+CONTENDED = 0.25
 
 
 # ---------------------------------------------------------------------------------------
@@ -756,14 +763,14 @@ def main():
     p.add_argument("--concurrency", type=int, default=32,
                    help="writes in flight (writer connections in none/broadcast)")
     p.add_argument("--rounds", type=int, default=1, help="runs of each configuration (medians shown)")
-    p.add_argument("--redis-core", type=int, default=0)
-    p.add_argument("--client-core", type=int, default=1)
+    p.add_argument("--redis-core", type=int, default=0, help="the core redis-server runs on")
+    p.add_argument("--client-core", type=int, default=1, help="the core this generator runs on")
     p.add_argument("--no-pin", action="store_true", help="run without CPU pinning")
     p.add_argument("--phase-timeout", type=float, default=180.0,
                    help="seconds allowed for one write phase")
     p.add_argument("--config-timeout", type=float, default=300.0,
                    help="seconds allowed for one configuration, setup included")
-    p.add_argument("--max-seconds", type=float, default=1200.0,
+    p.add_argument("--max-seconds", type=float, default=600.0,
                    help="no configuration starts after this many seconds")
     args = p.parse_args()
 
@@ -801,6 +808,7 @@ def main():
     began = time.monotonic()
     results = collections.defaultdict(list)
     failed = []
+    contended = []
     for n in counts:
         for r in range(args.rounds):
             for mode in modes:
@@ -816,7 +824,10 @@ def main():
                       f"keys {res['push_keys']:>10}  re-reads {res['rereads']:>7}  "
                       f"redis {res['redis_util']:.0%} gen {res['gen_util']:.0%} "
                       f"others {res['others_util']:.0%}  "
-                      f"errors {res['errors']}  ({res['wall_s']:.1f} s)", flush=True)
+                      f"errors {res['errors']}  ({res['wall_s']:.1f} s)"
+                      + ("  CONTENDED" if res["others_util"] > CONTENDED else ""), flush=True)
+                if res["others_util"] > CONTENDED:
+                    contended.append(f"n={n} {mode} ({res['others_util']:.0%})")
                 if res["errors"]:
                     failed.append((n, mode, res["errors"], res["error_samples"]))
 
@@ -861,6 +872,9 @@ def main():
     if len(nones) > 1:
         print(f"\nnone across its {len(nones)} runs (the noise floor): "
               f"{min(nones):.2f}–{max(nones):.2f} µs/write")
+    if contended:
+        print(f"\nmeasured while other processes used more than {CONTENDED:.0%} of a core "
+              f"(less trustworthy; rerun on a quiet machine): {', '.join(contended)}")
     print(f"\ntotal time {time.monotonic() - began:.0f} s")
     if failed:
         for n, mode, count, samples in failed:
