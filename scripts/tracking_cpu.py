@@ -33,7 +33,12 @@ the writer's copy the hash first); any other reply is counted as an error and ma
 run fail (exit status 1) after printing what it measured.
 
     python3 scripts/tracking_cpu.py [--instances 1,10,100,400] [--sessions 10000] \\
-        [--writes 100000] [--concurrency 32] [--rounds 1]
+        [--writes 100000] [--concurrency 32] [--rounds 3]
+
+Rounds alternate the modes (each round runs every mode once for an instance count) and
+the tables show medians: one window of 100,000 writes still varies by some 20% from run
+to run on a 2-core VM, so a single round can put a ratio off by that much. The default
+run (3 rounds) takes about 4 minutes on an idle 2-core machine.
 
 Pinning: redis-server runs on core 0 (`taskset -c 0`), this load generator (one Python
 process, asyncio over raw RESP sockets, standard library only) on core 1
@@ -762,7 +767,8 @@ def main():
     p.add_argument("--writes", type=int, default=100_000, help="measured writes per configuration")
     p.add_argument("--concurrency", type=int, default=32,
                    help="writes in flight (writer connections in none/broadcast)")
-    p.add_argument("--rounds", type=int, default=1, help="runs of each configuration (medians shown)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs of each configuration, modes alternating (medians shown)")
     p.add_argument("--redis-core", type=int, default=0, help="the core redis-server runs on")
     p.add_argument("--client-core", type=int, default=1, help="the core this generator runs on")
     p.add_argument("--no-pin", action="store_true", help="run without CPU pinning")
