@@ -315,23 +315,25 @@ async fn killing_an_instance_loses_nothing() {
             "kill test (Redis, {balance:?}): {}",
             tally.summary(&cart)
         ));
-        assert_eq!(tally.acked(), 600, "every add was acknowledged");
-        assert_eq!(
-            tally.lost(&cart),
-            0,
-            "every acknowledged SKU is in the cart"
-        );
-        assert_eq!(
-            tally.logged_out.load(Ordering::Relaxed),
-            0,
-            "never logged out"
-        );
-        // Routed by session: its own instance, and another while that one was down.
-        let served = tally.instances.lock().unwrap().len();
-        match balance {
-            Balance::RoundRobin => assert_eq!(served, 3, "all 3 instances served traffic"),
-            Balance::Session => assert!(served >= 2, "another instance took over"),
-        }
+        kill_lost_nothing(&tally, &cart, balance);
+    }
+}
+
+/// What a kill scenario must end with: every add acknowledged and in the cart, nobody
+/// logged out; in round robin every instance served, routed by session the session's
+/// own instance and another while that one was down.
+fn kill_lost_nothing(tally: &Tally, cart: &Option<BTreeSet<String>>, balance: Balance) {
+    assert_eq!(tally.acked(), 600, "every add was acknowledged");
+    assert_eq!(tally.lost(cart), 0, "every acknowledged SKU is in the cart");
+    assert_eq!(
+        tally.logged_out.load(Ordering::Relaxed),
+        0,
+        "never logged out"
+    );
+    let served = tally.instances.lock().unwrap().len();
+    match balance {
+        Balance::RoundRobin => assert_eq!(served, 3, "all 3 instances served traffic"),
+        Balance::Session => assert!(served >= 2, "another instance took over"),
     }
 }
 
@@ -989,15 +991,8 @@ async fn token_kill_scenario(store: FleetStore, groups: usize, what: &str) {
         "kill test (token mode, {what}): {}",
         tally.summary(&cart)
     ));
-    assert_eq!(tally.acked(), 600, "every add was acknowledged");
-    assert_eq!(tally.lost(&cart), 0, "every acknowledged SKU is in a cart");
-    assert_eq!(
-        tally.logged_out.load(Ordering::Relaxed),
-        0,
-        "never logged out"
-    );
+    kill_lost_nothing(&tally, &cart, Balance::RoundRobin);
     assert_eq!(tally.other_failures.load(Ordering::Relaxed), 0);
-    assert_eq!(tally.instances.lock().unwrap().len(), 3, "all 3 served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1261,22 +1256,7 @@ async fn killing_an_instance_loses_nothing_on_postgres() {
     // 3 shops, the restarted one and nginx: PostgreSQL is the test's, not the fleet's.
     let (tally, cart) = kill_scenario(store, 5).await;
     report(&format!("kill test (PostgreSQL): {}", tally.summary(&cart)));
-    assert_eq!(tally.acked(), 600, "every add was acknowledged");
-    assert_eq!(
-        tally.lost(&cart),
-        0,
-        "every acknowledged SKU is in the cart"
-    );
-    assert_eq!(
-        tally.logged_out.load(Ordering::Relaxed),
-        0,
-        "never logged out"
-    );
-    assert_eq!(
-        tally.instances.lock().unwrap().len(),
-        3,
-        "all 3 instances served traffic"
-    );
+    kill_lost_nothing(&tally, &cart, Balance::RoundRobin);
 }
 
 /// The fleet's instances: (name, port).
