@@ -254,7 +254,9 @@ impl RedisStoreBuilder {
     /// The most the cache's sessions may weigh, in bytes (default
     /// [`DEFAULT_CACHE_MAX_BYTES`](Self::DEFAULT_CACHE_MAX_BYTES), 64 MiB): the lengths of
     /// their keys, field names, values and user IDs, plus a fixed overhead per session
-    /// (160 bytes) and per field (56), an estimate of what the allocator holds for them.
+    /// (360 bytes) and per field (100): an estimate of the memory they take, set from the
+    /// resident memory a cache of shop-like sessions was measured to add (BENCHMARKS.md,
+    /// "The coherent cache's hit, and its memory").
     /// Split evenly over the cache's 16 shards; a session heavier than a shard's share is
     /// not cached. See [`cache`](Self::cache).
     pub fn cache_max_bytes(mut self, max_bytes: usize) -> Self {

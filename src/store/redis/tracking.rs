@@ -78,8 +78,9 @@ pub(super) enum Cached {
 
 pub(super) type SessionCache = CoherentCache<Cached>;
 
-/// Counted per field beside its name and value: the two `String`s and the map's slot.
-const FIELD_OVERHEAD: usize = 56;
+/// Counted per field beside its name and value: the map's slot and the two strings'
+/// allocations (see `ENTRY_OVERHEAD` in cache.rs).
+const FIELD_OVERHEAD: usize = 100;
 
 impl Weigh for Cached {
     fn weight(&self) -> usize {
