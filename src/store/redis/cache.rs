@@ -17,7 +17,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -213,38 +213,42 @@ impl<V: Clone + Weigh> CoherentCache<V> {
     }
 
     pub(super) fn lookup(&self, key: &str) -> Lookup<V> {
-        if !self.leased() {
+        let Some((ticket, mut shard)) = self.ticket_locked(key) else {
             self.counters.bypasses.fetch_add(1, Ordering::Relaxed);
             return Lookup::Bypass;
-        }
-        let hash = self.hash(key);
-        let index = self.shard_of(hash);
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let mut shard = self.lock(index);
-        if let Some(value) = shard.find(hash, key) {
+        };
+        if let Some(value) = shard.find(ticket.hash, key) {
             let value = value.clone();
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return Lookup::Hit(value);
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        Lookup::Miss(Ticket {
+        Lookup::Miss(ticket)
+    }
+
+    /// `key`'s ticket, with its shard still locked; `None` while not leased.
+    fn ticket_locked(&self, key: &str) -> Option<(Ticket, MutexGuard<'_, Shard<V>>)> {
+        if !self.leased() {
+            return None;
+        }
+        let hash = self.hash(key);
+        let index = self.shard_of(hash);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let shard = self.lock(index);
+        let ticket = Ticket {
             hash,
             shard: index,
             sequence: shard.sequence,
             epoch,
-        })
+        };
+        Some((ticket, shard))
     }
 
     /// Keeps `value`, read from `key` after `ticket` was taken, unless something
     /// invalidated the shard or flushed the cache since.
     pub(super) fn fill(&self, key: &str, ticket: Ticket, value: V) {
         let mut shard = self.lock(ticket.shard);
-        // Checked under the shard's lock: a flush bumps the epoch before it takes the
-        // locks to clear, so either this fill sees the new epoch or the flush clears it.
-        if shard.sequence != ticket.sequence
-            || self.epoch.load(Ordering::Acquire) != ticket.epoch
-            || !self.leased()
-        {
+        if self.overtaken(&shard, &ticket) {
             return;
         }
         // The ticket's hash is this key's: `lookup` took it for `key`.
@@ -254,19 +258,7 @@ impl<V: Clone + Weigh> CoherentCache<V> {
     /// Permission to keep what a write this store is about to send leaves at `key`
     /// ([`keep_written`](Self::keep_written)); `None` while not tracking.
     pub(super) fn ticket(&self, key: &str) -> Option<Ticket> {
-        if !self.leased() {
-            return None;
-        }
-        let hash = self.hash(key);
-        let index = self.shard_of(hash);
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let sequence = self.lock(index).sequence;
-        Some(Ticket {
-            hash,
-            shard: index,
-            sequence,
-            epoch,
-        })
+        self.ticket_locked(key).map(|(ticket, _)| ticket)
     }
 
     /// A write sent after `ticket` was taken left `value` at `key`: keeps it, unless an
@@ -275,9 +267,7 @@ impl<V: Clone + Weigh> CoherentCache<V> {
     /// afterwards: such a read may have seen the value before the write.
     pub(super) fn keep_written(&self, key: &str, ticket: Ticket, value: V) {
         let mut shard = self.lock(ticket.shard);
-        let overtaken = shard.sequence != ticket.sequence
-            || self.epoch.load(Ordering::Acquire) != ticket.epoch
-            || !self.leased();
+        let overtaken = self.overtaken(&shard, &ticket);
         shard.sequence += 1;
         if overtaken {
             if shard.remove(ticket.hash, key) {
@@ -288,6 +278,16 @@ impl<V: Clone + Weigh> CoherentCache<V> {
         if shard.put(ticket.hash, key, value) {
             self.counters.copies.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether an invalidation of `ticket`'s shard, a flush or the end of the lease came
+    /// after it. Checked under the shard's lock (`shard` is its guard's contents): a
+    /// flush bumps the epoch before it takes the locks to clear, so either the caller
+    /// sees the new epoch or the flush clears what it puts.
+    fn overtaken(&self, shard: &Shard<V>, ticket: &Ticket) -> bool {
+        shard.sequence != ticket.sequence
+            || self.epoch.load(Ordering::Acquire) != ticket.epoch
+            || !self.leased()
     }
 
     /// `key` changed in Redis (or is about to, through this store).
@@ -387,13 +387,13 @@ impl<V: Clone + Weigh> CoherentCache<V> {
         (hash >> 60) as usize % self.shards.len()
     }
 
-    fn lock_generation(&self) -> std::sync::MutexGuard<'_, u64> {
+    fn lock_generation(&self) -> MutexGuard<'_, u64> {
         self.generation
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn lock(&self, index: usize) -> std::sync::MutexGuard<'_, Shard<V>> {
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard<V>> {
         // A panic while holding a shard's lock cannot leave it half-updated in a way that
         // matters (a value is put or popped whole), so poisoning is ignored.
         self.shards[index]

@@ -1053,12 +1053,9 @@ async fn in_token_mode_a_logout_on_one_instance_is_refused_by_the_others() {
     }
     let _serial = SERIAL.lock().await;
     let fleet = start_in(FleetStore::OwnRedis(Vec::new()), "token");
-    let ports: Vec<u16> = fleet
-        .lock()
-        .unwrap()
-        .instances
-        .iter()
-        .map(|i| i.port)
+    let ports: Vec<u16> = instances(&fleet)
+        .into_iter()
+        .map(|(_, port)| port)
         .collect();
     let rounds = 300;
     let (mut accepted, mut accepted_later) = (0, 0);
