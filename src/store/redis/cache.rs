@@ -261,20 +261,31 @@ impl<V: Clone + Weigh> CoherentCache<V> {
         self.ticket_locked(key).map(|(ticket, _)| ticket)
     }
 
-    /// A write sent after `ticket` was taken left `value` at `key`: keeps it, unless an
-    /// invalidation or flush overtook the write (then drops the key). Either way, like
+    /// A write sent after `ticket` was taken changed `key`: keeps what `replay` makes of
+    /// the value held before it (`None` if none), unless an invalidation or flush
+    /// overtook the write or `replay` cannot tell (then drops the key). Either way, like
     /// [`invalidate`](Self::invalidate), no read that started before fills the key
     /// afterwards: such a read may have seen the value before the write.
-    pub(super) fn keep_written(&self, key: &str, ticket: Ticket, value: V) {
+    pub(super) fn keep_written(
+        &self,
+        key: &str,
+        ticket: Ticket,
+        replay: impl FnOnce(Option<&V>) -> Option<V>,
+    ) {
         let mut shard = self.lock(ticket.shard);
         let overtaken = self.overtaken(&shard, &ticket);
         shard.sequence += 1;
-        if overtaken {
+        let kept = if overtaken {
+            None
+        } else {
+            replay(shard.find(ticket.hash, key))
+        };
+        let Some(value) = kept else {
             if shard.remove(ticket.hash, key) {
                 self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
             }
             return;
-        }
+        };
         if shard.put(ticket.hash, key, value) {
             self.counters.copies.fetch_add(1, Ordering::Relaxed);
         }
@@ -493,9 +504,26 @@ mod tests {
     fn a_write_leaves_its_copy() {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, 2);
+        cache.keep_written("a", ticket, |_| Some(2));
         assert_eq!(hit(&cache, "a"), Some(2));
         assert_eq!(cache.stats().copies, 1);
+    }
+
+    #[test]
+    fn a_write_is_replayed_on_what_was_held_or_drops_it() {
+        let cache = tracking_cache(64);
+        let read = miss(&cache, "a");
+        cache.fill("a", read, 1);
+        let ticket = written(&cache, "a");
+        cache.keep_written("a", ticket, |held| held.map(|held| held + 10));
+        assert_eq!(hit(&cache, "a"), Some(11));
+        let ticket = written(&cache, "a");
+        cache.keep_written("a", ticket, |_| None);
+        assert_eq!(
+            hit(&cache, "a"),
+            None,
+            "a write it cannot replay drops the key"
+        );
     }
 
     #[test]
@@ -507,7 +535,7 @@ mod tests {
         cache.invalidate("a");
         let refill = miss(&cache, "a");
         cache.fill("a", refill, 1);
-        cache.keep_written("a", ticket, 2);
+        cache.keep_written("a", ticket, |_| Some(2));
         assert_eq!(
             hit(&cache, "a"),
             None,
@@ -521,7 +549,7 @@ mod tests {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
         let read_before = miss(&cache, "a");
-        cache.keep_written("a", ticket, 2);
+        cache.keep_written("a", ticket, |_| Some(2));
         cache.fill("a", read_before, 1);
         assert_eq!(hit(&cache, "a"), Some(2));
         assert!(cache.ticket("b").is_some());
@@ -616,7 +644,7 @@ mod tests {
         cache.fill("new", ticket, 300);
         assert_eq!(hit(&cache, "new"), Some(300));
         let ticket = cache.ticket("new").unwrap();
-        cache.keep_written("new", ticket, 5_000);
+        cache.keep_written("new", ticket, |_| Some(5_000));
         assert_eq!(hit(&cache, "new"), None);
         cache.flush();
         assert_eq!(cache.stats().bytes, 0);

@@ -112,17 +112,8 @@ impl Reserved {
     fn decode(self) -> Result<(Metadata, u64), StoreError> {
         let (created_at, refreshed_at, generation, user) = match self.meta {
             Some(meta) => {
-                let text =
-                    std::str::from_utf8(&meta).map_err(|_| corrupt("metadata is not UTF-8"))?;
-                let mut parts = text
-                    .split('.')
-                    .map(|part| number(Some(part.as_bytes()), "metadata"));
-                let (Some(created), Some(refreshed), Some(generation), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(corrupt("metadata is not three numbers"));
-                };
-                (created?, refreshed?, generation?, self.user)
+                let (created, refreshed, generation) = decode_meta(&meta)?;
+                (created, refreshed, generation, self.user)
             }
             None => {
                 check_v1_version(self.v1_version.as_deref())?;
@@ -144,6 +135,21 @@ impl Reserved {
         };
         Ok((metadata, generation))
     }
+}
+
+/// Layout 2's metadata field: creation and refresh times (milliseconds) and the write
+/// generation.
+pub(super) fn decode_meta(meta: &[u8]) -> Result<(u64, u64, u64), StoreError> {
+    let text = std::str::from_utf8(meta).map_err(|_| corrupt("metadata is not UTF-8"))?;
+    let mut parts = text
+        .split('.')
+        .map(|part| number(Some(part.as_bytes()), "metadata"));
+    let (Some(created), Some(refreshed), Some(generation), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(corrupt("metadata is not three numbers"));
+    };
+    Ok((created?, refreshed?, generation?))
 }
 
 /// A hash's fields and values, as raw bytes.

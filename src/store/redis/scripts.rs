@@ -11,19 +11,19 @@ macro_rules! session_script {
     };
 }
 
-/// A session script's "writer's copy" variant: its reply with the session as the script
-/// left it (`HGETALL`, read inside the script) in front. Run over a tracking connection,
-/// that read also has Redis go on tracking the key for it.
-macro_rules! session_script_with_copy {
+/// A session script's "writer's copy" variant: the script as a function, and its reply
+/// with the session's metadata field as the script left it (`:m`, nil once the session is
+/// gone) in front (`lua/writers_copy.lua`), from which the writer replays the write on
+/// its cached copy. Run over a tracking connection, that read after the script's writes
+/// also has Redis go on tracking the key for it.
+macro_rules! session_script_with_meta {
     ($file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("lua/common.lua"),
                 "local function run()\n",
                 include_str!($file),
-                "\nend\nlocal reply = run()\n",
-                "table.insert(reply, 1, redis.call('HGETALL', KEYS[1]))\n",
-                "return reply\n",
+                include_str!("lua/writers_copy.lua"),
             ))
         })
     };
@@ -34,11 +34,11 @@ pub(super) static APPLY: LazyLock<Script> = session_script!("lua/apply.lua");
 pub(super) static CYCLE: LazyLock<Script> = session_script!("lua/cycle.lua");
 pub(super) static INCREMENT: LazyLock<Script> = session_script!("lua/increment.lua");
 pub(super) static COMPARE_AND_SET: LazyLock<Script> = session_script!("lua/compare_and_set.lua");
-pub(super) static APPLY_WITH_COPY: LazyLock<Script> = session_script_with_copy!("lua/apply.lua");
-pub(super) static INCREMENT_WITH_COPY: LazyLock<Script> =
-    session_script_with_copy!("lua/increment.lua");
-pub(super) static COMPARE_AND_SET_WITH_COPY: LazyLock<Script> =
-    session_script_with_copy!("lua/compare_and_set.lua");
+pub(super) static APPLY_WITH_META: LazyLock<Script> = session_script_with_meta!("lua/apply.lua");
+pub(super) static INCREMENT_WITH_META: LazyLock<Script> =
+    session_script_with_meta!("lua/increment.lua");
+pub(super) static COMPARE_AND_SET_WITH_META: LazyLock<Script> =
+    session_script_with_meta!("lua/compare_and_set.lua");
 pub(super) static CYCLE_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cycle_finish.lua")));
 pub(super) static DESTROY_IF_USER: LazyLock<Script> =

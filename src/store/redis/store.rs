@@ -15,10 +15,10 @@ use super::codec;
 use super::conn::{Conn, RedisConnection};
 use super::durable::Durability;
 use super::scripts::{
-    APPLY, APPLY_WITH_COPY, COMPARE_AND_SET, COMPARE_AND_SET_WITH_COPY, CREATE, INCREMENT,
-    INCREMENT_WITH_COPY,
+    APPLY, APPLY_WITH_META, COMPARE_AND_SET, COMPARE_AND_SET_WITH_META, CREATE, INCREMENT,
+    INCREMENT_WITH_META,
 };
-use super::tracking::{Cached, SessionCache, Tracked};
+use super::tracking::{Cached, CachedSession, SessionCache, Tracked};
 use crate::store::{
     Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
     SessionSummary, StoreError, Swapped, Timestamp, UserChange,
@@ -227,16 +227,20 @@ impl RedisStore {
 
     /// Runs a session script on `key` with the arguments `args` pushes, and returns its
     /// reply's items as text. With a cache that serves, runs its "writer's copy" variant
-    /// over the tracking connection for `key` and keeps the session as the script left
-    /// it (see [`Forgetting::keep`]), so the next read here costs no round trip.
+    /// over the tracking connection for `key`, and the cache keeps the session as the
+    /// script left it (see [`Forgetting::keep`]) when it held the session as the script
+    /// found it, so the next read here costs no round trip: `replay` repeats the write on
+    /// a copy of the cached record from the script's reply, and says how many writes the
+    /// script counted (its generation must agree), or `None` if it cannot tell.
     async fn run_session_script(
         &self,
         forget: &mut Forgetting<'_>,
         key: String,
         scripts: (&Script, &Script),
         args: impl Fn(&mut ScriptInvocation<'_>),
+        replay: impl FnOnce(&[String], &mut Record) -> Option<u64>,
     ) -> Result<Vec<String>, StoreError> {
-        let (plain, with_copy) = scripts;
+        let (plain, with_meta) = scripts;
         let copying = self.tracked.as_deref().and_then(|tracked| {
             let ticket = tracked.cache.ticket(&key)?;
             Some((ticket, tracked.connection_for(&key)?))
@@ -247,7 +251,7 @@ impl RedisStore {
             let reply = invocation.invoke_async(&mut self.conn.clone()).await;
             return reply.map_err(StoreError::backend);
         };
-        let mut invocation = with_copy.key(&key);
+        let mut invocation = with_meta.key(&key);
         args(&mut invocation);
         let reply: Vec<Value> = match invocation.invoke_async(&mut connection).await {
             Ok(reply) => reply,
@@ -255,13 +259,34 @@ impl RedisStore {
             // connection finds where it runs, and the copy is not kept.
             Err(error) if not_run(&error) => {
                 let reply = invocation.invoke_async(&mut self.conn.clone()).await;
-                let (_, reply) = split_copy(reply.map_err(StoreError::backend)?)?;
+                let (_, reply) = split_meta(reply.map_err(StoreError::backend)?)?;
                 return Ok(reply);
             }
             Err(error) => return Err(StoreError::backend(error)),
         };
-        let (session, reply) = split_copy(reply)?;
-        forget.keep(&key, ticket, Cached::Session(session));
+        let (meta, reply) = split_meta(reply)?;
+        forget.keep(&key, ticket, |cached| {
+            let Some((created, refreshed, generation)) = meta else {
+                // No metadata: gone, or a hash in layout 1 that the script left as it was.
+                let gone = reply.first().is_some_and(|outcome| outcome == "gone");
+                return gone.then_some(Cached::Session(None));
+            };
+            let Some(Cached::Session(Some(before))) = cached else {
+                return None;
+            };
+            let mut record = Record::clone(&before.record);
+            let writes = replay(&reply, &mut record)?;
+            let agrees = before.generation.checked_add(writes) == Some(generation)
+                && record.metadata.created_at == Timestamp::from_millis(created);
+            if !agrees {
+                return None;
+            }
+            record.metadata.refreshed_at = Timestamp::from_millis(refreshed);
+            Some(Cached::Session(Some(CachedSession {
+                record: Arc::new(record),
+                generation,
+            })))
+        });
         Ok(reply)
     }
 
@@ -358,12 +383,18 @@ impl Forgetting<'_> {
         }
     }
 
-    /// A write to `key` that `ticket` permitted left `session`: the cache keeps it
-    /// instead of dropping the key again at the end.
-    fn keep(&mut self, key: &str, ticket: Ticket, session: Cached) {
+    /// A write to `key` that `ticket` permitted is done: the cache keeps what `replay`
+    /// makes of what it held (see [`SessionCache::keep_written`]) instead of dropping the
+    /// key again at the end.
+    fn keep(
+        &mut self,
+        key: &str,
+        ticket: Ticket,
+        replay: impl FnOnce(Option<&Cached>) -> Option<Cached>,
+    ) {
         if let Some(cache) = self.cache {
             self.keys.retain(|forgotten| forgotten != key);
-            cache.keep_written(key, ticket, session);
+            cache.keep_written(key, ticket, replay);
         }
     }
 }
@@ -376,16 +407,21 @@ fn not_run(error: &::redis::RedisError) -> bool {
     )
 }
 
-/// A "writer's copy" reply: the session as the script left it (`None` once it is gone),
-/// and the script's own reply as text.
-fn split_copy(reply: Vec<Value>) -> Result<(Option<Arc<Record>>, Vec<String>), StoreError> {
+/// A "writer's copy" reply: the session's metadata as the script left it (creation and
+/// refresh times and write generation; `None` once the session is gone), and the
+/// script's own reply as text.
+#[allow(clippy::type_complexity)]
+fn split_meta(reply: Vec<Value>) -> Result<(Option<(u64, u64, u64)>, Vec<String>), StoreError> {
     let mut items = reply.into_iter();
-    let hash = items.next().ok_or_else(unexpected_reply)?;
-    let session = codec::decode_record(codec::hash_entries(hash)?)?;
+    let meta = match items.next().ok_or_else(unexpected_reply)? {
+        Value::Nil => None,
+        Value::BulkString(meta) => Some(codec::decode_meta(&meta)?),
+        _ => return Err(unexpected_reply()),
+    };
     let reply = items
         .map(|item| String::from_redis_value(item).map_err(|_| unexpected_reply()))
         .collect::<Result<_, _>>()?;
-    Ok((session.map(|(record, _)| Arc::new(record)), reply))
+    Ok((meta, reply))
 }
 
 impl Drop for Forgetting<'_> {
@@ -422,13 +458,17 @@ impl SessionStore for RedisStore {
         };
         let decode = |reply| {
             let decoded = codec::decode_record(codec::hash_entries(reply)?)?;
-            Ok(decoded.map(|(record, _)| Arc::new(record)))
+            Ok(decoded.map(|(record, generation)| CachedSession {
+                record: Arc::new(record),
+                generation,
+            }))
         };
         let as_session = |cached| match cached {
-            Cached::Session(record) => Some(record),
+            Cached::Session(session) => Some(session),
             Cached::Value(_) => None,
         };
-        let record = (self.through_cache(&key, read, decode, as_session, Cached::Session)).await?;
+        let session = (self.through_cache(&key, read, decode, as_session, Cached::Session)).await?;
+        let record = session.map(|session| session.record);
         Ok(record.filter(|record| expiry.is_live(&record.metadata)))
     }
 
@@ -459,9 +499,21 @@ impl SessionStore for RedisStore {
             codec::push_expiry(invocation, expiry);
             codec::push_changes(invocation, changes);
         };
+        // The same changes on the cached copy; a field both set and incremented is left
+        // to Redis (the session never sends one).
+        let replay = |reply: &[String], record: &mut Record| {
+            let saved = reply.first().is_some_and(|outcome| outcome == "saved");
+            let overlap =
+                (changes.increments.keys()).any(|field| changes.fields.contains_key(field));
+            if !saved || overlap {
+                return None;
+            }
+            changes.apply_to(record).ok()?;
+            Some(u64::from(!changes.is_empty()))
+        };
         let key = self.session_key(id.as_str());
-        let reply =
-            (self.run_session_script(&mut forget, key, (&APPLY, &APPLY_WITH_COPY), args)).await?;
+        let scripts = (&*APPLY, &*APPLY_WITH_META);
+        let reply = (self.run_session_script(&mut forget, key, scripts, args, replay)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Applied::Gone),
             (Some("rejected"), why) => Ok(Applied::Rejected(codec::rejection(why)?)),
@@ -507,14 +559,21 @@ impl SessionStore for RedisStore {
         expiry: Expiry,
     ) -> Result<Incremented, StoreError> {
         let mut forget = self.forgetting(&[id.as_str()]);
-        let field = codec::encode_field(field);
+        let stored = codec::encode_field(field);
         let args = |invocation: &mut ScriptInvocation<'_>| {
             codec::push_expiry(invocation, expiry);
-            invocation.arg(field.as_ref()).arg(delta);
+            invocation.arg(stored.as_ref()).arg(delta);
+        };
+        let replay = |reply: &[String], record: &mut Record| match reply {
+            [outcome, value] if outcome == "value" => {
+                record.data.insert(field.to_owned(), value.clone());
+                Some(1)
+            }
+            _ => None,
         };
         let key = self.session_key(id.as_str());
-        let scripts = (&*INCREMENT, &*INCREMENT_WITH_COPY);
-        let reply = (self.run_session_script(&mut forget, key, scripts, args)).await?;
+        let scripts = (&*INCREMENT, &*INCREMENT_WITH_META);
+        let reply = (self.run_session_script(&mut forget, key, scripts, args, replay)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Incremented::Gone),
             (Some("rejected"), why) => Ok(Incremented::Rejected(codec::rejection(why)?)),
@@ -535,10 +594,10 @@ impl SessionStore for RedisStore {
         expiry: Expiry,
     ) -> Result<Swapped, StoreError> {
         let mut forget = self.forgetting(&[id.as_str()]);
-        let field = codec::encode_field(field);
+        let stored = codec::encode_field(field);
         let args = |invocation: &mut ScriptInvocation<'_>| {
             codec::push_expiry(invocation, expiry);
-            invocation.arg(field.as_ref());
+            invocation.arg(stored.as_ref());
             for value in [expected, new] {
                 match value {
                     Some(value) => invocation.arg("1").arg(value),
@@ -546,9 +605,19 @@ impl SessionStore for RedisStore {
                 };
             }
         };
+        let replay = |reply: &[String], record: &mut Record| {
+            if reply.first().is_none_or(|outcome| outcome != "saved") {
+                return None;
+            }
+            match new {
+                Some(value) => record.data.insert(field.to_owned(), value.to_owned()),
+                None => record.data.remove(field),
+            };
+            Some(1)
+        };
         let key = self.session_key(id.as_str());
-        let scripts = (&*COMPARE_AND_SET, &*COMPARE_AND_SET_WITH_COPY);
-        let reply = (self.run_session_script(&mut forget, key, scripts, args)).await?;
+        let scripts = (&*COMPARE_AND_SET, &*COMPARE_AND_SET_WITH_META);
+        let reply = (self.run_session_script(&mut forget, key, scripts, args, replay)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Swapped::Gone),
             (Some("saved"), _) => Ok(Swapped::Saved),

@@ -8,7 +8,8 @@
 //! read there, and only those, when anyone else writes, deletes or expires them. Each
 //! push is applied to the cache inside the connection's reader, in order with its
 //! replies. `NOLOOP` spares the writer the push of its own write, whose result it keeps;
-//! the scripts read the key back, so Redis goes on tracking it for this connection.
+//! the scripts read the key's metadata back, so Redis goes on tracking it for this
+//! connection.
 //! Redis's work per write then grows with the instances that hold the key, not with the
 //! fleet. Broadcast tracking (`BCAST PREFIX <prefix>`: every key under the prefix) stays
 //! an option ([`broadcast_tracking`](super::RedisStoreBuilder::broadcast_tracking)).
@@ -68,12 +69,21 @@ pub(super) enum Tracking {
 /// What the cache holds per key.
 #[derive(Clone)]
 pub(super) enum Cached {
-    /// A session hash: the record read (shared with the requests that read it), or that
-    /// there was none.
-    Session(Option<Arc<Record>>),
+    /// A session hash as read or written, or that there was none.
+    Session(Option<CachedSession>),
     /// A plain string key (token mode's revocations), or that there was none.
     #[cfg_attr(not(feature = "token"), allow(dead_code))]
     Value(Option<String>),
+}
+
+/// A session as the cache holds it.
+#[derive(Clone)]
+pub(super) struct CachedSession {
+    /// Shared with the requests that read it.
+    pub(super) record: Arc<Record>,
+    /// Its write generation (`:m`): a write replayed on this copy must count exactly the
+    /// writes it made on top of it, or the copy is dropped.
+    pub(super) generation: u64,
 }
 
 pub(super) type SessionCache = CoherentCache<Cached>;
@@ -86,7 +96,7 @@ impl Weigh for Cached {
     fn weight(&self) -> usize {
         match self {
             Self::Session(None) | Self::Value(None) => 0,
-            Self::Session(Some(record)) => {
+            Self::Session(Some(CachedSession { record, .. })) => {
                 let fields = record.data.iter();
                 let data: usize = fields
                     .map(|(name, value)| name.len() + value.len() + FIELD_OVERHEAD)
