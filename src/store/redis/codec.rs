@@ -112,8 +112,8 @@ impl Reserved {
     fn decode(self) -> Result<(Metadata, u64), StoreError> {
         let (created_at, refreshed_at, generation, user) = match self.meta {
             Some(meta) => {
-                let (created, refreshed, generation) = decode_meta(&meta)?;
-                (created, refreshed, generation, self.user)
+                let meta = decode_meta(&meta)?;
+                (meta.created, meta.refreshed, meta.generation, self.user)
             }
             None => {
                 check_v1_version(self.v1_version.as_deref())?;
@@ -137,9 +137,19 @@ impl Reserved {
     }
 }
 
-/// Layout 2's metadata field: creation and refresh times (milliseconds) and the write
-/// generation.
-pub(super) fn decode_meta(meta: &[u8]) -> Result<(u64, u64, u64), StoreError> {
+/// Layout 2's metadata field, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Meta {
+    /// Milliseconds since the epoch.
+    pub(super) created: u64,
+    /// Milliseconds since the epoch.
+    pub(super) refreshed: u64,
+    /// The count of data changes.
+    pub(super) generation: u64,
+}
+
+/// Layout 2's metadata field, `<created>.<refreshed>.<generation>`.
+pub(super) fn decode_meta(meta: &[u8]) -> Result<Meta, StoreError> {
     let text = std::str::from_utf8(meta).map_err(|_| corrupt("metadata is not UTF-8"))?;
     let mut parts = text
         .split('.')
@@ -149,7 +159,11 @@ pub(super) fn decode_meta(meta: &[u8]) -> Result<(u64, u64, u64), StoreError> {
     else {
         return Err(corrupt("metadata is not three numbers"));
     };
-    Ok((created?, refreshed?, generation?))
+    Ok(Meta {
+        created: created?,
+        refreshed: refreshed?,
+        generation: generation?,
+    })
 }
 
 /// A hash's fields and values, as raw bytes.

@@ -266,7 +266,7 @@ impl RedisStore {
         };
         let (meta, reply) = split_meta(reply)?;
         forget.keep(&key, ticket, |cached| {
-            let Some((created, refreshed, generation)) = meta else {
+            let Some(meta) = meta else {
                 // No metadata: gone, or a hash in layout 1 that the script left as it was.
                 let gone = reply.first().is_some_and(|outcome| outcome == "gone");
                 return gone.then_some(Cached::Session(None));
@@ -276,15 +276,15 @@ impl RedisStore {
             };
             let mut record = Record::clone(&before.record);
             let writes = replay(&reply, &mut record)?;
-            let agrees = before.generation.checked_add(writes) == Some(generation)
-                && record.metadata.created_at == Timestamp::from_millis(created);
+            let agrees = before.generation.checked_add(writes) == Some(meta.generation)
+                && record.metadata.created_at == Timestamp::from_millis(meta.created);
             if !agrees {
                 return None;
             }
-            record.metadata.refreshed_at = Timestamp::from_millis(refreshed);
+            record.metadata.refreshed_at = Timestamp::from_millis(meta.refreshed);
             Some(Cached::Session(Some(CachedSession {
                 record: Arc::new(record),
-                generation,
+                generation: meta.generation,
             })))
         });
         Ok(reply)
@@ -410,8 +410,7 @@ fn not_run(error: &::redis::RedisError) -> bool {
 /// A "writer's copy" reply: the session's metadata as the script left it (creation and
 /// refresh times and write generation; `None` once the session is gone), and the
 /// script's own reply as text.
-#[allow(clippy::type_complexity)]
-fn split_meta(reply: Vec<Value>) -> Result<(Option<(u64, u64, u64)>, Vec<String>), StoreError> {
+fn split_meta(reply: Vec<Value>) -> Result<(Option<codec::Meta>, Vec<String>), StoreError> {
     let mut items = reply.into_iter();
     let meta = match items.next().ok_or_else(unexpected_reply)? {
         Value::Nil => None,
