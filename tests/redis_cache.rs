@@ -39,6 +39,16 @@ async fn cached(url: &str) -> RedisStore {
         .unwrap()
 }
 
+/// [`cached`], told about every key under the prefix (`broadcast_tracking`).
+async fn cached_broadcast(url: &str) -> RedisStore {
+    RedisStore::builder(url)
+        .cache(CAPACITY)
+        .broadcast_tracking(true)
+        .connect()
+        .await
+        .unwrap()
+}
+
 async fn cached_cluster(cluster: &RedisCluster) -> RedisStore {
     RedisStore::builder(RedisTarget::cluster(cluster.nodes()))
         .cache(CAPACITY)
@@ -562,12 +572,7 @@ async fn the_window_before_catching_up() {
     };
     let a = cached(&server.url()).await;
     let per_key = cached(&server.url()).await;
-    let broadcast = RedisStore::builder(server.url())
-        .cache(CAPACITY)
-        .broadcast_tracking(true)
-        .connect()
-        .await
-        .unwrap();
+    let broadcast = cached_broadcast(&server.url()).await;
     for (b, tracking) in [(per_key, "per-key"), (broadcast, "broadcast")] {
         let (stale_at_once, longest) = window(&a, &b).await;
         eprintln!(
@@ -881,12 +886,7 @@ async fn redis_tracks_only_the_keys_an_instance_holds() {
     assert!((5..=10).contains(&tracked), "{tracked} keys tracked");
     assert_eq!(info_number(&server, "stats", "tracking_total_prefixes"), 0);
 
-    let broadcast = RedisStore::builder(server.url())
-        .cache(CAPACITY)
-        .broadcast_tracking(true)
-        .connect()
-        .await
-        .unwrap();
+    let broadcast = cached_broadcast(&server.url()).await;
     assert_eq!(info_number(&server, "stats", "tracking_total_prefixes"), 1);
     let stale = stale_reads_after_writes(&a, &broadcast, raw(&server.url()).await).await;
     eprintln!(
