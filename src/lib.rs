@@ -61,6 +61,7 @@ mod session;
 mod size;
 mod snapshot;
 pub mod store;
+mod time;
 #[cfg(feature = "token")]
 mod token;
 mod writeback;

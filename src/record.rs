@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use crate::expiry::Timestamp;
 use crate::store::IncrementError;
+use crate::time::Timestamp;
 
 /// The server-side facts about a session, kept beside its data.
 #[derive(Clone, PartialEq, Eq)]

@@ -32,9 +32,10 @@ pub use self::postgres::PostgresStoreBuilder;
 #[cfg(feature = "redis")]
 pub use self::redis::{CacheStats, RedisConnection, RedisStoreBuilder, RedisTarget};
 pub use crate::error::StoreError;
-pub use crate::expiry::{Expiry, Timestamp};
+pub use crate::expiry::Expiry;
 pub use crate::id::HashedId;
 pub use crate::record::{ChangeSet, Metadata, Record, UserChange};
+pub use crate::time::Timestamp;
 #[cfg(feature = "token")]
 pub use crate::token::{MemoryRevocations, RevocationState, Revocations};
 

@@ -31,11 +31,12 @@ use crate::config::Config;
 use crate::cookie::MAX_COOKIE_LEN;
 use crate::error::ConfigError;
 use crate::error::{Error, ErrorKind};
-use crate::expiry::{Expiry, Timestamp};
+use crate::expiry::Expiry;
 use crate::keys::{Keys, Rejected, Verified};
 use crate::metrics::{self, CallOutcome};
 use crate::record::{Metadata, Record};
 use crate::store::handle::within;
+use crate::time::Timestamp;
 
 /// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
 /// the session lives in the cookie, sealed (AES-256-GCM-SIV) under a key derived from
