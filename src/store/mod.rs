@@ -34,7 +34,7 @@ pub use self::redis::{CacheStats, RedisConnection, RedisStoreBuilder, RedisTarge
 pub use crate::error::StoreError;
 pub use crate::expiry::Expiry;
 pub use crate::id::HashedId;
-pub use crate::record::{ChangeSet, Metadata, Record, UserChange};
+pub use crate::record::{ChangeSet, IncrementError, Metadata, Record, UserChange};
 pub use crate::time::Timestamp;
 #[cfg(feature = "token")]
 pub use crate::token::{MemoryRevocations, RevocationState, Revocations};
@@ -89,16 +89,6 @@ pub enum Incremented {
     Gone,
     /// The increment was rejected; nothing was written.
     Rejected(IncrementError),
-}
-
-/// Why an increment was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IncrementError {
-    /// The stored value is not a JSON integer within `i64`.
-    NotAnInteger,
-    /// The result would not fit in an `i64`.
-    Overflow,
 }
 
 /// Outcome of [`SessionStore::compare_and_set`].
