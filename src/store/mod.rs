@@ -19,6 +19,8 @@ pub(crate) mod memory;
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "token")]
+pub(crate) mod revocation;
 #[cfg(feature = "encryption")]
 pub(crate) mod sealed;
 
@@ -31,13 +33,13 @@ pub(crate) use self::handle::StoreHandle;
 pub use self::postgres::PostgresStoreBuilder;
 #[cfg(feature = "redis")]
 pub use self::redis::{CacheStats, RedisConnection, RedisStoreBuilder, RedisTarget};
+#[cfg(feature = "token")]
+pub use self::revocation::{MemoryRevocations, RevocationState, Revocations};
 pub use crate::error::StoreError;
 pub use crate::expiry::Expiry;
 pub use crate::id::HashedId;
 pub use crate::record::{ChangeSet, IncrementError, Metadata, Record, UserChange};
 pub use crate::time::Timestamp;
-#[cfg(feature = "token")]
-pub use crate::token::{MemoryRevocations, RevocationState, Revocations};
 
 /// Outcome of [`SessionStore::create`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

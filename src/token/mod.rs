@@ -2,14 +2,13 @@
 //! store is needed; revocations, if configured, end tokens before they expire.
 //!
 //! One concept per file: `format.rs` the plaintext layout, `seal.rs` the AEAD and the
-//! size budget, `revocation.rs` the revocation stores, `session.rs` what `Session` does
-//! differently, `writeback.rs` sealing the response's token, `layer.rs` the layer's
-//! token-mode constructors, `bench.rs` entry points for the benchmarks.
+//! size budget, `session.rs` what `Session` does differently, `writeback.rs` sealing the
+//! response's token, `layer.rs` the layer's token-mode constructors, `bench.rs` entry
+//! points for the benchmarks. The revocation stores are in `store/revocation.rs`.
 
 pub(crate) mod bench;
 mod format;
 mod layer;
-mod revocation;
 mod seal;
 mod session;
 mod writeback;
@@ -22,10 +21,8 @@ use std::time::Duration;
 pub(crate) use self::format::Contents;
 #[cfg(feature = "__fuzz")]
 pub(crate) use self::format::{decode, encode, encoded_len};
-pub use self::revocation::{MemoryRevocations, RevocationState, Revocations};
 pub(crate) use self::writeback::run;
 
-use self::revocation::DynRevocations;
 use self::seal::Sealer;
 use crate::config::Config;
 use crate::cookie::MAX_COOKIE_LEN;
@@ -36,6 +33,7 @@ use crate::keys::{Keys, Rejected, Verified};
 use crate::metrics::{self, CallOutcome};
 use crate::record::{Metadata, Record};
 use crate::store::handle::within;
+use crate::store::revocation::{DynRevocations, Revocations};
 use crate::time::Timestamp;
 
 /// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
