@@ -15,7 +15,8 @@ use crate::expiry::Expiry;
 use crate::keys::Rejected;
 use crate::plan::{CookieUpdate, Outcome, Write};
 use crate::record::Record;
-use crate::session::{Incoming, Session, State};
+use crate::session::{Session, State};
+use crate::snapshot::Incoming;
 use crate::store::StoreHandle;
 #[cfg(feature = "token")]
 use crate::token::Tokens;

@@ -6,8 +6,7 @@ use crate::error::Error;
 use crate::id::SessionId;
 use crate::keys::Verified;
 use crate::record::{ChangeSet, UserChange};
-use crate::session::Incoming;
-use crate::snapshot::{Seen, Snapshot};
+use crate::snapshot::{Incoming, Seen, Snapshot};
 
 /// What the client's token should become.
 #[derive(PartialEq, Eq)]
