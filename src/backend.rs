@@ -212,7 +212,9 @@ impl Backend {
         match self {
             Self::Store(store) => crate::writeback::in_store(config, store, write, expiry).await,
             #[cfg(feature = "token")]
-            Self::Tokens(tokens) => crate::token::run(config, tokens, write, expiry).await,
+            Self::Tokens(tokens) => {
+                crate::token::writeback::run(config, tokens, write, expiry).await
+            }
         }
     }
 }
