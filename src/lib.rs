@@ -40,6 +40,7 @@ mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod cookie;
+mod dispatch;
 mod error;
 mod events;
 mod expiry;

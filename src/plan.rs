@@ -31,6 +31,15 @@ impl std::fmt::Debug for CookieUpdate {
     }
 }
 
+/// Token mode hands out a sealed token as this cookie update. (Without feature `token`
+/// nothing calls it; being a trait impl, it also keeps `CookieUpdate::Sealed`, which
+/// cannot occur then, from counting as dead code.)
+impl From<SealedToken> for CookieUpdate {
+    fn from(token: SealedToken) -> Self {
+        Self::Sealed(token)
+    }
+}
+
 /// Write-back's result: the token change, and a failure that replaces the response.
 #[derive(Debug)]
 pub(crate) struct Outcome {
