@@ -40,6 +40,7 @@ mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod cookie;
+mod dispatch;
 mod error;
 mod events;
 mod expiry;
@@ -61,6 +62,7 @@ mod session;
 mod size;
 mod snapshot;
 pub mod store;
+mod time;
 #[cfg(feature = "token")]
 mod token;
 mod writeback;

@@ -45,7 +45,7 @@ pub(crate) async fn enforce(
 }
 
 /// Newer bindings rank higher; ties (one millisecond) go by ID, so all instances agree.
-fn rank(session: &SessionSummary) -> (crate::expiry::Timestamp, &HashedId) {
+fn rank(session: &SessionSummary) -> (crate::time::Timestamp, &HashedId) {
     let bound_at = (session.bound_at).unwrap_or(session.metadata.created_at);
     (bound_at, &session.id)
 }
@@ -53,8 +53,8 @@ fn rank(session: &SessionSummary) -> (crate::expiry::Timestamp, &HashedId) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expiry::Timestamp;
     use crate::record::Metadata;
+    use crate::time::Timestamp;
 
     fn session(id: &str, bound_at: Option<u64>, created_at: u64) -> SessionSummary {
         let summary = SessionSummary::new(

@@ -6,8 +6,7 @@ use crate::error::Error;
 use crate::id::SessionId;
 use crate::keys::Verified;
 use crate::record::{ChangeSet, UserChange};
-use crate::session::Incoming;
-use crate::snapshot::{Seen, Snapshot};
+use crate::snapshot::{Incoming, Seen, Snapshot};
 
 /// What the client's token should become.
 #[derive(PartialEq, Eq)]
@@ -29,6 +28,15 @@ impl std::fmt::Debug for CookieUpdate {
             Self::Sealed(_) => f.write_str("Sealed(<redacted>)"),
             Self::Remove => f.write_str("Remove"),
         }
+    }
+}
+
+/// Token mode hands out a sealed token as this cookie update. (Without feature `token`
+/// nothing calls it; being a trait impl, it also keeps `CookieUpdate::Sealed`, which
+/// cannot occur then, from counting as dead code.)
+impl From<SealedToken> for CookieUpdate {
+    fn from(token: SealedToken) -> Self {
+        Self::Sealed(token)
     }
 }
 

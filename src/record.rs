@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use crate::expiry::Timestamp;
-use crate::store::IncrementError;
+use crate::time::Timestamp;
 
 /// The server-side facts about a session, kept beside its data.
 #[derive(Clone, PartialEq, Eq)]
@@ -145,6 +144,16 @@ impl ChangeSet {
         }
         Ok(())
     }
+}
+
+/// Why an increment was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IncrementError {
+    /// The stored value is not a JSON integer within `i64`.
+    NotAnInteger,
+    /// The result would not fit in an `i64`.
+    Overflow,
 }
 
 /// `stored + delta` for a stored JSON value (`None`: absent, counts as 0). Only a JSON

@@ -8,16 +8,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::backend::Opened;
 use crate::carrier::Found;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::events::Clue;
 use crate::expiry::Expiry;
-use crate::id::{HashedId, SessionId};
+use crate::id::HashedId;
 use crate::keys::{Rejected, Verified};
 use crate::record::{add_to_stored, ChangeSet, Record, UserChange};
-use crate::snapshot::{Seen, Snapshot};
+use crate::snapshot::{Incoming, Seen, Snapshot};
 
 /// The current request's session: a cheap handle (one `Arc`) found in request extensions.
 ///
@@ -54,41 +53,6 @@ pub(crate) struct Shared {
     /// The request's clock reading, taken once: every store call of a request happens
     /// at the same `now`.
     expiry: OnceLock<Expiry>,
-}
-
-/// A verified session ID: the request's own, or one this request created.
-#[derive(Clone)]
-pub(crate) struct Incoming {
-    pub(crate) id: SessionId,
-    pub(crate) verified: Verified,
-    hashed: OnceLock<HashedId>,
-    /// Token mode: the session the token carried, opened (its record shared: copies of
-    /// it are cheap).
-    pub(crate) contents: Option<Opened>,
-}
-
-impl fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming")
-            .field("verified", &self.verified)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Incoming {
-    pub(crate) fn new(id: SessionId, verified: Verified) -> Self {
-        Self {
-            id,
-            verified,
-            hashed: OnceLock::new(),
-            contents: None,
-        }
-    }
-
-    /// Hashed on first use: requests that never touch the session never hash.
-    pub(crate) fn hashed(&self) -> &HashedId {
-        self.hashed.get_or_init(|| self.id.hashed())
-    }
 }
 
 /// What the handler did to the session, waiting for write-back.

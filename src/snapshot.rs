@@ -1,8 +1,14 @@
-//! What a request's session holds once the handler has answered: the input of write-back.
+//! What a request's session holds once the handler has answered: the input of write-back;
+//! and `Incoming`, the verified session ID it names.
 
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::backend::Opened;
 use crate::error::Error;
+use crate::id::{HashedId, SessionId};
+use crate::keys::Verified;
 use crate::record::ChangeSet;
-use crate::session::Incoming;
 
 /// The session's state after the handler, taken out of the `Session` in one piece so
 /// that deciding what to write ([`plan`](crate::plan::plan)) is a pure function of it.
@@ -33,4 +39,39 @@ pub(crate) enum Seen {
     /// Found live by a load or an immediate write; `needs_refresh` when its last refresh
     /// is older than `refresh_after`.
     Live { needs_refresh: bool },
+}
+
+/// A verified session ID: the request's own, or one this request created.
+#[derive(Clone)]
+pub(crate) struct Incoming {
+    pub(crate) id: SessionId,
+    pub(crate) verified: Verified,
+    hashed: OnceLock<HashedId>,
+    /// Token mode: the session the token carried, opened (its record shared: copies of
+    /// it are cheap).
+    pub(crate) contents: Option<Opened>,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Incoming {
+    pub(crate) fn new(id: SessionId, verified: Verified) -> Self {
+        Self {
+            id,
+            verified,
+            hashed: OnceLock::new(),
+            contents: None,
+        }
+    }
+
+    /// Hashed on first use: requests that never touch the session never hash.
+    pub(crate) fn hashed(&self) -> &HashedId {
+        self.hashed.get_or_init(|| self.id.hashed())
+    }
 }

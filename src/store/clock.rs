@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::StoreHandle;
-use crate::expiry::{duration_millis, LocalClock, Timestamp};
+use crate::expiry::LocalClock;
+use crate::time::{duration_millis, Timestamp};
 
 /// How often the offset is measured again: clocks drift by parts per million, so a
 /// minute keeps it within milliseconds, at one store call a minute per instance.

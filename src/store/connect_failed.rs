@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// A store could not be set up: what it was doing, and where.
 #[derive(Debug)]

@@ -9,11 +9,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::handle::StoreHandle;
-use super::{
-    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped, Timestamp,
-};
-use crate::error::Error;
+use super::{Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped};
+use crate::error::{Error, StoreError};
+use crate::expiry::Expiry;
+use crate::id::HashedId;
+use crate::record::{ChangeSet, Record};
+use crate::time::Timestamp;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

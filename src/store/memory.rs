@@ -5,10 +5,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped, Timestamp, UserChange, MAX_LISTED,
+    Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped, MAX_LISTED,
 };
-use crate::record::add_to_stored;
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::HashedId;
+use crate::record::{add_to_stored, ChangeSet, Record, UserChange};
+use crate::time::Timestamp;
 
 /// Below this many sessions, never sweep.
 const MIN_SWEEP_AT: usize = 1024;

@@ -19,6 +19,8 @@ pub(crate) mod memory;
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "token")]
+pub(crate) mod revocation;
 #[cfg(feature = "encryption")]
 pub(crate) mod sealed;
 
@@ -31,12 +33,13 @@ pub(crate) use self::handle::StoreHandle;
 pub use self::postgres::PostgresStoreBuilder;
 #[cfg(feature = "redis")]
 pub use self::redis::{CacheStats, RedisConnection, RedisStoreBuilder, RedisTarget};
-pub use crate::error::StoreError;
-pub use crate::expiry::{Expiry, Timestamp};
-pub use crate::id::HashedId;
-pub use crate::record::{ChangeSet, Metadata, Record, UserChange};
 #[cfg(feature = "token")]
-pub use crate::token::{MemoryRevocations, RevocationState, Revocations};
+pub use self::revocation::{MemoryRevocations, RevocationState, Revocations};
+pub use crate::error::StoreError;
+pub use crate::expiry::Expiry;
+pub use crate::id::HashedId;
+pub use crate::record::{ChangeSet, IncrementError, Metadata, Record, UserChange};
+pub use crate::time::Timestamp;
 
 /// Outcome of [`SessionStore::create`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,16 +91,6 @@ pub enum Incremented {
     Gone,
     /// The increment was rejected; nothing was written.
     Rejected(IncrementError),
-}
-
-/// Why an increment was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IncrementError {
-    /// The stored value is not a JSON integer within `i64`.
-    NotAnInteger,
-    /// The result would not fit in an `i64`.
-    Overflow,
 }
 
 /// Outcome of [`SessionStore::compare_and_set`].

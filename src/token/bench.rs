@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use super::{Contents, TokenSessions, Tokens};
-use crate::expiry::Timestamp;
 use crate::id::SessionId;
 use crate::keys::Keys;
 use crate::record::{Metadata, Record};
+use crate::time::Timestamp;
 
 /// Token mode: seals one fixed session holding `fields` (and bound to `user`) under
 /// `keys`' signing key each call.

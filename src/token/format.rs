@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::expiry::Timestamp;
 use crate::id::{SessionId, ID_LEN};
 use crate::record::{Metadata, Record};
+use crate::time::Timestamp;
 
 const VERSION: u8 = 1;
 /// Bytes before the user: version, ID, two timestamps.

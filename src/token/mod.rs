@@ -2,19 +2,19 @@
 //! store is needed; revocations, if configured, end tokens before they expire.
 //!
 //! One concept per file: `format.rs` the plaintext layout, `seal.rs` the AEAD and the
-//! size budget, `revocation.rs` the revocation stores, `session.rs` what `Session` does
-//! differently, `writeback.rs` sealing the response's token, `layer.rs` the layer's
-//! token-mode constructors, `bench.rs` entry points for the benchmarks.
+//! sealed length, `budget.rs` the size budget (what the carrier sends for a token),
+//! `session.rs` what `Session` does differently, `writeback.rs` sealing the response's
+//! token, `layer.rs` the layer's token-mode constructors, `bench.rs` entry points for the
+//! benchmarks. The revocation stores are in `store/revocation.rs`.
 
 pub(crate) mod bench;
+mod budget;
 mod format;
 mod layer;
-mod revocation;
 mod seal;
 mod session;
-mod writeback;
+pub(crate) mod writeback;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,20 +22,15 @@ use std::time::Duration;
 pub(crate) use self::format::Contents;
 #[cfg(feature = "__fuzz")]
 pub(crate) use self::format::{decode, encode, encoded_len};
-pub use self::revocation::{MemoryRevocations, RevocationState, Revocations};
-pub(crate) use self::writeback::run;
 
-use self::revocation::DynRevocations;
 use self::seal::Sealer;
-use crate::config::Config;
-use crate::cookie::MAX_COOKIE_LEN;
-use crate::error::ConfigError;
 use crate::error::{Error, ErrorKind};
-use crate::expiry::{Expiry, Timestamp};
+use crate::expiry::Expiry;
 use crate::keys::{Keys, Rejected, Verified};
 use crate::metrics::{self, CallOutcome};
-use crate::record::{Metadata, Record};
 use crate::store::handle::within;
+use crate::store::revocation::{DynRevocations, Revocations};
+use crate::time::Timestamp;
 
 /// Token mode's settings, for [`SessionLayer::tokens`](crate::SessionLayer::tokens):
 /// the session lives in the cookie, sealed (AES-256-GCM-SIV) under a key derived from
@@ -183,62 +178,10 @@ impl Tokens {
         self.sealer.open(name, token)
     }
 
-    /// The token for `contents`, or [`ErrorKind::TooLarge`] if what the layer would send
-    /// for it is over the budget: the layer never sends a cookie browsers would drop.
-    pub(crate) fn seal(&self, config: &Config, contents: &Contents) -> Result<String, Error> {
-        self.check_budget(config, &contents.record)?;
-        self.sealer
-            .seal(config.carrier.name(), contents)
-            .ok_or_else(|| Error::of_kind(ErrorKind::TooLarge))
-    }
-
     /// Sealing alone, without the budget check (which needs the layer's carrier): for
     /// the benchmarks (`__bench`).
     pub(crate) fn seal_only(&self, name: &str, contents: &Contents) -> Option<String> {
         self.sealer.seal(name, contents)
-    }
-
-    /// The budget in force: the setting, never above what browsers keep.
-    fn budget(&self) -> usize {
-        (self.settings.max_cookie_len)
-            .unwrap_or(MAX_COOKIE_LEN)
-            .min(MAX_COOKIE_LEN)
-    }
-
-    /// Whether `record`, sealed, fits the budget with `config`'s carrier.
-    pub(crate) fn check_budget(&self, config: &Config, record: &Record) -> Result<(), Error> {
-        match format::encoded_len(record) {
-            Some(len) if self.set_len(config, len) <= self.budget() => Ok(()),
-            _ => Err(Error::of_kind(ErrorKind::TooLarge)),
-        }
-    }
-
-    /// What the carrier sends for a token sealing `plaintext_len` bytes, the budget's
-    /// measure: the whole `Set-Cookie` value (name, `=`, token and every attribute), or
-    /// the header's name + 1 + the token.
-    fn set_len(&self, config: &Config, plaintext_len: usize) -> usize {
-        let token_len = self.sealer.sealed_len(plaintext_len);
-        let carrier = &config.carrier;
-        match &carrier.header {
-            None => (carrier.cookie).set_len(token_len, config.expiry.absolute_lifetime),
-            Some(name) => name.as_str().len() + 1 + token_len,
-        }
-    }
-
-    /// The budget's check at build: at most what browsers keep, at least an empty
-    /// session with the carrier's attributes.
-    pub(crate) fn validate(&self, config: &Config) -> Result<(), ConfigError> {
-        let budget = self.settings.max_cookie_len.unwrap_or(MAX_COOKIE_LEN);
-        let empty = Record::new(HashMap::new(), Metadata::new(Timestamp::default()));
-        let min = format::encoded_len(&empty).map_or(usize::MAX, |len| self.set_len(config, len));
-        if budget > MAX_COOKIE_LEN || budget < min {
-            return Err(ConfigError::TokenBudget {
-                budget,
-                min,
-                max: MAX_COOKIE_LEN,
-            });
-        }
-        Ok(())
     }
 
     /// Whether the token is live at `expiry`: within both deadlines (from its sealed

@@ -205,9 +205,9 @@ impl<C: AeadInPlace + KeyInit> Format<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expiry::Timestamp;
     use crate::id::SessionId;
     use crate::record::{Metadata, Record};
+    use crate::time::Timestamp;
     use crate::Key;
 
     fn contents(value_len: usize) -> Contents {

@@ -9,7 +9,7 @@ use std::fmt;
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// A failed statement or connection, as a [`StoreError`].
 pub(super) fn backend(error: tokio_postgres::Error) -> StoreError {

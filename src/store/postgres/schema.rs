@@ -12,7 +12,7 @@ use deadpool_postgres::Client;
 
 use super::error;
 use super::sql::MIGRATION_LOCK;
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Never edit one that has
 /// shipped: add the next.

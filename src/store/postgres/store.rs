@@ -14,11 +14,14 @@ use tokio_postgres::{NoTls, Row, Statement};
 use super::error;
 use super::sweeper::{self, Sweeper};
 use super::{schema, sql};
-use crate::record::add_to_stored;
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::HashedId;
+use crate::record::{add_to_stored, ChangeSet, IncrementError, Metadata, Record, UserChange};
 use crate::store::{
-    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, IncrementError, Incremented, Metadata,
-    Record, SessionStore, SessionSummary, StoreError, Swapped, Timestamp, UserChange, MAX_LISTED,
+    Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped, MAX_LISTED,
 };
+use crate::time::Timestamp;
 
 /// How long to wait for a connection: from the pool, or a new one from the server. An
 /// outage then fails a call (503) in about this time rather than waiting it out.

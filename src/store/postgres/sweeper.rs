@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::error;
 use super::sql::{SWEEP, SWEEP_LOCK, TRY_LOCK};
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// Rows per batch: small enough that one batch holds its locks briefly.
 pub(super) const BATCH: i64 = 1000;

@@ -14,9 +14,9 @@ use super::durable::Durability;
 use super::sentinel::{self, Follower};
 use super::store::RedisStore;
 use super::tracking::{Tracked, Tracking};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, StoreError};
 use crate::keys::Keys;
-use crate::store::{connect_failed, StoreError};
+use crate::store::connect_failed;
 
 /// What [`RedisStoreBuilder::user_digest_keys`] derives its keys under.
 const USER_DIGEST_LABEL: &[u8] = b"tower-stateless/v1/redis/user-digest";

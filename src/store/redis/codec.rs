@@ -9,8 +9,9 @@ use std::time::Duration;
 use ::redis::{ScriptInvocation, ToRedisArgs, Value};
 
 use crate::error::StoreError;
-use crate::expiry::duration_millis;
-use crate::store::{ChangeSet, Expiry, IncrementError, Metadata, Record, Timestamp, UserChange};
+use crate::expiry::Expiry;
+use crate::record::{ChangeSet, IncrementError, Metadata, Record, UserChange};
+use crate::time::{duration_millis, Timestamp};
 
 /// Layout 2's metadata, one field: `<created>.<refreshed>.<generation>` (milliseconds
 /// since the epoch, twice, then a count of data changes, so that a cluster `cycle_id`

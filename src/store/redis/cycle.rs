@@ -6,9 +6,11 @@ use ::redis::Value;
 use super::codec;
 use super::scripts::{CYCLE, CYCLE_FINISH};
 use super::store::{unexpected_reply, RedisStore};
-use crate::store::{
-    ChangeSet, Created, Cycled, Expiry, HashedId, SessionStore, StoreError, UserChange,
-};
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::HashedId;
+use crate::record::{ChangeSet, UserChange};
+use crate::store::{Created, Cycled, SessionStore};
 
 /// How often `cycle_id` retries when the session changes under it, before giving up.
 const CYCLE_ATTEMPTS: usize = 8;

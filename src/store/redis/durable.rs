@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::conn::{Conn, Source};
 use super::store::RedisStore;
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// The revocation connection and what to wait for.
 pub(super) struct Durability {

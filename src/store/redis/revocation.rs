@@ -17,8 +17,10 @@ use ::redis::{FromRedisValue as _, Script};
 use super::codec;
 use super::store::RedisStore;
 use super::tracking::Cached;
-use crate::store::{HashedId, StoreError, Timestamp};
-use crate::token::{RevocationState, Revocations};
+use crate::error::StoreError;
+use crate::id::HashedId;
+use crate::store::revocation::{RevocationState, Revocations};
+use crate::time::Timestamp;
 
 /// Sets the not-before time unless a later one is there (instances' clocks differ, and a
 /// log-out-everywhere must never move the boundary back), and renews the TTL.

@@ -19,10 +19,12 @@ use super::scripts::{
     INCREMENT_WITH_META,
 };
 use super::tracking::{Cached, CachedSession, SessionCache, Tracked};
-use crate::store::{
-    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, Incremented, Record, SessionStore,
-    SessionSummary, StoreError, Swapped, Timestamp, UserChange,
-};
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::HashedId;
+use crate::record::{ChangeSet, Record, UserChange};
+use crate::store::{Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped};
+use crate::time::Timestamp;
 
 /// Sessions in Redis: one hash per session, shared by every instance of a service.
 ///

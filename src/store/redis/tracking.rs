@@ -43,8 +43,8 @@ use tokio::sync::{watch, Notify};
 use super::cache::{CoherentCache, Weigh};
 use super::conn::{Source, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use super::sentinel::Follower;
+use crate::error::StoreError;
 use crate::record::Record;
-use crate::store::StoreError;
 
 /// How often the stream is proven intact.
 const HEARTBEAT: Duration = Duration::from_millis(250);

@@ -9,7 +9,11 @@ use futures_util::future::try_join_all;
 use super::codec;
 use super::scripts::{DESTROY_IF_USER, INDEX_ADD, INDEX_PRUNE};
 use super::store::RedisStore;
-use crate::store::{Expiry, HashedId, SessionSummary, StoreError, Timestamp, MAX_LISTED};
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::HashedId;
+use crate::store::{SessionSummary, MAX_LISTED};
+use crate::time::Timestamp;
 
 /// A user-index entry younger than this is never pruned, even if its session is not
 /// (yet) there: it may belong to a write still in flight. Far longer than any request.

@@ -7,12 +7,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use self::cipher::{Cipher, Field, SEALED_PREFIX};
-use super::{
-    Applied, ChangeSet, Created, Cycled, Expiry, HashedId, IncrementError, Incremented, Record,
-    SessionStore, SessionSummary, StoreError, Swapped, Timestamp, UserChange,
-};
+use super::{Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped};
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::HashedId;
 use crate::keys::Keys;
-use crate::record::add_to_stored;
+use crate::record::{add_to_stored, ChangeSet, IncrementError, Record, UserChange};
+use crate::time::Timestamp;
 
 /// Compare-and-set rounds before an emulated increment or compare-and-set gives up on a
 /// field that keeps changing. Every round that fails means another writer succeeded.

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::expiry::Timestamp;
 use crate::id::HashedId;
 use crate::store::BoxFuture;
+use crate::time::Timestamp;
 
 /// What a request's token is up against: whether its session was revoked, and the
 /// user's "not before" time, if log-out-everywhere set one.
@@ -281,8 +281,8 @@ mod tests {
     use std::time::Duration;
 
     use super::{MemoryRevocations, Revocations as _};
-    use crate::expiry::Timestamp;
     use crate::id::{HashedId, SessionId};
+    use crate::time::Timestamp;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
