@@ -114,28 +114,8 @@ impl CookieConfig {
         append(headers, &self.with_lifetime(token, lifetime));
     }
 
-    /// The length of the `Set-Cookie` value [`set`](Self::set) writes for a token of
-    /// `token_len` bytes: name, `=`, the token and every attribute. Counted without
-    /// allocating (the token is base64url, written as it is).
-    #[cfg(feature = "token")]
-    pub(crate) fn set_len(&self, token_len: usize, lifetime: Duration) -> usize {
-        struct Count(usize);
-        impl std::fmt::Write for Count {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                self.0 += s.len();
-                Ok(())
-            }
-        }
-        let mut count = Count(token_len);
-        let _ = std::fmt::Write::write_fmt(
-            &mut count,
-            format_args!("{}", self.with_lifetime("", lifetime)),
-        );
-        count.0
-    }
-
     /// The cookie `set` sends: `Max-Age` = `lifetime` if persistent.
-    fn with_lifetime<'c>(&'c self, token: &'c str, lifetime: Duration) -> Cookie<'c> {
+    pub(crate) fn with_lifetime<'c>(&'c self, token: &'c str, lifetime: Duration) -> Cookie<'c> {
         let mut cookie = self.build(token);
         if self.persistent {
             cookie.set_max_age(cookie::time::Duration::try_from(lifetime).ok());

@@ -2,10 +2,12 @@
 //! the layer is built and before each seal.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::{format, Contents, Tokens};
 use crate::config::Config;
-use crate::cookie::MAX_COOKIE_LEN;
+use crate::cookie::{CookieConfig, MAX_COOKIE_LEN};
 use crate::error::{ConfigError, Error, ErrorKind};
 use crate::record::{Metadata, Record};
 use crate::time::Timestamp;
@@ -42,7 +44,7 @@ impl Tokens {
         let token_len = self.sealer.sealed_len(plaintext_len);
         let carrier = &config.carrier;
         match &carrier.header {
-            None => (carrier.cookie).set_len(token_len, config.expiry.absolute_lifetime),
+            None => set_cookie_len(&carrier.cookie, token_len, config.expiry.absolute_lifetime),
             Some(name) => name.as_str().len() + 1 + token_len,
         }
     }
@@ -62,4 +64,20 @@ impl Tokens {
         }
         Ok(())
     }
+}
+
+/// The length of the `Set-Cookie` value `cookie` sends for a token of `token_len` bytes:
+/// name, `=`, the token and every attribute. Counted without allocating (the token is
+/// base64url, written as it is).
+fn set_cookie_len(cookie: &CookieConfig, token_len: usize, lifetime: Duration) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(token_len);
+    let _ = write!(count, "{}", cookie.with_lifetime("", lifetime));
+    count.0
 }
