@@ -226,9 +226,10 @@ impl RedisStoreBuilder {
     /// over RESP3 connections of its own that carry the cached reads and the session
     /// writes) about every write, delete or expiry of a key it holds, from any other
     /// instance, and the cache drops that key. A session write through this store keeps
-    /// the session as the write left it (read back in the same round trip), so a request
-    /// that reads and then writes a session costs one round trip, and a read after it on
-    /// this instance none.
+    /// the session as the write left it (the write replayed on the session the cache
+    /// held, checked against the write counter the script returns), so a request that
+    /// reads and then writes a session costs one round trip, and a read after it on this
+    /// instance none.
     /// `0` (the default) keeps no cache. What it holds is also bounded in bytes
     /// ([`cache_max_bytes`](Self::cache_max_bytes), 64 MiB unless set): the least
     /// recently used sessions go first beyond either bound.
