@@ -6,6 +6,11 @@
 //! - **Tickets.** A read takes a ticket before it asks Redis and may fill the cache only
 //!   if no invalidation touched its shard, and no flush happened, since: an invalidation
 //!   processed between Redis's reply and the fill cannot be overtaken by the fill.
+//!   Writes through this store are ordered by the session's write generation instead:
+//!   a write keeps its result (the writer's copy) when it followed the copy it finds,
+//!   and a read that started before a write fills only what it found at that write's
+//!   generation or later. Concurrent writes and reads of one session on one instance
+//!   thus keep it cached, where dropping it at each write would have them miss in turn.
 //! - **Flush on doubt.** When the invalidation stream may have lost a message (its
 //!   connection dropped, a heartbeat failed, the topology changed), everything goes.
 //! - **Lease.** Hits are served only until a deadline that each heartbeat extends from
@@ -13,6 +18,7 @@
 //!   before that moment has been applied. A silent network stops hits within the lease.
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
@@ -24,6 +30,10 @@ use lru::LruCache;
 
 /// Independent locks: on a busy instance, lookups of different sessions rarely wait.
 const SHARDS: usize = 16;
+
+/// The writes per shard a read can look back over: one that started before more writes
+/// than this (to keys of its shard) does not fill.
+const RECENT_WRITES: usize = 64;
 
 /// A bounded map from Redis key to what was read there, coherent with Redis.
 pub(super) struct CoherentCache<V> {
@@ -44,8 +54,14 @@ pub(super) struct CoherentCache<V> {
 struct Shard<V> {
     /// By the key's hash, computed once per call (it also picks the shard).
     entries: LruCache<u64, Entry<V>, BuildHasherDefault<KnownHash>>,
-    /// Bumped by every invalidation of a key in this shard.
-    sequence: u64,
+    /// Bumped by every invalidation of a key in this shard: a read or write that started
+    /// before may not keep what it found.
+    invalidations: u64,
+    /// Writes through this store to keys of this shard (their copies kept or dropped).
+    writes: u64,
+    /// The last [`RECENT_WRITES`] of them: the key's hash and the write generation Redis
+    /// reported after the write (`u64::MAX` if none).
+    recent_writes: VecDeque<(u64, u64)>,
     /// The weight of the entries held, at most `max_bytes`.
     bytes: usize,
     max_bytes: usize,
@@ -63,6 +79,12 @@ pub(super) trait Weigh {
     fn weight(&self) -> usize;
 }
 
+/// Where a cached value stands among the writes to its key: Redis's write counter when
+/// the value was read or written (`None` for a value without one).
+pub(super) trait WriteGeneration {
+    fn write_generation(&self) -> Option<u64>;
+}
+
 /// Counted per entry beside its key and value: the LRU node, the boxed key's allocation,
 /// the record, its map's table and its `Arc`. With `FIELD_OVERHEAD` (tracking.rs), set so
 /// that a shop-like session weighs what BENCHMARKS.md's `cache_footprint` measured it to
@@ -70,10 +92,46 @@ pub(super) trait Weigh {
 /// 42 bytes in all, weighed 855.
 const ENTRY_OVERHEAD: usize = 360;
 
-impl<V: Weigh> Shard<V> {
+impl<V: Weigh + WriteGeneration> Shard<V> {
     fn find(&mut self, hash: u64, key: &str) -> Option<&V> {
         let entry = self.entries.get(&hash)?;
         (*entry.key == *key).then_some(&entry.value)
+    }
+
+    /// Whether `value`, read after `ticket` was taken, is no older than every write to
+    /// its key since (kept or not) and than the copy held now.
+    fn is_current(&self, ticket: &Ticket, value: &V) -> bool {
+        let found = value.write_generation();
+        let Ok(since) = usize::try_from(self.writes - ticket.writes) else {
+            return false;
+        };
+        if since > self.recent_writes.len() {
+            return false;
+        }
+        let after_writes = self
+            .recent_writes
+            .iter()
+            .rev()
+            .take(since)
+            .all(|&(hash, written)| {
+                hash != ticket.hash || found.is_some_and(|found| found >= written)
+            });
+        let held = self.entries.peek(&ticket.hash).map(|entry| &entry.value);
+        let older_than_held = held
+            .and_then(WriteGeneration::write_generation)
+            .zip(found)
+            .is_some_and(|(held, found)| found < held);
+        after_writes && !older_than_held
+    }
+
+    /// Counts a write to the key of `hash` that left generation `written`.
+    fn count_write(&mut self, hash: u64, written: Option<u64>) {
+        self.writes += 1;
+        if self.recent_writes.len() == RECENT_WRITES {
+            self.recent_writes.pop_front();
+        }
+        self.recent_writes
+            .push_back((hash, written.unwrap_or(u64::MAX)));
     }
 
     /// Keeps `value` as the most recently used entry, dropping the least recently used
@@ -133,12 +191,14 @@ pub(super) enum Lookup<V> {
     Bypass,
 }
 
-/// Permission to fill one key, valid until an invalidation or flush overtakes it.
+/// Permission to fill one key, or to keep what a write left there, valid until an
+/// invalidation or flush overtakes it.
 pub(super) struct Ticket {
     /// The key's hash, as `lookup` computed it.
     hash: u64,
     shard: usize,
-    sequence: u64,
+    invalidations: u64,
+    writes: u64,
     epoch: u64,
 }
 
@@ -186,7 +246,7 @@ pub struct CacheStats {
     pub copies: u64,
 }
 
-impl<V: Clone + Weigh> CoherentCache<V> {
+impl<V: Clone + Weigh + WriteGeneration> CoherentCache<V> {
     /// A cache of at most `capacity` entries weighing at most `max_bytes`, split evenly
     /// over the shards.
     pub(super) fn new(capacity: NonZeroUsize, max_bytes: usize) -> Self {
@@ -195,7 +255,9 @@ impl<V: Clone + Weigh> CoherentCache<V> {
             .map(|_| {
                 Mutex::new(Shard {
                     entries: LruCache::with_hasher(per_shard, BuildHasherDefault::default()),
-                    sequence: 0,
+                    invalidations: 0,
+                    writes: 0,
+                    recent_writes: VecDeque::with_capacity(RECENT_WRITES),
                     bytes: 0,
                     max_bytes: max_bytes / SHARDS,
                 })
@@ -238,17 +300,19 @@ impl<V: Clone + Weigh> CoherentCache<V> {
         let ticket = Ticket {
             hash,
             shard: index,
-            sequence: shard.sequence,
+            invalidations: shard.invalidations,
+            writes: shard.writes,
             epoch,
         };
         Some((ticket, shard))
     }
 
     /// Keeps `value`, read from `key` after `ticket` was taken, unless something
-    /// invalidated the shard or flushed the cache since.
+    /// invalidated the shard or flushed the cache since, or `value` is older than a write
+    /// through this store since or than the copy held.
     pub(super) fn fill(&self, key: &str, ticket: Ticket, value: V) {
         let mut shard = self.lock(ticket.shard);
-        if self.overtaken(&shard, &ticket) {
+        if self.overtaken(&shard, &ticket) || !shard.is_current(&ticket, &value) {
             return;
         }
         // The ticket's hash is this key's: `lookup` took it for `key`.
@@ -261,20 +325,22 @@ impl<V: Clone + Weigh> CoherentCache<V> {
         self.ticket_locked(key).map(|(ticket, _)| ticket)
     }
 
-    /// A write sent after `ticket` was taken changed `key`: keeps what `replay` makes of
-    /// the value held before it (`None` if none), unless an invalidation or flush
-    /// overtook the write or `replay` cannot tell (then drops the key). Either way, like
-    /// [`invalidate`](Self::invalidate), no read that started before fills the key
-    /// afterwards: such a read may have seen the value before the write.
+    /// A write sent after `ticket` was taken left `key` at generation `written`: keeps
+    /// what `replay` makes of the value held now (`None` if none), unless an invalidation
+    /// or flush overtook the write or `replay` cannot tell (then drops the key). Other
+    /// writes since the ticket do not stop it: `replay` must check that the write
+    /// followed what it finds (the write generation). Either way, no read that started
+    /// before fills the key afterwards with what it found before `written`.
     pub(super) fn keep_written(
         &self,
         key: &str,
         ticket: Ticket,
+        written: Option<u64>,
         replay: impl FnOnce(Option<&V>) -> Option<V>,
     ) {
         let mut shard = self.lock(ticket.shard);
         let overtaken = self.overtaken(&shard, &ticket);
-        shard.sequence += 1;
+        shard.count_write(ticket.hash, written);
         let kept = if overtaken {
             None
         } else {
@@ -296,7 +362,7 @@ impl<V: Clone + Weigh> CoherentCache<V> {
     /// flush bumps the epoch before it takes the locks to clear, so either the caller
     /// sees the new epoch or the flush clears what it puts.
     fn overtaken(&self, shard: &Shard<V>, ticket: &Ticket) -> bool {
-        shard.sequence != ticket.sequence
+        shard.invalidations != ticket.invalidations
             || self.epoch.load(Ordering::Acquire) != ticket.epoch
             || !self.leased()
     }
@@ -305,10 +371,20 @@ impl<V: Clone + Weigh> CoherentCache<V> {
     pub(super) fn invalidate(&self, key: &str) {
         let hash = self.hash(key);
         let mut shard = self.lock(self.shard_of(hash));
-        shard.sequence += 1;
+        shard.invalidations += 1;
         if shard.remove(hash, key) {
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the copy held at `key` is more than one write behind generation `written`:
+    /// a write that led there has not kept its copy yet.
+    pub(super) fn is_behind(&self, key: &str, written: u64) -> bool {
+        let hash = self.hash(key);
+        let shard = self.lock(self.shard_of(hash));
+        let held = shard.entries.peek(&hash).filter(|entry| *entry.key == *key);
+        held.and_then(|entry| entry.value.write_generation())
+            .is_some_and(|held| held.saturating_add(1) < written)
     }
 
     /// Drops everything, and every ticket handed out before.
@@ -316,7 +392,7 @@ impl<V: Clone + Weigh> CoherentCache<V> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for index in 0..self.shards.len() {
             let mut shard = self.lock(index);
-            shard.sequence += 1;
+            shard.invalidations += 1;
             shard.clear();
         }
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -447,6 +523,13 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
+    /// A test value is its own write generation.
+    impl WriteGeneration for u32 {
+        fn write_generation(&self) -> Option<u64> {
+            Some(u64::from(*self))
+        }
+    }
+
     /// A test value weighs its own number of bytes.
     impl Weigh for u32 {
         fn weight(&self) -> usize {
@@ -504,7 +587,7 @@ mod tests {
     fn a_write_leaves_its_copy() {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, |_| Some(2));
+        cache.keep_written("a", ticket, Some(2), |_| Some(2));
         assert_eq!(hit(&cache, "a"), Some(2));
         assert_eq!(cache.stats().copies, 1);
     }
@@ -515,15 +598,68 @@ mod tests {
         let read = miss(&cache, "a");
         cache.fill("a", read, 1);
         let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, |held| held.map(|held| held + 10));
+        cache.keep_written("a", ticket, Some(11), |held| held.map(|held| held + 10));
         assert_eq!(hit(&cache, "a"), Some(11));
         let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, |_| None);
+        cache.keep_written("a", ticket, Some(12), |_| None);
         assert_eq!(
             hit(&cache, "a"),
             None,
             "a write it cannot replay drops the key"
         );
+    }
+
+    #[test]
+    fn concurrent_writes_keep_their_copies_in_turn() {
+        let cache = tracking_cache(64);
+        let read = miss(&cache, "a");
+        cache.fill("a", read, 1);
+        let first = written(&cache, "a");
+        let second = written(&cache, "a");
+        cache.keep_written("a", first, Some(11), |held| held.map(|held| held + 10));
+        cache.keep_written("a", second, Some(111), |held| held.map(|held| held + 100));
+        assert_eq!(hit(&cache, "a"), Some(111));
+        assert_eq!(cache.stats().copies, 2);
+    }
+
+    #[test]
+    fn a_read_from_before_a_write_fills_only_what_it_found_after_it() {
+        let cache = tracking_cache(64);
+        let before = miss(&cache, "a");
+        let after = miss(&cache, "a");
+        let ticket = written(&cache, "a");
+        cache.keep_written("a", ticket, Some(2), |_| None);
+        cache.fill("a", before, 1);
+        assert_eq!(hit(&cache, "a"), None, "found before the write");
+        cache.fill("a", after, 2);
+        assert_eq!(hit(&cache, "a"), Some(2), "found the write's generation");
+        let older = miss(&cache, "b");
+        let newer = miss(&cache, "b");
+        cache.fill("b", newer, 5);
+        cache.fill("b", older, 4);
+        assert_eq!(hit(&cache, "b"), Some(5), "never older than the copy held");
+    }
+
+    #[test]
+    fn a_read_from_before_more_writes_than_remembered_does_not_fill() {
+        let cache = tracking_cache(64);
+        let read = miss(&cache, "a");
+        let shard = cache.shard_of(cache.hash("a"));
+        let mut others = 0;
+        for index in 0.. {
+            let key = format!("k{index}");
+            if cache.shard_of(cache.hash(&key)) != shard {
+                continue;
+            }
+            let ticket = written(&cache, &key);
+            cache.keep_written(&key, ticket, Some(1), |_| Some(1));
+            others += 1;
+            if others > RECENT_WRITES {
+                break;
+            }
+        }
+        cache.fill("a", read, 1);
+        assert_eq!(hit(&cache, "a"), None);
     }
 
     #[test]
@@ -535,7 +671,7 @@ mod tests {
         cache.invalidate("a");
         let refill = miss(&cache, "a");
         cache.fill("a", refill, 1);
-        cache.keep_written("a", ticket, |_| Some(2));
+        cache.keep_written("a", ticket, Some(2), |_| Some(2));
         assert_eq!(
             hit(&cache, "a"),
             None,
@@ -549,7 +685,7 @@ mod tests {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
         let read_before = miss(&cache, "a");
-        cache.keep_written("a", ticket, |_| Some(2));
+        cache.keep_written("a", ticket, Some(2), |_| Some(2));
         cache.fill("a", read_before, 1);
         assert_eq!(hit(&cache, "a"), Some(2));
         assert!(cache.ticket("b").is_some());
@@ -644,7 +780,7 @@ mod tests {
         cache.fill("new", ticket, 300);
         assert_eq!(hit(&cache, "new"), Some(300));
         let ticket = cache.ticket("new").unwrap();
-        cache.keep_written("new", ticket, |_| Some(5_000));
+        cache.keep_written("new", ticket, Some(5_000), |_| Some(5_000));
         assert_eq!(hit(&cache, "new"), None);
         cache.flush();
         assert_eq!(cache.stats().bytes, 0);

@@ -26,6 +26,10 @@ use crate::record::{ChangeSet, Record, UserChange};
 use crate::store::{Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped};
 use crate::time::Timestamp;
 
+/// How many times a write lets earlier writes keep their copies first (see
+/// [`RedisStore::let_earlier_writes_keep`]).
+const EARLIER_WRITES_YIELDS: usize = 3;
+
 /// Sessions in Redis: one hash per session, shared by every instance of a service.
 ///
 /// Connects ([`connect`](Self::connect), or [`builder`](Self::builder) for settings) to
@@ -267,7 +271,11 @@ impl RedisStore {
             Err(error) => return Err(StoreError::backend(error)),
         };
         let (meta, reply) = split_meta(reply)?;
-        forget.keep(&key, ticket, |cached| {
+        let written = meta.as_ref().map(|meta| meta.generation);
+        if let Some(written) = written {
+            self.let_earlier_writes_keep(&key, written).await;
+        }
+        forget.keep(&key, ticket, written, |cached| {
             let Some(meta) = meta else {
                 // No metadata: gone, or a hash in layout 1 that the script left as it was.
                 let gone = reply.first().is_some_and(|outcome| outcome == "gone");
@@ -276,11 +284,20 @@ impl RedisStore {
             let Some(Cached::Session(Some(before))) = cached else {
                 return None;
             };
+            if before.record.metadata.created_at != Timestamp::from_millis(meta.created) {
+                return None;
+            }
+            // What a later read or write left here already counts this write.
+            let counted = Some(Cached::Session(Some(before.clone())));
+            if before.generation > meta.generation {
+                return counted;
+            }
             let mut record = Record::clone(&before.record);
             let writes = replay(&reply, &mut record)?;
-            let agrees = before.generation.checked_add(writes) == Some(meta.generation)
-                && record.metadata.created_at == Timestamp::from_millis(meta.created);
-            if !agrees {
+            if writes > 0 && before.generation == meta.generation {
+                return counted;
+            }
+            if before.generation.checked_add(writes) != Some(meta.generation) {
                 return None;
             }
             record.metadata.refreshed_at = Timestamp::from_millis(meta.refreshed);
@@ -290,6 +307,23 @@ impl RedisStore {
             })))
         });
         Ok(reply)
+    }
+
+    /// Replies on one connection come in the order Redis ran the commands, but the
+    /// requests that sent them may go on in another (tokio runs the task it woke last
+    /// first): a write whose generation `written` is more than one ahead of the copy held
+    /// yields a few times, so that the earlier writes keep their copies first, instead of
+    /// dropping the copy they build on. The generations keep this correct either way.
+    async fn let_earlier_writes_keep(&self, key: &str, written: u64) {
+        let Some(cache) = self.cache() else {
+            return;
+        };
+        for _ in 0..EARLIER_WRITES_YIELDS {
+            if !cache.is_behind(key, written) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The key prefix in use.
@@ -392,11 +426,12 @@ impl Forgetting<'_> {
         &mut self,
         key: &str,
         ticket: Ticket,
+        written: Option<u64>,
         replay: impl FnOnce(Option<&Cached>) -> Option<Cached>,
     ) {
         if let Some(cache) = self.cache {
             self.keys.retain(|forgotten| forgotten != key);
-            cache.keep_written(key, ticket, replay);
+            cache.keep_written(key, ticket, written, replay);
         }
     }
 }

@@ -40,7 +40,7 @@ use ::redis::{
 use futures_util::future::{select, try_join_all};
 use tokio::sync::{watch, Notify};
 
-use super::cache::{CoherentCache, Weigh};
+use super::cache::{CoherentCache, Weigh, WriteGeneration};
 use super::conn::{Source, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 use super::sentinel::Follower;
 use crate::error::StoreError;
@@ -91,6 +91,15 @@ pub(super) type SessionCache = CoherentCache<Cached>;
 /// Counted per field beside its name and value: the map's slot and the two strings'
 /// allocations (see `ENTRY_OVERHEAD` in cache.rs).
 const FIELD_OVERHEAD: usize = 100;
+
+impl WriteGeneration for Cached {
+    fn write_generation(&self) -> Option<u64> {
+        match self {
+            Self::Session(Some(session)) => Some(session.generation),
+            Self::Session(None) | Self::Value(_) => None,
+        }
+    }
+}
 
 impl Weigh for Cached {
     fn weight(&self) -> usize {
