@@ -12,5 +12,9 @@ if type(reply) == 'table' and reply.err then
   return {'rejected', rejection(reply)}
 end
 refresh_after_write(key, meta, now, idle, absolute)
--- Read back as text: a Lua number would round values beyond 2^53.
+-- HINCRBY's reply became a Lua number (a double): exact below 2^53; from there, read
+-- back as text.
+if math.abs(reply) < 2^53 then
+  return {'value', int(reply)}
+end
 return {'value', redis.call('HGET', key, field)}
