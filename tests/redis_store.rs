@@ -533,6 +533,28 @@ async fn scripts_are_reloaded_after_script_flush() {
         store.load(&moved, lifetime).await.unwrap().unwrap().data["a"],
         "2"
     );
+    // With the cache, a write goes over its tracking connection, as the writer's copy
+    // variant of the script.
+    let cached = RedisStore::builder(server.url())
+        .cache(16)
+        .connect()
+        .await
+        .unwrap();
+    assert!(cached.load(&moved, lifetime).await.unwrap().is_some());
+    server.cli(&["SCRIPT", "FLUSH"]);
+    assert_eq!(
+        cached.increment(&moved, "n", 2, lifetime).await.unwrap(),
+        Incremented::Value(2)
+    );
+    assert_eq!(
+        cached.load(&moved, lifetime).await.unwrap().unwrap().data["n"],
+        "2"
+    );
+    assert_eq!(
+        cached.cache_stats().unwrap().copies,
+        1,
+        "the writer's copy variant ran"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ::redis::{ScriptInvocation, ToRedisArgs, Value};
+use ::redis::{Cmd, ScriptInvocation, ToRedisArgs, Value};
 
 use crate::error::StoreError;
 use crate::expiry::Expiry;
@@ -309,6 +309,12 @@ pub(super) trait Args {
 }
 
 impl Args for ScriptInvocation<'_> {
+    fn push<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.arg(arg)
+    }
+}
+
+impl Args for Cmd {
     fn push<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
         self.arg(arg)
     }

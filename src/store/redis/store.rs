@@ -4,7 +4,8 @@ use futures_util::future::try_join_all;
 use std::fmt;
 use std::sync::Arc;
 
-use ::redis::{Cmd, FromRedisValue as _, Script, ScriptInvocation, Value};
+use ::redis::aio::ConnectionLike;
+use ::redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, Value};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -243,7 +244,7 @@ impl RedisStore {
         forget: &mut Forgetting<'_>,
         key: String,
         scripts: (&Script, &Script),
-        args: impl Fn(&mut ScriptInvocation<'_>),
+        args: impl Fn(&mut Cmd),
         replay: impl FnOnce(&[String], &mut Record) -> Option<u64>,
     ) -> Result<Vec<String>, StoreError> {
         let (plain, with_meta) = scripts;
@@ -252,19 +253,17 @@ impl RedisStore {
             Some((ticket, tracked.connection_for(&key)?))
         });
         let Some((ticket, mut connection)) = copying else {
-            let mut invocation = plain.key(key);
-            args(&mut invocation);
-            let reply = invocation.invoke_async(&mut self.conn.clone()).await;
+            let call = ScriptCall::new(plain, &key, args);
+            let reply = call.invoke(&mut self.conn.clone()).await;
             return reply.map_err(StoreError::backend);
         };
-        let mut invocation = with_meta.key(&key);
-        args(&mut invocation);
-        let reply: Vec<Value> = match invocation.invoke_async(&mut connection).await {
+        let call = ScriptCall::new(with_meta, &key, args);
+        let reply: Vec<Value> = match call.invoke(&mut connection).await {
             Ok(reply) => reply,
             // Refused before it ran (a moved slot, a demoted master): the store's own
             // connection finds where it runs, and the copy is not kept.
             Err(error) if not_run(&error) => {
-                let reply = invocation.invoke_async(&mut self.conn.clone()).await;
+                let reply = call.invoke(&mut self.conn.clone()).await;
                 let (_, reply) = split_meta(reply.map_err(StoreError::backend)?)?;
                 return Ok(reply);
             }
@@ -436,6 +435,46 @@ impl Forgetting<'_> {
     }
 }
 
+/// A session script's `EVALSHA` on one key, built as one command: its arguments go
+/// straight into the command's buffer, where redis-rs's `ScriptInvocation` keeps one
+/// allocation per argument and copies them into a command at each call.
+struct ScriptCall<'a> {
+    script: &'a Script,
+    command: Cmd,
+}
+
+impl<'a> ScriptCall<'a> {
+    /// Room for the usual arguments of a session script (expiry and a short change).
+    const ARGS: usize = 12;
+    const BYTES: usize = 128;
+
+    fn new(script: &'a Script, key: &str, args: impl FnOnce(&mut Cmd)) -> Self {
+        let mut command = Cmd::with_capacity(Self::ARGS, Self::BYTES + key.len());
+        command
+            .arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(key);
+        args(&mut command);
+        Self { script, command }
+    }
+
+    /// Runs the script, loading it first if Redis does not know it (`NOSCRIPT`: a
+    /// restarted or new node, or `SCRIPT FLUSH`).
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        connection: &mut impl ConnectionLike,
+    ) -> RedisResult<T> {
+        match self.command.query_async(connection).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.load_async(connection).await?;
+                self.command.query_async(connection).await
+            }
+            reply => reply,
+        }
+    }
+}
+
 /// Whether Redis refused `error`'s command before running any of it.
 fn not_run(error: &::redis::RedisError) -> bool {
     matches!(
@@ -531,7 +570,7 @@ impl SessionStore for RedisStore {
         if let UserChange::Bind(user) = &changes.user {
             self.index_add(user, id, expiry).await?;
         }
-        let args = |invocation: &mut ScriptInvocation<'_>| {
+        let args = |invocation: &mut Cmd| {
             codec::push_expiry(invocation, expiry);
             codec::push_changes(invocation, changes);
         };
@@ -596,7 +635,7 @@ impl SessionStore for RedisStore {
     ) -> Result<Incremented, StoreError> {
         let mut forget = self.forgetting(&[id.as_str()]);
         let stored = codec::encode_field(field);
-        let args = |invocation: &mut ScriptInvocation<'_>| {
+        let args = |invocation: &mut Cmd| {
             codec::push_expiry(invocation, expiry);
             invocation.arg(stored.as_ref()).arg(delta);
         };
@@ -631,7 +670,7 @@ impl SessionStore for RedisStore {
     ) -> Result<Swapped, StoreError> {
         let mut forget = self.forgetting(&[id.as_str()]);
         let stored = codec::encode_field(field);
-        let args = |invocation: &mut ScriptInvocation<'_>| {
+        let args = |invocation: &mut Cmd| {
             codec::push_expiry(invocation, expiry);
             invocation.arg(stored.as_ref());
             for value in [expected, new] {
