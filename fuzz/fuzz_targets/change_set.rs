@@ -1,6 +1,6 @@
 //! Change-set encoding round trips: any change set, laid out as the `apply` script's
 //! `ARGV`, is read back by a mirror of the script's decoding (`apply_and_refresh` in
-//! `common.lua`) as exactly the same change set.
+//! `change_set.lua`) as exactly the same change set.
 #![no_main]
 
 use std::time::Duration;

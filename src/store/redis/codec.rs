@@ -328,7 +328,7 @@ impl Args for Vec<Vec<u8>> {
     }
 }
 
-/// Adds a change set in the layout `apply_and_refresh` in `common.lua` reads; it must be last.
+/// Adds a change set in the layout `apply_and_refresh` in `change_set.lua` reads; it must be last.
 pub(super) fn push_changes(invocation: &mut impl Args, changes: &ChangeSet) {
     invocation.push(if changes.clear { "1" } else { "0" });
     match &changes.user {
@@ -353,7 +353,7 @@ pub(super) fn push_changes(invocation: &mut impl Args, changes: &ChangeSet) {
     }
 }
 
-/// The change set `apply_and_refresh` in `common.lua` reads from `argv` starting at its
+/// The change set `apply_and_refresh` in `change_set.lua` reads from `argv` starting at its
 /// (1-based) index `i`: the script's index arithmetic and field-name rule, mirrored, so
 /// that tests and the fuzzer check that [`push_changes`] says what the script hears.
 #[cfg(any(test, feature = "__fuzz"))]

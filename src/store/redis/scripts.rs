@@ -4,10 +4,17 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// Scripts that read and write one session key, with the helpers they share prepended.
+/// Scripts that read and write one session key, with the helpers they share prepended
+/// (`lua/common.lua`, then any of the listed ones).
 macro_rules! session_script {
-    ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("lua/common.lua"), include_str!($file))))
+    ([$($helpers:literal),*] $file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/common.lua"),
+                $(include_str!($helpers),)*
+                include_str!($file),
+            ))
+        })
     };
 }
 
@@ -17,10 +24,11 @@ macro_rules! session_script {
 /// its cached copy. Run over a tracking connection, that read after the script's writes
 /// also has Redis go on tracking the key for it.
 macro_rules! session_script_with_meta {
-    ($file:literal) => {
+    ([$($helpers:literal),*] $file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("lua/common.lua"),
+                $(include_str!($helpers),)*
                 "local function run()\n",
                 include_str!($file),
                 include_str!("lua/writers_copy.lua"),
@@ -29,16 +37,18 @@ macro_rules! session_script_with_meta {
     };
 }
 
-pub(super) static CREATE: LazyLock<Script> = session_script!("lua/create.lua");
-pub(super) static APPLY: LazyLock<Script> = session_script!("lua/apply.lua");
-pub(super) static CYCLE: LazyLock<Script> = session_script!("lua/cycle.lua");
-pub(super) static INCREMENT: LazyLock<Script> = session_script!("lua/increment.lua");
-pub(super) static COMPARE_AND_SET: LazyLock<Script> = session_script!("lua/compare_and_set.lua");
-pub(super) static APPLY_WITH_META: LazyLock<Script> = session_script_with_meta!("lua/apply.lua");
+pub(super) static CREATE: LazyLock<Script> =
+    session_script!(["lua/change_set.lua"] "lua/create.lua");
+pub(super) static APPLY: LazyLock<Script> = session_script!(["lua/change_set.lua"] "lua/apply.lua");
+pub(super) static CYCLE: LazyLock<Script> = session_script!(["lua/change_set.lua"] "lua/cycle.lua");
+pub(super) static INCREMENT: LazyLock<Script> = session_script!([] "lua/increment.lua");
+pub(super) static COMPARE_AND_SET: LazyLock<Script> = session_script!([] "lua/compare_and_set.lua");
+pub(super) static APPLY_WITH_META: LazyLock<Script> =
+    session_script_with_meta!(["lua/change_set.lua"] "lua/apply.lua");
 pub(super) static INCREMENT_WITH_META: LazyLock<Script> =
-    session_script_with_meta!("lua/increment.lua");
+    session_script_with_meta!([] "lua/increment.lua");
 pub(super) static COMPARE_AND_SET_WITH_META: LazyLock<Script> =
-    session_script_with_meta!("lua/compare_and_set.lua");
+    session_script_with_meta!([] "lua/compare_and_set.lua");
 pub(super) static CYCLE_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cycle_finish.lua")));
 pub(super) static DESTROY_IF_USER: LazyLock<Script> =
