@@ -7,7 +7,7 @@ for four modes, each on its own fresh redis-server (loopback, free port, no pers
 the same prepared sessions):
 
   none                  no cache: 32 writer connections run the crate's write script
-                        (common.lua + apply.lua, EVALSHA), one write in flight each.
+                        (common.lua + change_set.lua + apply.lua, EVALSHA), one write in flight each.
   broadcast             today's design: N connections with `CLIENT TRACKING ON BCAST
                         PREFIX session:` (RESP3), drained continuously; the writes come
                         from 32 separate writer connections, as in `none`.
@@ -353,7 +353,8 @@ class RedisServer:
 
 
 def load_scripts():
-    common = (LUA_DIR / "common.lua").read_text()
+    # common.lua, then the helpers apply.lua needs, as src/store/redis/scripts.rs does.
+    common = (LUA_DIR / "common.lua").read_text() + (LUA_DIR / "change_set.lua").read_text()
     apply = (LUA_DIR / "apply.lua").read_text()
     plain = common + apply
     # As src/store/redis/scripts.rs composes the "writer's copy" variant.
@@ -803,7 +804,7 @@ def main():
     print(f"{args.sessions} sessions (':m', ':u', cart ~100 B JSON, csrf, locale; TTL 1 day), "
           f"{args.writes} writes per configuration, {args.concurrency} in flight, "
           f"{args.rounds} round(s); a fresh redis-server for each configuration")
-    print(f"write script: {LUA_DIR.relative_to(LUA_DIR.parents[3])}/common.lua + apply.lua "
+    print(f"write script: {LUA_DIR.relative_to(LUA_DIR.parents[3])}/common.lua + change_set.lua + apply.lua "
           "(EVALSHA; change set: set 'cart'); per-key writes use the writer's copy "
           "(+ HGET of its metadata in the script)")
     print(flush=True)
