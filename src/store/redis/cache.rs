@@ -100,7 +100,7 @@ impl<V: Weigh + WriteGeneration> Shard<V> {
 
     /// Whether `value`, read after `ticket` was taken, is no older than every write to
     /// its key since (kept or not) and than the copy held now.
-    fn is_current(&self, ticket: &Ticket, value: &V) -> bool {
+    fn is_current(&self, key: &str, ticket: &Ticket, value: &V) -> bool {
         let found = value.write_generation();
         let Ok(since) = usize::try_from(self.writes - ticket.writes) else {
             return false;
@@ -116,12 +116,16 @@ impl<V: Weigh + WriteGeneration> Shard<V> {
             .all(|&(hash, written)| {
                 hash != ticket.hash || found.is_some_and(|found| found >= written)
             });
-        let held = self.entries.peek(&ticket.hash).map(|entry| &entry.value);
-        let older_than_held = held
-            .and_then(WriteGeneration::write_generation)
+        let older_than_held = (self.held_generation(ticket.hash, key))
             .zip(found)
             .is_some_and(|(held, found)| found < held);
         after_writes && !older_than_held
+    }
+
+    /// The write generation of what `key` holds, without touching its recency.
+    fn held_generation(&self, hash: u64, key: &str) -> Option<u64> {
+        let entry = self.entries.peek(&hash)?;
+        (*entry.key == *key).then(|| entry.value.write_generation())?
     }
 
     /// Counts a write to the key of `hash` that left generation `written`.
@@ -312,7 +316,7 @@ impl<V: Clone + Weigh + WriteGeneration> CoherentCache<V> {
     /// through this store since or than the copy held.
     pub(super) fn fill(&self, key: &str, ticket: Ticket, value: V) {
         let mut shard = self.lock(ticket.shard);
-        if self.overtaken(&shard, &ticket) || !shard.is_current(&ticket, &value) {
+        if self.overtaken(&shard, &ticket) || !shard.is_current(key, &ticket, &value) {
             return;
         }
         // The ticket's hash is this key's: `lookup` took it for `key`.
@@ -382,9 +386,7 @@ impl<V: Clone + Weigh + WriteGeneration> CoherentCache<V> {
     pub(super) fn is_behind(&self, key: &str, written: u64) -> bool {
         let hash = self.hash(key);
         let shard = self.lock(self.shard_of(hash));
-        let held = shard.entries.peek(&hash).filter(|entry| *entry.key == *key);
-        held.and_then(|entry| entry.value.write_generation())
-            .is_some_and(|held| held.saturating_add(1) < written)
+        (shard.held_generation(hash, key)).is_some_and(|held| held.saturating_add(1) < written)
     }
 
     /// Drops everything, and every ticket handed out before.

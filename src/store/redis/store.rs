@@ -287,14 +287,14 @@ impl RedisStore {
                 return None;
             }
             // What a later read or write left here already counts this write.
-            let counted = Some(Cached::Session(Some(before.clone())));
+            let counted = || Some(Cached::Session(Some(before.clone())));
             if before.generation > meta.generation {
-                return counted;
+                return counted();
             }
             let mut record = Record::clone(&before.record);
             let writes = replay(&reply, &mut record)?;
             if writes > 0 && before.generation == meta.generation {
-                return counted;
+                return counted();
             }
             if before.generation.checked_add(writes) != Some(meta.generation) {
                 return None;
