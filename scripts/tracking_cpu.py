@@ -15,7 +15,7 @@ the same prepared sessions):
                         `CLIENT TRACKING ON NOLOOP` (default mode). Each instance first
                         reads its own sessions (HGETALL, so Redis tracks them for it), then
                         writes them on that connection with the "writer's copy" script
-                        (the same script, then HGET of its metadata inside it); writes go to
+                        (the same script, then HGETALL of the session inside it); writes go to
                         the instances round-robin, 32 in flight in total.
   per-key-other-writer  the same, but each write is made by another instance than the one
                         holding the session: the holder gets an invalidation and reads the
@@ -29,7 +29,7 @@ The measured window is the write phase only: tracking is set up (and, per-key, e
 session read by its holder) before it, and it ends once every write is answered, every
 connection has answered a PING sent after the last write (so every push queued before has
 been read) and every re-read is answered. Every write reply is checked (`saved`, and for
-the writer's copy the metadata first); any other reply is counted as an error and makes the
+the writer's copy the whole session first); any other reply is counted as an error and makes the
 run fail (exit status 1) after printing what it measured.
 
     python3 scripts/tracking_cpu.py [--instances 1,10,100,400] [--sessions 10000] \\
@@ -357,8 +357,8 @@ def load_scripts():
     common = (LUA_DIR / "common.lua").read_text() + (LUA_DIR / "change_set.lua").read_text()
     apply = (LUA_DIR / "apply.lua").read_text()
     plain = common + apply
-    # As src/store/redis/scripts.rs composes the "writer's copy" variant.
-    copy = common + "local function run()\n" + apply + (LUA_DIR / "writers_copy.lua").read_text()
+    # As src/store/redis/scripts.rs composes the "writer's copy" form (`SessionWrite::whole`).
+    copy = common + "local function run()\n" + apply + (LUA_DIR / "writers_whole.lua").read_text()
     return plain, copy
 
 
@@ -428,7 +428,7 @@ def is_saved(v):
 
 
 def is_copy_saved(v):
-    return type(v) is list and len(v) == 2 and v[1] == b"saved" and type(v[0]) is bytes
+    return type(v) is list and len(v) == 2 and v[1] == b"saved" and type(v[0]) is list
 
 
 def info_fields(text):
@@ -449,7 +449,7 @@ async def info(ctrl):
 
 async def self_check(ctrl, sha_plain, sha_copy, now):
     """Both scripts on a scratch session (before any tracking): `saved`, and the writer's
-    copy puts the new metadata first."""
+    copy puts the whole session, with its new metadata, first."""
     key = PREFIX + "selfcheck"
     await ok(ctrl.call("HSET", key, ":m", f"{now - 1000}.{now - 1000}.3", ":u", "42",
                        "cart", "{}"), "HSET")
@@ -461,8 +461,9 @@ async def self_check(ctrl, sha_plain, sha_copy, now):
                            "0", "keep", "", "1", "cart", '{"a":2}', "0"), "writer's copy")
     if not is_copy_saved(v):
         raise RuntimeError(f"the writer's copy answered {v!r}")
-    if v[0] != f"{now - 1000}.{now + 1}.5".encode():
-        raise RuntimeError(f"the writer's copy returned the metadata {v[0]!r}")
+    fields = dict(zip(v[0][::2], v[0][1::2]))
+    if fields.get(b":m") != f"{now - 1000}.{now + 1}.5".encode() or fields.get(b"cart") != b'{"a":2}':
+        raise RuntimeError(f"the writer's copy returned the session {v[0]!r}")
     await ok(ctrl.call("DEL", key), "DEL")
 
 
@@ -806,7 +807,7 @@ def main():
           f"{args.rounds} round(s); a fresh redis-server for each configuration")
     print(f"write script: {LUA_DIR.relative_to(LUA_DIR.parents[3])}/common.lua + change_set.lua + apply.lua "
           "(EVALSHA; change set: set 'cart'); per-key writes use the writer's copy "
-          "(+ HGET of its metadata in the script)")
+          "(+ HGETALL of the session in the script)")
     print(flush=True)
 
     began = time.monotonic()

@@ -122,6 +122,11 @@ impl<V: Weigh + WriteGeneration> Shard<V> {
         after_writes && !older_than_held
     }
 
+    /// Whether `key` holds a value, without touching its recency.
+    fn holds(&self, hash: u64, key: &str) -> bool {
+        (self.entries.peek(&hash)).is_some_and(|entry| *entry.key == *key)
+    }
+
     /// The write generation of what `key` holds, without touching its recency.
     fn held_generation(&self, hash: u64, key: &str) -> Option<u64> {
         let entry = self.entries.peek(&hash)?;
@@ -167,11 +172,7 @@ impl<V: Weigh + WriteGeneration> Shard<V> {
     }
 
     fn remove(&mut self, hash: u64, key: &str) -> bool {
-        if self
-            .entries
-            .peek(&hash)
-            .is_none_or(|entry| *entry.key != *key)
-        {
+        if !self.holds(hash, key) {
             return false;
         }
         if let Some(gone) = self.entries.pop(&hash) {
@@ -329,35 +330,26 @@ impl<V: Clone + Weigh + WriteGeneration> CoherentCache<V> {
         self.ticket_locked(key).map(|(ticket, _)| ticket)
     }
 
-    /// A write sent after `ticket` was taken left `key` at generation `written`: keeps
-    /// what `replay` makes of the value held now (`None` if none), unless an invalidation
-    /// or flush overtook the write or `replay` cannot tell (then drops the key). Other
-    /// writes since the ticket do not stop it: `replay` must check that the write
-    /// followed what it finds (the write generation). Either way, no read that started
-    /// before fills the key afterwards with what it found before `written`.
-    pub(super) fn keep_written(
-        &self,
-        key: &str,
-        ticket: Ticket,
-        written: Option<u64>,
-        replay: impl FnOnce(Option<&V>) -> Option<V>,
-    ) {
+    /// A write sent after `ticket` was taken left `value` at `key`, as the write itself
+    /// read it back: kept as a read's [`fill`](Self::fill) would be, and counted as a
+    /// write, so that no read that started before fills the key afterwards with what it
+    /// found before. If it is not kept, neither is the copy held, unless that one is
+    /// newer.
+    pub(super) fn keep_written(&self, key: &str, ticket: Ticket, value: V) {
         let mut shard = self.lock(ticket.shard);
-        let overtaken = self.overtaken(&shard, &ticket);
+        let written = value.write_generation();
         shard.count_write(ticket.hash, written);
-        let kept = if overtaken {
-            None
-        } else {
-            replay(shard.find(ticket.hash, key))
-        };
-        let Some(value) = kept else {
-            if shard.remove(ticket.hash, key) {
-                self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+        if !self.overtaken(&shard, &ticket) && shard.is_current(key, &ticket, &value) {
+            if shard.put(ticket.hash, key, value) {
+                self.counters.copies.fetch_add(1, Ordering::Relaxed);
             }
             return;
-        };
-        if shard.put(ticket.hash, key, value) {
-            self.counters.copies.fetch_add(1, Ordering::Relaxed);
+        }
+        let newer_held = (shard.held_generation(ticket.hash, key))
+            .zip(written)
+            .is_some_and(|(held, written)| held > written);
+        if !newer_held && shard.remove(ticket.hash, key) {
+            self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -379,14 +371,6 @@ impl<V: Clone + Weigh + WriteGeneration> CoherentCache<V> {
         if shard.remove(hash, key) {
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Whether the copy held at `key` is more than one write behind generation `written`:
-    /// a write that led there has not kept its copy yet.
-    pub(super) fn is_behind(&self, key: &str, written: u64) -> bool {
-        let hash = self.hash(key);
-        let shard = self.lock(self.shard_of(hash));
-        (shard.held_generation(hash, key)).is_some_and(|held| held.saturating_add(1) < written)
     }
 
     /// Drops everything, and every ticket handed out before.
@@ -589,48 +573,61 @@ mod tests {
     fn a_write_leaves_its_copy() {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, Some(2), |_| Some(2));
+        cache.keep_written("a", ticket, 2);
         assert_eq!(hit(&cache, "a"), Some(2));
         assert_eq!(cache.stats().copies, 1);
     }
 
     #[test]
-    fn a_write_is_replayed_on_what_was_held_or_drops_it() {
-        let cache = tracking_cache(64);
-        let read = miss(&cache, "a");
-        cache.fill("a", read, 1);
-        let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, Some(11), |held| held.map(|held| held + 10));
-        assert_eq!(hit(&cache, "a"), Some(11));
-        let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, Some(12), |_| None);
-        assert_eq!(
-            hit(&cache, "a"),
-            None,
-            "a write it cannot replay drops the key"
-        );
-    }
-
-    #[test]
-    fn concurrent_writes_keep_their_copies_in_turn() {
+    fn writes_done_out_of_order_leave_the_newest_copy() {
         let cache = tracking_cache(64);
         let read = miss(&cache, "a");
         cache.fill("a", read, 1);
         let first = written(&cache, "a");
         let second = written(&cache, "a");
-        cache.keep_written("a", first, Some(11), |held| held.map(|held| held + 10));
-        cache.keep_written("a", second, Some(111), |held| held.map(|held| held + 100));
-        assert_eq!(hit(&cache, "a"), Some(111));
-        assert_eq!(cache.stats().copies, 2);
+        let third = written(&cache, "a");
+        // The requests go on in another order than Redis ran their writes.
+        cache.keep_written("a", third, 4);
+        cache.keep_written("a", first, 2);
+        assert_eq!(hit(&cache, "a"), Some(4), "never older than the copy held");
+        cache.keep_written("a", second, 3);
+        assert_eq!(hit(&cache, "a"), Some(4));
+        assert_eq!(cache.stats().copies, 1);
+    }
+
+    /// A key other than `key` in `key`'s shard.
+    fn neighbour(cache: &CoherentCache<u32>, key: &str) -> String {
+        let shard = cache.shard_of(cache.hash(key));
+        (0..)
+            .map(|index| format!("k{index}"))
+            .find(|other| cache.shard_of(cache.hash(other)) == shard)
+            .expect("a key in every shard")
+    }
+
+    #[test]
+    fn a_write_not_kept_drops_an_older_copy() {
+        let cache = tracking_cache(64);
+        let read = miss(&cache, "a");
+        cache.fill("a", read, 1);
+        let write = written(&cache, "a");
+        // Overtaken by an invalidation of another key in the shard: the write is not
+        // kept, and the copy it replaced goes too.
+        cache.invalidate(&neighbour(&cache, "a"));
+        assert_eq!(hit(&cache, "a"), Some(1));
+        cache.keep_written("a", write, 2);
+        assert_eq!(hit(&cache, "a"), None);
     }
 
     #[test]
     fn a_read_from_before_a_write_fills_only_what_it_found_after_it() {
         let cache = tracking_cache(64);
+        let write = written(&cache, "a");
+        // Overtaken: the write keeps nothing, but counts.
+        cache.invalidate("a");
         let before = miss(&cache, "a");
         let after = miss(&cache, "a");
-        let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, Some(2), |_| None);
+        cache.keep_written("a", write, 2);
+        assert_eq!(hit(&cache, "a"), None, "overtaken");
         cache.fill("a", before, 1);
         assert_eq!(hit(&cache, "a"), None, "found before the write");
         cache.fill("a", after, 2);
@@ -646,19 +643,10 @@ mod tests {
     fn a_read_from_before_more_writes_than_remembered_does_not_fill() {
         let cache = tracking_cache(64);
         let read = miss(&cache, "a");
-        let shard = cache.shard_of(cache.hash("a"));
-        let mut others = 0;
-        for index in 0.. {
-            let key = format!("k{index}");
-            if cache.shard_of(cache.hash(&key)) != shard {
-                continue;
-            }
-            let ticket = written(&cache, &key);
-            cache.keep_written(&key, ticket, Some(1), |_| Some(1));
-            others += 1;
-            if others > RECENT_WRITES {
-                break;
-            }
+        let other = neighbour(&cache, "a");
+        for _ in 0..=RECENT_WRITES {
+            let ticket = written(&cache, &other);
+            cache.keep_written(&other, ticket, 1);
         }
         cache.fill("a", read, 1);
         assert_eq!(hit(&cache, "a"), None);
@@ -673,7 +661,7 @@ mod tests {
         cache.invalidate("a");
         let refill = miss(&cache, "a");
         cache.fill("a", refill, 1);
-        cache.keep_written("a", ticket, Some(2), |_| Some(2));
+        cache.keep_written("a", ticket, 2);
         assert_eq!(
             hit(&cache, "a"),
             None,
@@ -687,7 +675,7 @@ mod tests {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
         let read_before = miss(&cache, "a");
-        cache.keep_written("a", ticket, Some(2), |_| Some(2));
+        cache.keep_written("a", ticket, 2);
         cache.fill("a", read_before, 1);
         assert_eq!(hit(&cache, "a"), Some(2));
         assert!(cache.ticket("b").is_some());
@@ -781,8 +769,8 @@ mod tests {
         let ticket = miss(&cache, "new");
         cache.fill("new", ticket, 300);
         assert_eq!(hit(&cache, "new"), Some(300));
-        let ticket = cache.ticket("new").unwrap();
-        cache.keep_written("new", ticket, Some(5_000), |_| Some(5_000));
+        let ticket = written(&cache, "new");
+        cache.keep_written("new", ticket, 5_000);
         assert_eq!(hit(&cache, "new"), None);
         cache.flush();
         assert_eq!(cache.stats().bytes, 0);

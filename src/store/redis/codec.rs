@@ -140,17 +140,17 @@ impl Reserved {
 
 /// Layout 2's metadata field, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Meta {
+struct Meta {
     /// Milliseconds since the epoch.
-    pub(super) created: u64,
+    created: u64,
     /// Milliseconds since the epoch.
-    pub(super) refreshed: u64,
+    refreshed: u64,
     /// The count of data changes.
-    pub(super) generation: u64,
+    generation: u64,
 }
 
 /// Layout 2's metadata field, `<created>.<refreshed>.<generation>`.
-pub(super) fn decode_meta(meta: &[u8]) -> Result<Meta, StoreError> {
+fn decode_meta(meta: &[u8]) -> Result<Meta, StoreError> {
     let text = std::str::from_utf8(meta).map_err(|_| corrupt("metadata is not UTF-8"))?;
     let mut parts = text
         .split('.')

@@ -15,10 +15,7 @@ use super::cache::{CacheStats, Lookup, Ticket};
 use super::codec;
 use super::conn::{Conn, RedisConnection};
 use super::durable::Durability;
-use super::scripts::{
-    APPLY, APPLY_WITH_META, COMPARE_AND_SET, COMPARE_AND_SET_WITH_META, CREATE, INCREMENT,
-    INCREMENT_WITH_META,
-};
+use super::scripts::{SessionWrite, APPLY, COMPARE_AND_SET, CREATE, INCREMENT};
 use super::tracking::{Cached, CachedSession, SessionCache, Tracked};
 use crate::error::StoreError;
 use crate::expiry::Expiry;
@@ -26,10 +23,6 @@ use crate::id::HashedId;
 use crate::record::{ChangeSet, Record, UserChange};
 use crate::store::{Applied, Created, Cycled, Incremented, SessionStore, SessionSummary, Swapped};
 use crate::time::Timestamp;
-
-/// How many times a write lets earlier writes keep their copies first (see
-/// [`RedisStore::let_earlier_writes_keep`]).
-const EARLIER_WRITES_YIELDS: usize = 3;
 
 /// Sessions in Redis: one hash per session, shared by every instance of a service.
 ///
@@ -233,96 +226,41 @@ impl RedisStore {
     }
 
     /// Runs a session script on `key` with the arguments `args` pushes, and returns its
-    /// reply's items as text. With a cache that serves, runs its "writer's copy" variant
-    /// over the tracking connection for `key`, and the cache keeps the session as the
-    /// script left it (see [`Forgetting::keep`]) when it held the session as the script
-    /// found it, so the next read here costs no round trip: `replay` repeats the write on
-    /// a copy of the cached record from the script's reply, and says how many writes the
-    /// script counted (its generation must agree), or `None` if it cannot tell.
+    /// reply's items as text. With a cache that serves, runs it over the tracking
+    /// connection for `key` in the form that also answers with the whole session as the
+    /// script left it, which the cache keeps as a read's (see [`Forgetting::keep`]): the
+    /// next read here costs no round trip.
     async fn run_session_script(
         &self,
         forget: &mut Forgetting<'_>,
         key: String,
-        scripts: (&Script, &Script),
+        script: &SessionWrite,
         args: impl Fn(&mut Cmd),
-        replay: impl FnOnce(&[String], &mut Record) -> Option<u64>,
     ) -> Result<Vec<String>, StoreError> {
-        let (plain, with_meta) = scripts;
         let copying = self.tracked.as_deref().and_then(|tracked| {
             let ticket = tracked.cache.ticket(&key)?;
             Some((ticket, tracked.connection_for(&key)?))
         });
         let Some((ticket, mut connection)) = copying else {
-            let call = ScriptCall::new(plain, &key, args);
+            let call = ScriptCall::new(&script.plain, &key, args);
             let reply = call.invoke(&mut self.conn.clone()).await;
             return reply.map_err(StoreError::backend);
         };
-        let call = ScriptCall::new(with_meta, &key, args);
+        let call = ScriptCall::new(&script.whole, &key, args);
         let reply: Vec<Value> = match call.invoke(&mut connection).await {
             Ok(reply) => reply,
             // Refused before it ran (a moved slot, a demoted master): the store's own
             // connection finds where it runs, and the copy is not kept.
             Err(error) if not_run(&error) => {
                 let reply = call.invoke(&mut self.conn.clone()).await;
-                let (_, reply) = split_meta(reply.map_err(StoreError::backend)?)?;
+                let (_, reply) = split_whole(reply.map_err(StoreError::backend)?)?;
                 return Ok(reply);
             }
             Err(error) => return Err(StoreError::backend(error)),
         };
-        let (meta, reply) = split_meta(reply)?;
-        let written = meta.as_ref().map(|meta| meta.generation);
-        if let Some(written) = written {
-            self.let_earlier_writes_keep(&key, written).await;
-        }
-        forget.keep(&key, ticket, written, |cached| {
-            let Some(meta) = meta else {
-                // No metadata: gone, or a hash in layout 1 that the script left as it was.
-                let gone = reply.first().is_some_and(|outcome| outcome == "gone");
-                return gone.then_some(Cached::Session(None));
-            };
-            let Some(Cached::Session(Some(before))) = cached else {
-                return None;
-            };
-            if before.record.metadata.created_at != Timestamp::from_millis(meta.created) {
-                return None;
-            }
-            // What a later read or write left here already counts this write.
-            let counted = || Some(Cached::Session(Some(before.clone())));
-            if before.generation > meta.generation {
-                return counted();
-            }
-            let mut record = Record::clone(&before.record);
-            let writes = replay(&reply, &mut record)?;
-            if writes > 0 && before.generation == meta.generation {
-                return counted();
-            }
-            if before.generation.checked_add(writes) != Some(meta.generation) {
-                return None;
-            }
-            record.metadata.refreshed_at = Timestamp::from_millis(meta.refreshed);
-            Some(Cached::Session(Some(CachedSession {
-                record: Arc::new(record),
-                generation: meta.generation,
-            })))
-        });
+        let (whole, reply) = split_whole(reply)?;
+        forget.keep(&key, ticket, cached_session(whole)?);
         Ok(reply)
-    }
-
-    /// Replies on one connection come in the order Redis ran the commands, but the
-    /// requests that sent them may go on in another (tokio runs the task it woke last
-    /// first): a write whose generation `written` is more than one ahead of the copy held
-    /// yields a few times, so that the earlier writes keep their copies first, instead of
-    /// dropping the copy they build on. The generations keep this correct either way.
-    async fn let_earlier_writes_keep(&self, key: &str, written: u64) {
-        let Some(cache) = self.cache() else {
-            return;
-        };
-        for _ in 0..EARLIER_WRITES_YIELDS {
-            if !cache.is_behind(key, written) {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
     }
 
     /// The key prefix in use.
@@ -418,19 +356,13 @@ impl Forgetting<'_> {
         }
     }
 
-    /// A write to `key` that `ticket` permitted is done: the cache keeps what `replay`
-    /// makes of what it held (see [`SessionCache::keep_written`]) instead of dropping the
-    /// key again at the end.
-    fn keep(
-        &mut self,
-        key: &str,
-        ticket: Ticket,
-        written: Option<u64>,
-        replay: impl FnOnce(Option<&Cached>) -> Option<Cached>,
-    ) {
+    /// A write to `key` that `ticket` permitted is done and read back `whole`, what it
+    /// left there: the cache keeps it as a read's fill (see
+    /// [`SessionCache::keep_written`]) instead of dropping the key again at the end.
+    fn keep(&mut self, key: &str, ticket: Ticket, whole: Option<CachedSession>) {
         if let Some(cache) = self.cache {
             self.keys.retain(|forgotten| forgotten != key);
-            cache.keep_written(key, ticket, written, replay);
+            cache.keep_written(key, ticket, Cached::Session(whole));
         }
     }
 }
@@ -486,17 +418,24 @@ fn not_run(error: &::redis::RedisError) -> bool {
 /// A "writer's copy" reply: the session's metadata as the script left it (creation and
 /// refresh times and write generation; `None` once the session is gone), and the
 /// script's own reply as text.
-fn split_meta(reply: Vec<Value>) -> Result<(Option<codec::Meta>, Vec<String>), StoreError> {
+/// A session script's reply in its [whole](SessionWrite::whole) form: the session as
+/// `HGETALL` answers it, and the script's own items as text.
+fn split_whole(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
     let mut items = reply.into_iter();
-    let meta = match items.next().ok_or_else(unexpected_reply)? {
-        Value::Nil => None,
-        Value::BulkString(meta) => Some(codec::decode_meta(&meta)?),
-        _ => return Err(unexpected_reply()),
-    };
+    let whole = items.next().ok_or_else(unexpected_reply)?;
     let reply = items
         .map(|item| String::from_redis_value(item).map_err(|_| unexpected_reply()))
         .collect::<Result<_, _>>()?;
-    Ok((meta, reply))
+    Ok((whole, reply))
+}
+
+/// A whole session as `HGETALL` answers it, as the cache holds it.
+fn cached_session(reply: Value) -> Result<Option<CachedSession>, StoreError> {
+    let decoded = codec::decode_record(codec::hash_entries(reply)?)?;
+    Ok(decoded.map(|(record, generation)| CachedSession {
+        record: Arc::new(record),
+        generation,
+    }))
 }
 
 impl Drop for Forgetting<'_> {
@@ -531,18 +470,12 @@ impl SessionStore for RedisStore {
             command.arg(&key);
             command
         };
-        let decode = |reply| {
-            let decoded = codec::decode_record(codec::hash_entries(reply)?)?;
-            Ok(decoded.map(|(record, generation)| CachedSession {
-                record: Arc::new(record),
-                generation,
-            }))
-        };
         let as_session = |cached| match cached {
             Cached::Session(session) => Some(session),
             Cached::Value(_) => None,
         };
-        let session = (self.through_cache(&key, read, decode, as_session, Cached::Session)).await?;
+        let session =
+            (self.through_cache(&key, read, cached_session, as_session, Cached::Session)).await?;
         let record = session.map(|session| session.record);
         Ok(record.filter(|record| expiry.is_live(&record.metadata)))
     }
@@ -574,21 +507,8 @@ impl SessionStore for RedisStore {
             codec::push_expiry(invocation, expiry);
             codec::push_changes(invocation, changes);
         };
-        // The same changes on the cached copy; a field both set and incremented is left
-        // to Redis (the session never sends one).
-        let replay = |reply: &[String], record: &mut Record| {
-            let saved = reply.first().is_some_and(|outcome| outcome == "saved");
-            let overlap =
-                (changes.increments.keys()).any(|field| changes.fields.contains_key(field));
-            if !saved || overlap {
-                return None;
-            }
-            changes.apply_to(record).ok()?;
-            Some(u64::from(!changes.is_empty()))
-        };
         let key = self.session_key(id.as_str());
-        let scripts = (&*APPLY, &*APPLY_WITH_META);
-        let reply = (self.run_session_script(&mut forget, key, scripts, args, replay)).await?;
+        let reply = (self.run_session_script(&mut forget, key, &APPLY, args)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Applied::Gone),
             (Some("rejected"), why) => Ok(Applied::Rejected(codec::rejection(why)?)),
@@ -639,16 +559,8 @@ impl SessionStore for RedisStore {
             codec::push_expiry(invocation, expiry);
             invocation.arg(stored.as_ref()).arg(delta);
         };
-        let replay = |reply: &[String], record: &mut Record| match reply {
-            [outcome, value] if outcome == "value" => {
-                record.data.insert(field.to_owned(), value.clone());
-                Some(1)
-            }
-            _ => None,
-        };
         let key = self.session_key(id.as_str());
-        let scripts = (&*INCREMENT, &*INCREMENT_WITH_META);
-        let reply = (self.run_session_script(&mut forget, key, scripts, args, replay)).await?;
+        let reply = (self.run_session_script(&mut forget, key, &INCREMENT, args)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Incremented::Gone),
             (Some("rejected"), why) => Ok(Incremented::Rejected(codec::rejection(why)?)),
@@ -680,19 +592,8 @@ impl SessionStore for RedisStore {
                 };
             }
         };
-        let replay = |reply: &[String], record: &mut Record| {
-            if reply.first().is_none_or(|outcome| outcome != "saved") {
-                return None;
-            }
-            match new {
-                Some(value) => record.data.insert(field.to_owned(), value.to_owned()),
-                None => record.data.remove(field),
-            };
-            Some(1)
-        };
         let key = self.session_key(id.as_str());
-        let scripts = (&*COMPARE_AND_SET, &*COMPARE_AND_SET_WITH_META);
-        let reply = (self.run_session_script(&mut forget, key, scripts, args, replay)).await?;
+        let reply = (self.run_session_script(&mut forget, key, &COMPARE_AND_SET, args)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Swapped::Gone),
             (Some("saved"), _) => Ok(Swapped::Saved),
