@@ -259,7 +259,13 @@ impl RedisStore {
             Err(error) => return Err(StoreError::backend(error)),
         };
         let (whole, reply) = split_whole(reply)?;
-        forget.keep(&key, ticket, cached_session(whole)?);
+        match cached_session(whole) {
+            Ok(whole) => forget.keep(&key, ticket, whole),
+            // The write is done: what it read back is only not kept (the key is dropped).
+            Err(error) => {
+                tracing::debug!(%error, "a session write read back a hash it cannot keep")
+            }
+        }
         Ok(reply)
     }
 
