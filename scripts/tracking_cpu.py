@@ -428,7 +428,17 @@ def is_saved(v):
 
 
 def is_copy_saved(v):
-    return type(v) is list and len(v) == 2 and v[1] == b"saved" and type(v[0]) is list
+    return type(v) is list and len(v) == 2 and v[1] == b"saved" and type(v[0]) is bytes
+
+
+def unpack(packed):
+    """The items writers_whole.lua packs into one string, `<length>:<bytes>` each."""
+    items = []
+    while packed:
+        length, _, packed = packed.partition(b":")
+        items.append(packed[:int(length)])
+        packed = packed[int(length):]
+    return items
 
 
 def info_fields(text):
@@ -461,7 +471,8 @@ async def self_check(ctrl, sha_plain, sha_copy, now):
                            "0", "keep", "", "1", "cart", '{"a":2}', "0"), "writer's copy")
     if not is_copy_saved(v):
         raise RuntimeError(f"the writer's copy answered {v!r}")
-    fields = dict(zip(v[0][::2], v[0][1::2]))
+    items = unpack(v[0])
+    fields = dict(zip(items[::2], items[1::2]))
     if fields.get(b":m") != f"{now - 1000}.{now + 1}.5".encode() or fields.get(b"cart") != b'{"a":2}':
         raise RuntimeError(f"the writer's copy returned the session {v[0]!r}")
     await ok(ctrl.call("DEL", key), "DEL")

@@ -259,7 +259,11 @@ impl RedisStore {
             Err(error) => return Err(StoreError::backend(error)),
         };
         let (whole, reply) = split_whole(reply)?;
-        match cached_session(whole) {
+        let whole = match whole {
+            Value::BulkString(packed) => codec::packed_entries(&packed).and_then(cached_session),
+            _ => Err(unexpected_reply()),
+        };
+        match whole {
             Ok(whole) => forget.keep(&key, ticket, whole),
             // The write is done: what it read back is only not kept (the key is dropped).
             Err(error) => {
@@ -424,8 +428,9 @@ fn not_run(error: &::redis::RedisError) -> bool {
 /// A "writer's copy" reply: the session's metadata as the script left it (creation and
 /// refresh times and write generation; `None` once the session is gone), and the
 /// script's own reply as text.
-/// A session script's reply in its [whole](SessionWrite::whole) form: the session as
-/// `HGETALL` answers it, and the script's own items as text.
+/// A session script's reply in its [whole](SessionWrite::whole) form: the session's hash
+/// packed into one string (see [`codec::packed_entries`]), and the script's own items as
+/// text.
 fn split_whole(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
     let mut items = reply.into_iter();
     let whole = items.next().ok_or_else(unexpected_reply)?;
@@ -435,9 +440,9 @@ fn split_whole(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
     Ok((whole, reply))
 }
 
-/// A whole session as `HGETALL` answers it, as the cache holds it.
-fn cached_session(reply: Value) -> Result<Option<CachedSession>, StoreError> {
-    let decoded = codec::decode_record(codec::hash_entries(reply)?)?;
+/// A whole session from its hash's fields, as the cache holds it.
+fn cached_session(fields: codec::Entries) -> Result<Option<CachedSession>, StoreError> {
+    let decoded = codec::decode_record(fields)?;
     Ok(decoded.map(|(record, generation)| CachedSession {
         record: Arc::new(record),
         generation,
@@ -476,12 +481,12 @@ impl SessionStore for RedisStore {
             command.arg(&key);
             command
         };
+        let decode = |reply| cached_session(codec::hash_entries(reply)?);
         let as_session = |cached| match cached {
             Cached::Session(session) => Some(session),
             Cached::Value(_) => None,
         };
-        let session =
-            (self.through_cache(&key, read, cached_session, as_session, Cached::Session)).await?;
+        let session = (self.through_cache(&key, read, decode, as_session, Cached::Session)).await?;
         let record = session.map(|session| session.record);
         Ok(record.filter(|record| expiry.is_live(&record.metadata)))
     }
