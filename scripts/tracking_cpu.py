@@ -15,11 +15,12 @@ the same prepared sessions):
                         `CLIENT TRACKING ON NOLOOP` (default mode). Each instance first
                         reads its own sessions (HGETALL, so Redis tracks them for it), then
                         writes them on that connection with the "writer's copy" script
-                        (the same script, then HGETALL of the session inside it); writes go to
+                        (the same script, then HGET of its metadata inside it); writes go to
                         the instances round-robin, 32 in flight in total.
   per-key-other-writer  the same, but each write is made by another instance than the one
                         holding the session: the holder gets an invalidation and reads the
-                        key again (HGETALL) to keep tracking it; a non-holder that gets one
+                        key again (HGETALL) to keep tracking it; the writer holds no copy,
+                        so its script answers with the whole session; a non-holder that gets one
                         (a previous writer, which the writer's copy made a tracker) drops
                         it. Needs at least 2 instances.
   per-key-untracked     (diagnostic, only with --modes) per-key without CLIENT TRACKING:
@@ -29,7 +30,7 @@ The measured window is the write phase only: tracking is set up (and, per-key, e
 session read by its holder) before it, and it ends once every write is answered, every
 connection has answered a PING sent after the last write (so every push queued before has
 been read) and every re-read is answered. Every write reply is checked (`saved`, and for
-the writer's copy the whole session first); any other reply is counted as an error and makes the
+the writer's copy the metadata, or the whole session, first); any other reply is counted as an error and makes the
 run fail (exit status 1) after printing what it measured.
 
     python3 scripts/tracking_cpu.py [--instances 1,10,100,400] [--sessions 10000] \\
@@ -357,8 +358,9 @@ def load_scripts():
     common = (LUA_DIR / "common.lua").read_text() + (LUA_DIR / "change_set.lua").read_text()
     apply = (LUA_DIR / "apply.lua").read_text()
     plain = common + apply
-    # As src/store/redis/scripts.rs composes the "writer's copy" form (`SessionWrite::whole`).
-    copy = common + "local function run()\n" + apply + (LUA_DIR / "writers_whole.lua").read_text()
+    # As src/store/redis/scripts.rs composes the writer's-copy form (`SessionWrite::copy`).
+    copy = ((LUA_DIR / "writers_copy_start.lua").read_text() + common + "local function run()\n"
+            + apply + (LUA_DIR / "writers_copy.lua").read_text())
     return plain, copy
 
 
@@ -383,10 +385,13 @@ class Sessions:
         PEXPIRE of every session."""
         rng = self.rng
         out = []
+        # Each session's write generation, as the instance that read it holds it.
+        self.generations = []
         for i, key in enumerate(self.keys):
             created = now - rng.randrange(60_000, 3_600_000)
             refreshed = created + rng.randrange(0, now - created)
             gen = rng.randrange(1, 20)
+            self.generations.append(gen)
             out.append(encode("HSET", key, ":m", f"{created}.{refreshed}.{gen}",
                               ":u", str(1_000_000 + i), "cart", cart(i),
                               "csrf", base64.urlsafe_b64encode(rng.randbytes(32)).decode().rstrip("="),
@@ -395,16 +400,19 @@ class Sessions:
         return out
 
 
-def write_payload(sha_head, key_bulk, now_ms, j):
-    # EVALSHA sha 1 key now idle absolute | 0 keep '' 1 cart <json> 0
-    return (sha_head + key_bulk + bulk(now_ms) + WRITE_MIDDLE + bulk(cart(j)) + b"$1\r\n0\r\n")
+def write_payload(sha_head, key_bulk, now_ms, j, held=None):
+    # EVALSHA sha 1 key [held] now idle absolute | 0 keep '' 1 cart <json> 0; `held` (the
+    # writer's copy: the generation the writer holds, '' for none) needs sha_head(sha, 15).
+    held = b"" if held is None else bulk(held)
+    return (sha_head + key_bulk + held + bulk(now_ms) + WRITE_MIDDLE + bulk(cart(j))
+            + b"$1\r\n0\r\n")
 
 
 WRITE_MIDDLE = b"".join(bulk(a) for a in (IDLE_MS, ABSOLUTE_MS, "0", "keep", "", "1", "cart"))
 
 
-def sha_head(sha):
-    return b"*14\r\n$7\r\nEVALSHA\r\n" + bulk(sha) + bulk("1")
+def sha_head(sha, items=14):
+    return b"*%d\r\n$7\r\nEVALSHA\r\n" % items + bulk(sha) + bulk("1")
 
 
 # ---------------------------------------------------------------------------------------
@@ -428,7 +436,11 @@ def is_saved(v):
 
 
 def is_copy_saved(v):
-    return type(v) is list and len(v) == 2 and v[1] == b"saved" and type(v[0]) is bytes
+    """`saved`, after the metadata (the writer held the session) or the whole session packed
+    in a one-item array (it did not)."""
+    if type(v) is not list or len(v) != 2 or v[1] != b"saved":
+        return False
+    return type(v[0]) is bytes or (type(v[0]) is list and len(v[0]) == 1 and type(v[0][0]) is bytes)
 
 
 def unpack(packed):
@@ -467,13 +479,19 @@ async def self_check(ctrl, sha_plain, sha_copy, now):
                            "0", "keep", "", "1", "cart", '{"a":1}', "0"), "apply.lua")
     if not is_saved(v):
         raise RuntimeError(f"apply.lua answered {v!r}, not ['saved']")
-    v = await ok(ctrl.call("EVALSHA", sha_copy, "1", key, now + 1, IDLE_MS, ABSOLUTE_MS,
+    # The writer holds generation 4: the metadata comes back.
+    v = await ok(ctrl.call("EVALSHA", sha_copy, "1", key, "4", now + 1, IDLE_MS, ABSOLUTE_MS,
                            "0", "keep", "", "1", "cart", '{"a":2}', "0"), "writer's copy")
-    if not is_copy_saved(v):
+    if not is_copy_saved(v) or v[0] != f"{now - 1000}.{now + 1}.5".encode():
         raise RuntimeError(f"the writer's copy answered {v!r}")
-    items = unpack(v[0])
+    # A writer without a copy: the whole session comes back.
+    v = await ok(ctrl.call("EVALSHA", sha_copy, "1", key, "", now + 2, IDLE_MS, ABSOLUTE_MS,
+                           "0", "keep", "", "1", "cart", '{"a":3}', "0"), "writer's copy")
+    if not is_copy_saved(v) or type(v[0]) is not list:
+        raise RuntimeError(f"the writer's copy answered {v!r}")
+    items = unpack(v[0][0])
     fields = dict(zip(items[::2], items[1::2]))
-    if fields.get(b":m") != f"{now - 1000}.{now + 1}.5".encode() or fields.get(b"cart") != b'{"a":2}':
+    if fields.get(b":m") != f"{now - 1000}.{now + 2}.6".encode() or fields.get(b"cart") != b'{"a":3}':
         raise RuntimeError(f"the writer's copy returned the session {v[0]!r}")
     await ok(ctrl.call("DEL", key), "DEL")
 
@@ -596,7 +614,7 @@ async def measure(args, mode, n, port, scripts, sessions):
                 for v in replies:
                     if type(v) is not dict or len(v) < 2:  # RESP3: HGETALL is a map
                         raise RuntimeError(f"initial HGETALL answered {v!r}")
-            head = sha_head(sha_copy)
+            head = sha_head(sha_copy, 15)
             check = is_copy_saved
             inflight = {"n": 0}
 
@@ -611,9 +629,15 @@ async def measure(args, mode, n, port, scripts, sessions):
                 j = state["next"]
                 state["next"] = j + 1
                 inflight["n"] += 1
+                # The holder writes on the copy it holds (the script answers with the
+                # metadata); another writer holds none (it answers with the whole session).
+                held = ""
+                if not other:
+                    held = sessions.generations[j % count]
+                    sessions.generations[j % count] = held + 1
                 instances[writer_of(j)].send(
                     write_payload(head, sessions.key_bulks[j % count],
-                                  int(time.time() * 1000), j), on_write)
+                                  int(time.time() * 1000), j, held), on_write)
 
             def on_write(v):
                 if not check(v):
@@ -818,7 +842,7 @@ def main():
           f"{args.rounds} round(s); a fresh redis-server for each configuration")
     print(f"write script: {LUA_DIR.relative_to(LUA_DIR.parents[3])}/common.lua + change_set.lua + apply.lua "
           "(EVALSHA; change set: set 'cart'); per-key writes use the writer's copy "
-          "(+ HGETALL of the session in the script)")
+          "(+ HGET of its metadata in the script; HGETALL when the writer holds no copy)")
     print(flush=True)
 
     began = time.monotonic()

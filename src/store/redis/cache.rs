@@ -122,15 +122,15 @@ impl<V: Weigh + WriteGeneration> Shard<V> {
         after_writes && !older_than_held
     }
 
-    /// Whether `key` holds a value, without touching its recency.
-    fn holds(&self, hash: u64, key: &str) -> bool {
-        (self.entries.peek(&hash)).is_some_and(|entry| *entry.key == *key)
+    /// What `key` holds, without touching its recency.
+    fn peek(&self, hash: u64, key: &str) -> Option<&V> {
+        let entry = self.entries.peek(&hash)?;
+        (*entry.key == *key).then_some(&entry.value)
     }
 
     /// The write generation of what `key` holds, without touching its recency.
     fn held_generation(&self, hash: u64, key: &str) -> Option<u64> {
-        let entry = self.entries.peek(&hash)?;
-        (*entry.key == *key).then(|| entry.value.write_generation())?
+        self.peek(hash, key)?.write_generation()
     }
 
     /// Counts a write to the key of `hash` that left generation `written`.
@@ -172,7 +172,7 @@ impl<V: Weigh + WriteGeneration> Shard<V> {
     }
 
     fn remove(&mut self, hash: u64, key: &str) -> bool {
-        if !self.holds(hash, key) {
+        if self.peek(hash, key).is_none() {
             return false;
         }
         if let Some(gone) = self.entries.pop(&hash) {
@@ -325,21 +325,31 @@ impl<V: Clone + Weigh + WriteGeneration> CoherentCache<V> {
     }
 
     /// Permission to keep what a write this store is about to send leaves at `key`
-    /// ([`keep_written`](Self::keep_written)); `None` while not tracking.
-    pub(super) fn ticket(&self, key: &str) -> Option<Ticket> {
-        self.ticket_locked(key).map(|(ticket, _)| ticket)
+    /// ([`keep_written`](Self::keep_written)), and the copy held now, on which the write
+    /// may be replayed; `None` while not tracking.
+    pub(super) fn ticket(&self, key: &str) -> Option<(Ticket, Option<V>)> {
+        let (ticket, shard) = self.ticket_locked(key)?;
+        let held = shard.peek(ticket.hash, key).cloned();
+        Some((ticket, held))
     }
 
-    /// A write sent after `ticket` was taken left `value` at `key`, as the write itself
-    /// read it back: kept as a read's [`fill`](Self::fill) would be, and counted as a
-    /// write, so that no read that started before fills the key afterwards with what it
-    /// found before. If it is not kept, neither is the copy held, unless that one is
-    /// newer.
-    pub(super) fn keep_written(&self, key: &str, ticket: Ticket, value: V) {
+    /// A write sent after `ticket` was taken left `key` at generation `written`, and
+    /// `value` there if the writer can tell: kept as a read's [`fill`](Self::fill) would
+    /// be, and counted as a write, so that no read that started before fills the key
+    /// afterwards with what it found before. If it is not kept, neither is the copy held,
+    /// unless that one is newer.
+    pub(super) fn keep_written(
+        &self,
+        key: &str,
+        ticket: Ticket,
+        written: Option<u64>,
+        value: Option<V>,
+    ) {
         let mut shard = self.lock(ticket.shard);
-        let written = value.write_generation();
         shard.count_write(ticket.hash, written);
-        if !self.overtaken(&shard, &ticket) && shard.is_current(key, &ticket, &value) {
+        let overtaken = self.overtaken(&shard, &ticket);
+        let current = value.filter(|value| !overtaken && shard.is_current(key, &ticket, value));
+        if let Some(value) = current {
             if shard.put(ticket.hash, key, value) {
                 self.counters.copies.fetch_add(1, Ordering::Relaxed);
             }
@@ -566,14 +576,19 @@ mod tests {
     }
 
     fn written(cache: &CoherentCache<u32>, key: &str) -> Ticket {
-        cache.ticket(key).expect("tracking")
+        cache.ticket(key).expect("tracking").0
+    }
+
+    /// A write that left `value` (its own generation) is done.
+    fn keep(cache: &CoherentCache<u32>, key: &str, ticket: Ticket, value: u32) {
+        cache.keep_written(key, ticket, Some(u64::from(value)), Some(value));
     }
 
     #[test]
     fn a_write_leaves_its_copy() {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
-        cache.keep_written("a", ticket, 2);
+        keep(&cache, "a", ticket, 2);
         assert_eq!(hit(&cache, "a"), Some(2));
         assert_eq!(cache.stats().copies, 1);
     }
@@ -587,12 +602,17 @@ mod tests {
         let second = written(&cache, "a");
         let third = written(&cache, "a");
         // The requests go on in another order than Redis ran their writes.
-        cache.keep_written("a", third, 4);
-        cache.keep_written("a", first, 2);
+        keep(&cache, "a", third, 4);
+        keep(&cache, "a", first, 2);
         assert_eq!(hit(&cache, "a"), Some(4), "never older than the copy held");
-        cache.keep_written("a", second, 3);
+        keep(&cache, "a", second, 3);
         assert_eq!(hit(&cache, "a"), Some(4));
         assert_eq!(cache.stats().copies, 1);
+        assert_eq!(
+            cache.ticket("a").expect("tracking").1,
+            Some(4),
+            "the copy to replay on"
+        );
     }
 
     /// A key other than `key` in `key`'s shard.
@@ -614,7 +634,13 @@ mod tests {
         // kept, and the copy it replaced goes too.
         cache.invalidate(&neighbour(&cache, "a"));
         assert_eq!(hit(&cache, "a"), Some(1));
-        cache.keep_written("a", write, 2);
+        keep(&cache, "a", write, 2);
+        assert_eq!(hit(&cache, "a"), None);
+        // A write the writer cannot tell the result of drops the copy too.
+        let read = miss(&cache, "a");
+        cache.fill("a", read, 2);
+        let write = written(&cache, "a");
+        cache.keep_written("a", write, Some(3), None);
         assert_eq!(hit(&cache, "a"), None);
     }
 
@@ -626,7 +652,7 @@ mod tests {
         cache.invalidate("a");
         let before = miss(&cache, "a");
         let after = miss(&cache, "a");
-        cache.keep_written("a", write, 2);
+        keep(&cache, "a", write, 2);
         assert_eq!(hit(&cache, "a"), None, "overtaken");
         cache.fill("a", before, 1);
         assert_eq!(hit(&cache, "a"), None, "found before the write");
@@ -646,7 +672,7 @@ mod tests {
         let other = neighbour(&cache, "a");
         for _ in 0..=RECENT_WRITES {
             let ticket = written(&cache, &other);
-            cache.keep_written(&other, ticket, 1);
+            keep(&cache, &other, ticket, 1);
         }
         cache.fill("a", read, 1);
         assert_eq!(hit(&cache, "a"), None);
@@ -661,7 +687,7 @@ mod tests {
         cache.invalidate("a");
         let refill = miss(&cache, "a");
         cache.fill("a", refill, 1);
-        cache.keep_written("a", ticket, 2);
+        keep(&cache, "a", ticket, 2);
         assert_eq!(
             hit(&cache, "a"),
             None,
@@ -675,7 +701,7 @@ mod tests {
         let cache = tracking_cache(64);
         let ticket = written(&cache, "a");
         let read_before = miss(&cache, "a");
-        cache.keep_written("a", ticket, 2);
+        keep(&cache, "a", ticket, 2);
         cache.fill("a", read_before, 1);
         assert_eq!(hit(&cache, "a"), Some(2));
         assert!(cache.ticket("b").is_some());
@@ -770,7 +796,7 @@ mod tests {
         cache.fill("new", ticket, 300);
         assert_eq!(hit(&cache, "new"), Some(300));
         let ticket = written(&cache, "new");
-        cache.keep_written("new", ticket, 5_000);
+        keep(&cache, "new", ticket, 5_000);
         assert_eq!(hit(&cache, "new"), None);
         cache.flush();
         assert_eq!(cache.stats().bytes, 0);

@@ -140,17 +140,17 @@ impl Reserved {
 
 /// Layout 2's metadata field, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Meta {
+pub(super) struct Meta {
     /// Milliseconds since the epoch.
-    created: u64,
+    pub(super) created: u64,
     /// Milliseconds since the epoch.
-    refreshed: u64,
+    pub(super) refreshed: u64,
     /// The count of data changes.
-    generation: u64,
+    pub(super) generation: u64,
 }
 
 /// Layout 2's metadata field, `<created>.<refreshed>.<generation>`.
-fn decode_meta(meta: &[u8]) -> Result<Meta, StoreError> {
+pub(super) fn decode_meta(meta: &[u8]) -> Result<Meta, StoreError> {
     let text = std::str::from_utf8(meta).map_err(|_| corrupt("metadata is not UTF-8"))?;
     let mut parts = text
         .split('.')

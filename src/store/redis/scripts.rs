@@ -22,11 +22,12 @@ macro_rules! session_script {
 pub(super) struct SessionWrite {
     /// As it is: no cache to keep a copy in.
     pub(super) plain: Script,
-    /// The script as a function, and its reply with the whole session as the script left
-    /// it in front (`lua/writers_whole.lua`), which the writer's cache keeps as a read's.
-    /// Run over a tracking connection, that read after the script's writes also has Redis
-    /// go on tracking the key for the writer.
-    pub(super) whole: Script,
+    /// The writer's copy: the script as a function, with the write generation of the
+    /// session the writer's cache holds as an extra first argument
+    /// (`lua/writers_copy_start.lua`), and its reply with what the cache keeps in front
+    /// (`lua/writers_copy.lua`): the session's metadata, from which the writer replays its
+    /// write on that copy, or the whole session if other writes came between.
+    pub(super) copy: Script,
 }
 
 /// A [`SessionWrite`] from the script `$file` and the helpers it uses (after
@@ -34,18 +35,23 @@ pub(super) struct SessionWrite {
 macro_rules! session_write {
     ([$($helpers:literal),*] $file:literal) => {
         LazyLock::new(|| {
-            let script = |before: &str, after: &str| {
+            let script = |start: &str, function: &str, end: &str| {
                 Script::new(&[
+                    start,
                     include_str!("lua/common.lua"),
                     $(include_str!($helpers),)*
-                    before,
+                    function,
                     include_str!($file),
-                    after,
+                    end,
                 ].concat())
             };
             SessionWrite {
-                plain: script("", ""),
-                whole: script("local function run()\n", include_str!("lua/writers_whole.lua")),
+                plain: script("", "", ""),
+                copy: script(
+                    include_str!("lua/writers_copy_start.lua"),
+                    "local function run()\n",
+                    include_str!("lua/writers_copy.lua"),
+                ),
             }
         })
     };

@@ -226,49 +226,80 @@ impl RedisStore {
     }
 
     /// Runs a session script on `key` with the arguments `args` pushes, and returns its
-    /// reply's items as text. With a cache that serves, runs it over the tracking
-    /// connection for `key` in the form that also answers with the whole session as the
-    /// script left it, which the cache keeps as a read's (see [`Forgetting::keep`]): the
-    /// next read here costs no round trip.
+    /// reply's items as text. With a cache that serves, runs the script's writer's-copy
+    /// form over the tracking connection for `key`, and the cache keeps the session as the
+    /// script left it (see [`Forgetting::keep`]), so the next read here costs no round
+    /// trip: if the script found the session at the generation of the copy the cache held
+    /// (no other write came between), it answers with the session's metadata, and `replay`
+    /// repeats the write on that copy and says how many writes the script counted (the
+    /// generations must agree), or `None` if it cannot tell; else it answers with the
+    /// whole session.
     async fn run_session_script(
         &self,
         forget: &mut Forgetting<'_>,
         key: String,
         script: &SessionWrite,
         args: impl Fn(&mut Cmd),
+        replay: impl FnOnce(&[String], &mut Record) -> Option<u64>,
     ) -> Result<Vec<String>, StoreError> {
         let copying = self.tracked.as_deref().and_then(|tracked| {
-            let ticket = tracked.cache.ticket(&key)?;
-            Some((ticket, tracked.connection_for(&key)?))
+            let (ticket, held) = tracked.cache.ticket(&key)?;
+            Some((ticket, held, tracked.connection_for(&key)?))
         });
-        let Some((ticket, mut connection)) = copying else {
+        let Some((ticket, held, mut connection)) = copying else {
             let call = ScriptCall::new(&script.plain, &key, args);
             let reply = call.invoke(&mut self.conn.clone()).await;
             return reply.map_err(StoreError::backend);
         };
-        let call = ScriptCall::new(&script.whole, &key, args);
+        let base = match held {
+            Some(Cached::Session(Some(session))) => Some(session),
+            _ => None,
+        };
+        let call = ScriptCall::new(&script.copy, &key, |command| {
+            match &base {
+                Some(base) => command.arg(base.generation),
+                None => command.arg(""),
+            };
+            args(command);
+        });
         let reply: Vec<Value> = match call.invoke(&mut connection).await {
             Ok(reply) => reply,
             // Refused before it ran (a moved slot, a demoted master): the store's own
             // connection finds where it runs, and the copy is not kept.
             Err(error) if not_run(&error) => {
                 let reply = call.invoke(&mut self.conn.clone()).await;
-                let (_, reply) = split_whole(reply.map_err(StoreError::backend)?)?;
+                let (_, reply) = split_front(reply.map_err(StoreError::backend)?)?;
                 return Ok(reply);
             }
             Err(error) => return Err(StoreError::backend(error)),
         };
-        let (whole, reply) = split_whole(reply)?;
-        let whole = match whole {
-            Value::BulkString(packed) => codec::packed_entries(&packed).and_then(cached_session),
+        let (front, reply) = split_front(reply)?;
+        let copy = match front {
+            // Gone, or a hash in layout 1 that the script left as it was.
+            Value::Nil => Ok((None, None)),
+            Value::BulkString(meta) => codec::decode_meta(&meta).map(|meta| {
+                let replayed = base.and_then(|base| replayed(&base, &meta, &reply, replay));
+                (Some(meta.generation), replayed)
+            }),
+            // Other writes came between: the whole session.
+            Value::Array(whole) => match <[Value; 1]>::try_from(whole) {
+                Ok([Value::BulkString(packed)]) => {
+                    let whole = codec::packed_entries(&packed).and_then(cached_session);
+                    whole.map(|whole| (whole.as_ref().map(|whole| whole.generation), whole))
+                }
+                _ => Err(unexpected_reply()),
+            },
             _ => Err(unexpected_reply()),
         };
-        match whole {
-            Ok(whole) => forget.keep(&key, ticket, whole),
-            // The write is done: what it read back is only not kept (the key is dropped).
-            Err(error) => {
-                tracing::debug!(%error, "a session write read back a hash it cannot keep")
-            }
+        match copy {
+            Ok((written, copy)) => forget.keep(
+                &key,
+                ticket,
+                written,
+                copy.map(|copy| Cached::Session(Some(copy))),
+            ),
+            // The write is done: only its copy is not kept (the key is dropped).
+            Err(error) => tracing::debug!(%error, "a session write's copy did not decode"),
         }
         Ok(reply)
     }
@@ -366,13 +397,13 @@ impl Forgetting<'_> {
         }
     }
 
-    /// A write to `key` that `ticket` permitted is done and read back `whole`, what it
-    /// left there: the cache keeps it as a read's fill (see
+    /// A write to `key` that `ticket` permitted is done and left generation `written`,
+    /// and `copy` there if the writer can tell: the cache keeps it as a read's fill (see
     /// [`SessionCache::keep_written`]) instead of dropping the key again at the end.
-    fn keep(&mut self, key: &str, ticket: Ticket, whole: Option<CachedSession>) {
+    fn keep(&mut self, key: &str, ticket: Ticket, written: Option<u64>, copy: Option<Cached>) {
         if let Some(cache) = self.cache {
             self.keys.retain(|forgotten| forgotten != key);
-            cache.keep_written(key, ticket, Cached::Session(whole));
+            cache.keep_written(key, ticket, written, copy);
         }
     }
 }
@@ -428,16 +459,38 @@ fn not_run(error: &::redis::RedisError) -> bool {
 /// A "writer's copy" reply: the session's metadata as the script left it (creation and
 /// refresh times and write generation; `None` once the session is gone), and the
 /// script's own reply as text.
-/// A session script's reply in its [whole](SessionWrite::whole) form: the session's hash
-/// packed into one string (see [`codec::packed_entries`]), and the script's own items as
-/// text.
-fn split_whole(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
+/// A session script's reply in its [writer's copy](SessionWrite::copy) form: what
+/// `lua/writers_copy.lua` put in front, and the script's own items as text.
+fn split_front(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
     let mut items = reply.into_iter();
-    let whole = items.next().ok_or_else(unexpected_reply)?;
+    let front = items.next().ok_or_else(unexpected_reply)?;
     let reply = items
         .map(|item| String::from_redis_value(item).map_err(|_| unexpected_reply()))
         .collect::<Result<_, _>>()?;
-    Ok((whole, reply))
+    Ok((front, reply))
+}
+
+/// The write that left `meta` replayed on `base`, the copy the writer's cache held when
+/// it sent it: `None` if `replay` cannot tell, or if the write counts do not agree.
+fn replayed(
+    base: &CachedSession,
+    meta: &codec::Meta,
+    reply: &[String],
+    replay: impl FnOnce(&[String], &mut Record) -> Option<u64>,
+) -> Option<CachedSession> {
+    if base.record.metadata.created_at != Timestamp::from_millis(meta.created) {
+        return None;
+    }
+    let mut record = Record::clone(&base.record);
+    let writes = replay(reply, &mut record)?;
+    if base.generation.checked_add(writes) != Some(meta.generation) {
+        return None;
+    }
+    record.metadata.refreshed_at = Timestamp::from_millis(meta.refreshed);
+    Some(CachedSession {
+        record: Arc::new(record),
+        generation: meta.generation,
+    })
 }
 
 /// A whole session from its hash's fields, as the cache holds it.
@@ -518,8 +571,20 @@ impl SessionStore for RedisStore {
             codec::push_expiry(invocation, expiry);
             codec::push_changes(invocation, changes);
         };
+        // The same changes on the cached copy; a field both set and incremented is left
+        // to Redis (the session never sends one).
+        let replay = |reply: &[String], record: &mut Record| {
+            let saved = reply.first().is_some_and(|outcome| outcome == "saved");
+            let overlap =
+                (changes.increments.keys()).any(|field| changes.fields.contains_key(field));
+            if !saved || overlap {
+                return None;
+            }
+            changes.apply_to(record).ok()?;
+            Some(u64::from(!changes.is_empty()))
+        };
         let key = self.session_key(id.as_str());
-        let reply = (self.run_session_script(&mut forget, key, &APPLY, args)).await?;
+        let reply = (self.run_session_script(&mut forget, key, &APPLY, args, replay)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Applied::Gone),
             (Some("rejected"), why) => Ok(Applied::Rejected(codec::rejection(why)?)),
@@ -570,8 +635,15 @@ impl SessionStore for RedisStore {
             codec::push_expiry(invocation, expiry);
             invocation.arg(stored.as_ref()).arg(delta);
         };
+        let replay = |reply: &[String], record: &mut Record| match reply {
+            [outcome, value] if outcome == "value" => {
+                record.data.insert(field.to_owned(), value.clone());
+                Some(1)
+            }
+            _ => None,
+        };
         let key = self.session_key(id.as_str());
-        let reply = (self.run_session_script(&mut forget, key, &INCREMENT, args)).await?;
+        let reply = (self.run_session_script(&mut forget, key, &INCREMENT, args, replay)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Incremented::Gone),
             (Some("rejected"), why) => Ok(Incremented::Rejected(codec::rejection(why)?)),
@@ -603,8 +675,19 @@ impl SessionStore for RedisStore {
                 };
             }
         };
+        let replay = |reply: &[String], record: &mut Record| {
+            if reply.first().is_none_or(|outcome| outcome != "saved") {
+                return None;
+            }
+            match new {
+                Some(value) => record.data.insert(field.to_owned(), value.to_owned()),
+                None => record.data.remove(field),
+            };
+            Some(1)
+        };
         let key = self.session_key(id.as_str());
-        let reply = (self.run_session_script(&mut forget, key, &COMPARE_AND_SET, args)).await?;
+        let reply =
+            (self.run_session_script(&mut forget, key, &COMPARE_AND_SET, args, replay)).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("gone"), _) => Ok(Swapped::Gone),
             (Some("saved"), _) => Ok(Swapped::Saved),
