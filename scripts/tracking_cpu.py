@@ -436,21 +436,12 @@ def is_saved(v):
 
 
 def is_copy_saved(v):
-    """`saved`, after the metadata (the writer held the session) or the whole session packed
-    in a one-item array (it did not)."""
+    """`saved`, after the metadata (the writer held the session) or the whole session as
+    HGETALL's array (it did not)."""
     if type(v) is not list or len(v) != 2 or v[1] != b"saved":
         return False
-    return type(v[0]) is bytes or (type(v[0]) is list and len(v[0]) == 1 and type(v[0][0]) is bytes)
+    return type(v[0]) is bytes or (type(v[0]) is list and len(v[0]) % 2 == 0)
 
-
-def unpack(packed):
-    """The items writers_whole.lua packs into one string, `<length>:<bytes>` each."""
-    items = []
-    while packed:
-        length, _, packed = packed.partition(b":")
-        items.append(packed[:int(length)])
-        packed = packed[int(length):]
-    return items
 
 
 def info_fields(text):
@@ -489,8 +480,7 @@ async def self_check(ctrl, sha_plain, sha_copy, now):
                            "0", "keep", "", "1", "cart", '{"a":3}', "0"), "writer's copy")
     if not is_copy_saved(v) or type(v[0]) is not list:
         raise RuntimeError(f"the writer's copy answered {v!r}")
-    items = unpack(v[0][0])
-    fields = dict(zip(items[::2], items[1::2]))
+    fields = dict(zip(v[0][::2], v[0][1::2]))
     if fields.get(b":m") != f"{now - 1000}.{now + 2}.6".encode() or fields.get(b"cart") != b'{"a":3}':
         raise RuntimeError(f"the writer's copy returned the session {v[0]!r}")
     await ok(ctrl.call("DEL", key), "DEL")

@@ -199,32 +199,6 @@ pub(super) fn hash_entries(reply: Value) -> Result<Entries, StoreError> {
     }
 }
 
-/// The field/value pairs `lua/writers_whole.lua` packs into one string: `<length>:<bytes>`
-/// items, name then value.
-pub(super) fn packed_entries(packed: &[u8]) -> Result<Entries, StoreError> {
-    let mut rest = packed;
-    let mut item = || -> Result<Option<Vec<u8>>, StoreError> {
-        if rest.is_empty() {
-            return Ok(None);
-        }
-        let colon = (rest.iter().position(|&byte| byte == b':'))
-            .ok_or_else(|| corrupt("a packed hash item has no length"))?;
-        let length: usize = (std::str::from_utf8(&rest[..colon]).ok())
-            .and_then(|length| length.parse().ok())
-            .ok_or_else(|| corrupt("a packed hash item's length is not a number"))?;
-        let bytes = (rest.get(colon + 1..colon + 1 + length))
-            .ok_or_else(|| corrupt("a packed hash item is cut short"))?;
-        rest = &rest[colon + 1 + length..];
-        Ok(Some(bytes.to_vec()))
-    };
-    let mut pairs = Vec::new();
-    while let Some(name) = item()? {
-        let value = item()?.ok_or_else(|| corrupt("a packed hash field has no value"))?;
-        pairs.push((name, value));
-    }
-    Ok(pairs)
-}
-
 /// A whole session from `HGETALL`, with its write generation; `None` if the hash is empty
 /// (the key does not exist). Names and values move into the record without copies.
 /// Reads layout 2, and layout 1 as written by earlier versions.
@@ -507,22 +481,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn reads_packed_entries() {
-        let packed = b"2:ab0:3:a:b4:\xff\x00:1";
-        let pairs = packed_entries(packed).unwrap();
-        assert_eq!(
-            pairs,
-            vec![
-                (b"ab".to_vec(), Vec::new()),
-                (b"a:b".to_vec(), b"\xff\x00:1".to_vec())
-            ]
-        );
-        assert!(packed_entries(b"").unwrap().is_empty());
-        for bad in [&b"2:ab"[..], b"3:ab", b"x:ab1:c", b"ab", b"2:ab1"] {
-            assert!(packed_entries(bad).is_err(), "{bad:?}");
-        }
-    }
     #[test]
     fn user_fields_never_look_reserved() {
         for name in ["", ":", ":user", "::x", "plain", "ключ"] {

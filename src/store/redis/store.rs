@@ -282,13 +282,10 @@ impl RedisStore {
                 (Some(meta.generation), replayed)
             }),
             // Other writes came between: the whole session.
-            Value::Array(whole) => match <[Value; 1]>::try_from(whole) {
-                Ok([Value::BulkString(packed)]) => {
-                    let whole = codec::packed_entries(&packed).and_then(cached_session);
-                    whole.map(|whole| (whole.as_ref().map(|whole| whole.generation), whole))
-                }
-                _ => Err(unexpected_reply()),
-            },
+            whole @ Value::Array(_) => {
+                let whole = codec::hash_entries(whole).and_then(cached_session);
+                whole.map(|whole| (whole.as_ref().map(|whole| whole.generation), whole))
+            }
             _ => Err(unexpected_reply()),
         };
         match copy {

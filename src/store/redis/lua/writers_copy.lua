@@ -4,17 +4,12 @@ local reply = run()
 -- Redis goes on tracking the key for the writer. If the session is at the generation of
 -- the writer's copy or one past it (the writer's own write), its metadata (nil once it is
 -- gone), from which the writer replays its write on that copy. Else (other writes came
--- between) the whole session, packed into one string of `<length>:<bytes>` items, name
--- then value (far cheaper for the client to parse than an array), in a table of its own.
+-- between) the whole session, as HGETALL answers it.
 local meta = redis.call('HGET', KEYS[1], ':m')
 local generation = meta and tonumber(string.match(meta, '%.(%d+)$'))
 if not meta or (held and generation and generation - held <= 1) then
   table.insert(reply, 1, meta)
   return reply
 end
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields do
-  fields[i] = #fields[i] .. ':' .. fields[i]
-end
-table.insert(reply, 1, {table.concat(fields)})
+table.insert(reply, 1, redis.call('HGETALL', KEYS[1]))
 return reply
