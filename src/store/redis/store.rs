@@ -274,21 +274,7 @@ impl RedisStore {
             Err(error) => return Err(StoreError::backend(error)),
         };
         let (front, reply) = split_front(reply)?;
-        let copy = match front {
-            // Gone, or a hash in layout 1 that the script left as it was.
-            Value::Nil => Ok((None, None)),
-            Value::BulkString(meta) => codec::decode_meta(&meta).map(|meta| {
-                let replayed = base.and_then(|base| replayed(&base, &meta, &reply, replay));
-                (Some(meta.generation), replayed)
-            }),
-            // Other writes came between: the whole session.
-            whole @ Value::Array(_) => {
-                let whole = codec::hash_entries(whole).and_then(cached_session);
-                whole.map(|whole| (whole.as_ref().map(|whole| whole.generation), whole))
-            }
-            _ => Err(unexpected_reply()),
-        };
-        match copy {
+        match writers_copy(front, base, &reply, replay) {
             Ok((written, copy)) => forget.keep(
                 &key,
                 ticket,
@@ -453,9 +439,6 @@ fn not_run(error: &::redis::RedisError) -> bool {
     )
 }
 
-/// A "writer's copy" reply: the session's metadata as the script left it (creation and
-/// refresh times and write generation; `None` once the session is gone), and the
-/// script's own reply as text.
 /// A session script's reply in its [writer's copy](SessionWrite::copy) form: what
 /// `lua/writers_copy.lua` put in front, and the script's own items as text.
 fn split_front(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
@@ -465,6 +448,32 @@ fn split_front(reply: Vec<Value>) -> Result<(Value, Vec<String>), StoreError> {
         .map(|item| String::from_redis_value(item).map_err(|_| unexpected_reply()))
         .collect::<Result<_, _>>()?;
     Ok((front, reply))
+}
+
+/// What a write leaves in the writer's cache, from what `lua/writers_copy.lua` put in
+/// front of the script's `reply`: the generation the write left and the session there,
+/// if the writer can tell.
+fn writers_copy(
+    front: Value,
+    base: Option<CachedSession>,
+    reply: &[String],
+    replay: impl FnOnce(&[String], &mut Record) -> Option<u64>,
+) -> Result<(Option<u64>, Option<CachedSession>), StoreError> {
+    match front {
+        // Gone, or a hash in layout 1 that the script left as it was.
+        Value::Nil => Ok((None, None)),
+        Value::BulkString(meta) => {
+            let meta = codec::decode_meta(&meta)?;
+            let replayed = base.and_then(|base| replayed(&base, &meta, reply, replay));
+            Ok((Some(meta.generation), replayed))
+        }
+        // Other writes came between: the whole session.
+        whole @ Value::Array(_) => {
+            let whole = cached_session(codec::hash_entries(whole)?)?;
+            Ok((whole.as_ref().map(|whole| whole.generation), whole))
+        }
+        _ => Err(unexpected_reply()),
+    }
 }
 
 /// The write that left `meta` replayed on `base`, the copy the writer's cache held when
